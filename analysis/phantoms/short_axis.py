@@ -1,0 +1,81 @@
+"""A digital short-axis slice of a heart with a reperfused infarct (canine-sized).
+
+Regions (label values in `Region`): air, other tissue (chest wall / liver),
+LV and RV blood pools, remote myocardium, infarct with a given transmural
+extent from the endocardium, and a microvascular-obstruction (MVO) core in the
+subendocardial part of the infarct. Geometry in mm; the grid is square.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+
+class Region(IntEnum):
+    AIR = 0
+    OTHER_TISSUE = 1
+    LV_BLOOD = 2
+    RV_BLOOD = 3
+    REMOTE = 4
+    INFARCT = 5     # infarct excluding the MVO core
+    MVO = 6         # microvascular obstruction, inside the infarct
+
+
+MYOCARDIUM = (Region.REMOTE, Region.INFARCT, Region.MVO)
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    matrix: int = 160                    # pixels per side
+    pixel_mm: float = 1.5                # in-plane spacing (mm)
+    lv_endo_radius_mm: float = 18.0
+    lv_epi_radius_mm: float = 27.0
+    infarct_center_deg: float = 90.0     # anterior wall (image "up")
+    infarct_width_deg: float = 100.0     # angular extent of the infarct
+    infarct_transmurality: float = 0.6   # fraction of wall thickness, from the endocardium
+    mvo_width_deg: float = 40.0          # angular extent of the MVO core (0 = none)
+    mvo_transmurality: float = 0.3       # fraction of wall thickness, from the endocardium
+
+
+def short_axis_labels(geometry: SliceGeometry = SliceGeometry()) -> np.ndarray:
+    """Label image (uint8, values from Region) of one short-axis slice."""
+    g = geometry
+    n = g.matrix
+    yy, xx = np.mgrid[0:n, 0:n].astype(float)
+    cx, cy = n * 0.52, n * 0.50                      # LV centre, slightly right of the image centre
+    x_mm, y_mm = (xx - cx) * g.pixel_mm, (cy - yy) * g.pixel_mm   # y up (anterior)
+    r = np.hypot(x_mm, y_mm)
+    angle = np.degrees(np.arctan2(y_mm, x_mm)) % 360.0
+
+    labels = np.full((n, n), Region.AIR, dtype=np.uint8)
+    body = ((xx - n / 2) / (n * 0.47)) ** 2 + ((yy - n / 2) / (n * 0.40)) ** 2 <= 1.0
+    labels[body] = Region.OTHER_TISSUE
+
+    # RV: a crescent on the patient's right (image left) of the LV.
+    rv_centre_x = -g.lv_epi_radius_mm * 0.9
+    rv = (np.hypot((x_mm - rv_centre_x) / 1.25, y_mm) <= g.lv_epi_radius_mm * 0.95) & (r > g.lv_epi_radius_mm + 3)
+    labels[rv] = Region.RV_BLOOD
+
+    wall = g.lv_epi_radius_mm - g.lv_endo_radius_mm
+    depth = (r - g.lv_endo_radius_mm) / wall            # 0 at endocardium, 1 at epicardium
+    myocardium = (depth >= 0) & (depth <= 1)
+    labels[r < g.lv_endo_radius_mm] = Region.LV_BLOOD
+    labels[myocardium] = Region.REMOTE
+
+    def in_sector(width_deg: float) -> np.ndarray:
+        delta = (angle - g.infarct_center_deg + 180.0) % 360.0 - 180.0
+        return np.abs(delta) <= width_deg / 2.0
+
+    infarct = myocardium & in_sector(g.infarct_width_deg) & (depth <= g.infarct_transmurality)
+    labels[infarct] = Region.INFARCT
+    if g.mvo_width_deg > 0:
+        mvo = infarct & in_sector(g.mvo_width_deg) & (depth <= g.mvo_transmurality)
+        labels[mvo] = Region.MVO
+    return labels
+
+
+def region_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean masks by lower-case region name."""
+    return {region.name.lower(): labels == region for region in Region}

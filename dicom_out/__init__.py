@@ -1,0 +1,1 @@
+"""Builders of output DICOM objects (highdicom) from analysis results."""

@@ -1,0 +1,47 @@
+"""Coded concepts used in cmr-node's output objects, with their source.
+
+| concept                     | scheme | value     | source                                              |
+|-----------------------------|--------|-----------|-----------------------------------------------------|
+| T1                          | DCM    | 113063    | PS3.16 CID 218 / 7180                               |
+| Heart (anatomic region)     | SCT    | 80891009  | PS3.16 CID 4                                        |
+| Percent (unit)              | UCUM   | %         | PS3.16 CID 7181                                     |
+| Millisecond (unit)          | UCUM   | ms        | PS3.16 CID 7181                                     |
+| Measurement Method          | SCT    | 370129005 | PS3.16 CID 9000                                     |
+| Quantity                    | SCT    | 246205007 | written by highdicom in QuantityDefinitionSequence  |
+| Myocardial ECV              | 99CMRN | ECV       | private: PS3.16 (2024c) has no code for ECV          |
+| ECV from T1 (method)        | 99CMRN | ECV-T1    | private: (1-Hct) dR1_tissue / dR1_blood              |
+
+Private codes use the designator PRIVATE_SCHEME (a "99" prefix marks a
+private scheme, PS3.16 section 8) and are declared in the object's Coding
+Scheme Identification Sequence by `declare_private_scheme`.
+"""
+from __future__ import annotations
+
+from highdicom.sr import CodedConcept
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+
+PRIVATE_SCHEME = "99CMRN"
+PRIVATE_SCHEME_NAME = "cmr-node private codes"
+PRIVATE_SCHEME_RESPONSIBLE = "cmr-node project"
+
+T1 = codes.DCM.T1
+HEART = codes.SCT.Heart
+MEASUREMENT_METHOD = CodedConcept("370129005", "SCT", "Measurement Method")
+
+UNIT_PERCENT = CodedConcept("%", "UCUM", "Percent")
+UNIT_MS = CodedConcept("ms", "UCUM", "millisecond")
+
+ECV = CodedConcept("ECV", PRIVATE_SCHEME, "Myocardial extracellular volume fraction")
+ECV_FROM_T1 = CodedConcept("ECV-T1", PRIVATE_SCHEME, "ECV from native and post-contrast T1")
+
+
+def declare_private_scheme(ds: Dataset) -> None:
+    """Add our private coding scheme to (0008,0110) Coding Scheme Identification Sequence."""
+    item = Dataset()
+    item.CodingSchemeDesignator = PRIVATE_SCHEME
+    item.CodingSchemeName = PRIVATE_SCHEME_NAME
+    item.CodingSchemeResponsibleOrganization = PRIVATE_SCHEME_RESPONSIBLE
+    existing = list(ds.get("CodingSchemeIdentificationSequence", []))
+    if not any(i.get("CodingSchemeDesignator") == PRIVATE_SCHEME for i in existing):
+        ds.CodingSchemeIdentificationSequence = existing + [item]

@@ -1,0 +1,96 @@
+"""Command line: serve, process, demo, status, retry."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from node import logs
+from node.config import ConfigError, load_config, offline_config
+
+
+def _serve(args) -> int:
+    from node.service import Node
+    Node(load_config(args.config)).serve_forever()
+    return 0
+
+
+def _process(args) -> int:
+    from node.offline import process_folder
+    config = load_config(args.config) if args.config else offline_config()
+    report = process_folder(Path(args.input_dir), Path(args.out), config)
+    failed = [j for j in report["jobs"] if j["state"] != "done"]
+    print(f"{len(report['jobs'])} job(s), {len(failed)} failed, {len(report['skipped_files'])} file(s) skipped; "
+          f"results in {Path(args.out) / 'results.json'}")
+    return 1 if failed else 0
+
+
+def _demo(args) -> int:
+    from node.demo import run_demo
+    return run_demo(Path(args.workdir), keep_running=args.keep_running)
+
+
+def _open_index(args):
+    from node.index import Index
+    from node.store import Layout
+    config = load_config(args.config)
+    path = Layout(config.node.data_dir).index_path
+    if not path.exists():
+        raise ConfigError(f"no index at {path}: has the node run with this configuration?")
+    return Index(path)
+
+
+def _status(args) -> int:
+    index = _open_index(args)
+    print(json.dumps(index.status(), indent=2))
+    return 0
+
+
+def _retry(args) -> int:
+    count = _open_index(args).retry_dead(args.destination)
+    print(f"{count} dead letter(s) queued again")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cmr-node", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the node in the foreground")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=_serve)
+    p = sub.add_parser("process", help="run routing and modules on a folder of DICOM files, offline")
+    p.add_argument("input_dir")
+    p.add_argument("--config")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_process)
+    p = sub.add_parser("demo", help="synthetic study -> node -> local PACS, end to end")
+    p.add_argument("--workdir", default="demo-output")
+    p.add_argument("--keep-running", action="store_true", help="leave the node and the PACS running")
+    p.set_defaults(func=_demo)
+    p = sub.add_parser("status", help="series received, jobs, outbox per destination")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=_status)
+    p = sub.add_parser("retry", help="send dead letters again")
+    p.add_argument("--config", required=True)
+    p.add_argument("--destination")
+    p.set_defaults(func=_retry)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_level)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"cmr-node: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"cmr-node: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

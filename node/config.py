@@ -1,0 +1,253 @@
+"""Node configuration: a TOML file, validated at start-up.
+
+Every key is checked against the schema below; an unknown key, a wrong type,
+a regular expression that does not compile, an unknown module or an unknown
+destination stops the node with a message that names the key.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from node.modules import MODULES
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    ae_title: str = "CMRNODE"
+    host: str = "127.0.0.1"
+    port: int = 11112
+    data_dir: Path = Path("cmr-node-data")
+    allowed_callers: tuple[str, ...] = ()
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class CompletionSettings:
+    series_quiet_seconds: float = 10.0
+    study_quiet_seconds: float = 120.0
+    sweep_interval_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    max_attempts: int = 10
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 600.0
+    interval_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    host: str
+    port: int
+    ae_title: str
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    series_description: re.Pattern
+    module: str
+    destinations: tuple[str, ...]
+    scope: str  # "series" or "study"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    hematocrit: float = 0.42
+
+
+@dataclass(frozen=True)
+class Config:
+    node: NodeSettings = field(default_factory=NodeSettings)
+    completion: CompletionSettings = field(default_factory=CompletionSettings)
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    destinations: tuple[Destination, ...] = ()
+    routes: tuple[Route, ...] = ()
+    inputs: Inputs = field(default_factory=Inputs)
+
+    def destination(self, name: str) -> Destination:
+        return next(d for d in self.destinations if d.name == name)
+
+
+# section -> key -> (type, required); types are checked with isinstance.
+_NUMBER = (int, float)
+_SCHEMA: dict[str, dict[str, tuple[type | tuple, bool]]] = {
+    "node": {
+        "ae_title": (str, False), "host": (str, False), "port": (int, False),
+        "data_dir": (str, False), "allowed_callers": (list, False), "workers": (int, False),
+    },
+    "completion": {
+        "series_quiet_seconds": (_NUMBER, False), "study_quiet_seconds": (_NUMBER, False),
+        "sweep_interval_seconds": (_NUMBER, False),
+    },
+    "dispatch": {
+        "max_attempts": (int, False), "retry_base_seconds": (_NUMBER, False),
+        "retry_max_seconds": (_NUMBER, False), "interval_seconds": (_NUMBER, False),
+    },
+    "destinations": {
+        "name": (str, True), "host": (str, True), "port": (int, True), "ae_title": (str, True),
+    },
+    "routes": {
+        "name": (str, True), "series_description": (str, True), "module": (str, True),
+        "destinations": (list, False), "scope": (str, False),
+    },
+    "inputs": {"hematocrit": (_NUMBER, False)},
+}
+_TABLE_ARRAYS = {"destinations", "routes"}
+
+
+def _check_table(where: str, section: str, table: object) -> dict:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    schema = _SCHEMA[section]
+    for key, value in table.items():
+        if key not in schema:
+            raise ConfigError(f"{where}.{key}: unknown key (allowed: {', '.join(schema)})")
+        expected, _ = schema[key]
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise ConfigError(f"{where}.{key}: wrong type {type(value).__name__}")
+    for key, (_, required) in schema.items():
+        if required and key not in table:
+            raise ConfigError(f"{where}.{key}: required key missing")
+    return table
+
+
+def _ae_title(where: str, value: str) -> str:
+    if not 0 < len(value) <= 16 or "\\" in value or not value.isprintable():
+        raise ConfigError(f"{where}: AE title must be 1-16 printable characters")
+    return value
+
+
+def _port(where: str, value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{where}: port out of range")
+    return value
+
+
+def _positive(where: str, value: float) -> float:
+    if value <= 0:
+        raise ConfigError(f"{where}: must be > 0")
+    return float(value)
+
+
+def _parse_node(t: dict, base_dir: Path) -> NodeSettings:
+    t = _check_table("[node]", "node", t)
+    callers = t.get("allowed_callers", [])
+    for i, c in enumerate(callers):
+        if not isinstance(c, str):
+            raise ConfigError(f"[node].allowed_callers[{i}]: must be a string")
+        _ae_title(f"[node].allowed_callers[{i}]", c)
+    data_dir = Path(t.get("data_dir", NodeSettings.data_dir))
+    if not data_dir.is_absolute():
+        data_dir = base_dir / data_dir
+    workers = t.get("workers", NodeSettings.workers)
+    if workers < 1:
+        raise ConfigError("[node].workers: must be >= 1")
+    return NodeSettings(
+        ae_title=_ae_title("[node].ae_title", t.get("ae_title", NodeSettings.ae_title)),
+        host=t.get("host", NodeSettings.host),
+        port=_port("[node].port", t.get("port", NodeSettings.port)),
+        data_dir=data_dir, allowed_callers=tuple(callers), workers=workers,
+    )
+
+
+def _parse_numbers(section: str, t: dict, cls):
+    t = _check_table(f"[{section}]", section, t)
+    values = {}
+    for key, value in t.items():
+        where = f"[{section}].{key}"
+        values[key] = int(value) if key == "max_attempts" else _positive(where, value)
+        if key == "max_attempts" and value < 1:
+            raise ConfigError(f"{where}: must be >= 1")
+    return cls(**values)
+
+
+def _parse_destination(i: int, t: dict) -> Destination:
+    where = f"[[destinations]][{i}]"
+    t = _check_table(where, "destinations", t)
+    return Destination(
+        name=t["name"], host=t["host"], port=_port(f"{where}.port", t["port"]),
+        ae_title=_ae_title(f"{where}.ae_title", t["ae_title"]),
+    )
+
+
+def _parse_route(i: int, t: dict, destination_names: set[str]) -> Route:
+    where = f"[[routes]][{i}]"
+    t = _check_table(where, "routes", t)
+    try:
+        pattern = re.compile(t["series_description"])
+    except re.error as exc:
+        raise ConfigError(f"{where}.series_description: bad regular expression: {exc}") from None
+    module = t["module"]
+    if module not in MODULES:
+        raise ConfigError(f"{where}.module: unknown module {module!r} (known: {', '.join(MODULES)})")
+    destinations = t.get("destinations", [])
+    for j, name in enumerate(destinations):
+        if name not in destination_names:
+            raise ConfigError(f"{where}.destinations[{j}]: unknown destination {name!r}")
+    scope = t.get("scope", MODULES[module].scope)
+    if scope not in ("series", "study"):
+        raise ConfigError(f"{where}.scope: must be 'series' or 'study'")
+    return Route(name=t["name"], series_description=pattern, module=module,
+                 destinations=tuple(destinations), scope=scope)
+
+
+def parse_config(data: dict, base_dir: Path = Path(".")) -> Config:
+    """Build a validated Config from a parsed TOML document."""
+    for section in data:
+        if section not in _SCHEMA:
+            raise ConfigError(f"[{section}]: unknown section (allowed: {', '.join(_SCHEMA)})")
+    for section in _TABLE_ARRAYS:
+        if section in data and not isinstance(data[section], list):
+            raise ConfigError(f"[[{section}]]: must be an array of tables")
+    destinations = tuple(_parse_destination(i, t) for i, t in enumerate(data.get("destinations", [])))
+    names = [d.name for d in destinations]
+    if len(set(names)) != len(names):
+        raise ConfigError("[[destinations]].name: names must be unique")
+    routes = tuple(_parse_route(i, t, set(names)) for i, t in enumerate(data.get("routes", [])))
+    if len({r.name for r in routes}) != len(routes):
+        raise ConfigError("[[routes]].name: names must be unique")
+    inputs_table = _check_table("[inputs]", "inputs", data.get("inputs", {}))
+    hematocrit = float(inputs_table.get("hematocrit", Inputs.hematocrit))
+    if not 0.1 <= hematocrit <= 0.7:
+        raise ConfigError("[inputs].hematocrit: must be a fraction between 0.1 and 0.7")
+    return Config(
+        node=_parse_node(data.get("node", {}), base_dir),
+        completion=_parse_numbers("completion", data.get("completion", {}), CompletionSettings),
+        dispatch=_parse_numbers("dispatch", data.get("dispatch", {}), DispatchSettings),
+        destinations=destinations, routes=routes, inputs=Inputs(hematocrit=hematocrit),
+    )
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a TOML configuration file; relative data_dir is relative to the file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, base_dir=path.resolve().parent)
+
+
+DEFAULT_ROUTES_TOML = """
+[[routes]]
+name = "ecv"
+series_description = '(?i)(t1.?map|molli|moco_t1)'
+module = "ecv"
+"""
+
+
+def offline_config() -> Config:
+    """Configuration for `cmr-node process` when no file is given: the built-in routes only."""
+    return parse_config(tomllib.loads(DEFAULT_ROUTES_TOML))

@@ -1,0 +1,150 @@
+"""Running module jobs in worker processes, so a slow fit never blocks reception.
+
+A worker writes a job's outputs into results/<job id>.partial/ and renames the
+folder to results/<job id>/ when complete; the node then marks the job done
+and fills the outbox in one transaction. A job interrupted by a stop or a
+crash is found 'running' at the next start, re-queued and run again; output
+UIDs come from the inputs, so the second run writes the same objects.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import shutil
+import threading
+import traceback
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from node.config import Config
+from node.index import Index, Job
+from node.modules import MODULES, ModuleInput
+
+log = logging.getLogger("cmr_node.jobs")
+
+
+class ModuleFailed(Exception):
+    pass
+
+
+def write_datasets(datasets, directory: Path) -> list[dict]:
+    """Write datasets as <SOPInstanceUID>.dcm; describe each for the outbox."""
+    directory.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for ds in datasets:
+        path = directory / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        outputs.append({"path": str(path), "sop_instance_uid": str(ds.SOPInstanceUID),
+                        "sop_class_uid": str(ds.SOPClassUID)})
+    return outputs
+
+
+def write_outputs(output, directory: Path) -> list[dict]:
+    """Write a ModuleOutput's datasets and its numbers (results.json) into directory."""
+    outputs = write_datasets(output.datasets, directory)
+    (directory / "results.json").write_text(json.dumps(output.results, indent=2))
+    return outputs
+
+
+def run_module(module: str, study_uid: str, files: list[str], settings: dict, job_key: str):
+    """Run one module in this process and return its ModuleOutput."""
+    spec = MODULES[module]
+    return spec.load()(ModuleInput(study_uid=study_uid, files=files, settings=settings, job_key=job_key))
+
+
+def execute_job(job_id: int, module: str, study_uid: str, files: list[str], settings: dict, job_key: str,
+                results_root: str) -> tuple[str, list[dict]]:
+    """Worker-process entry point: run the module and leave its outputs in results/<job id>/."""
+    final = Path(results_root) / str(job_id)
+    partial = final.with_name(f"{job_id}.partial")
+    for stale in (partial, final):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        output = run_module(module, study_uid, files, settings, job_key)
+        outputs = write_outputs(output, partial)
+    except Exception as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        detail = traceback.format_exc(limit=3)
+        raise ModuleFailed(f"{type(exc).__name__}: {exc}\n{detail}") from None
+    partial.rename(final)
+    for out in outputs:
+        out["path"] = str(final / Path(out["path"]).name)
+    return str(final), outputs
+
+
+class JobRunner:
+    def __init__(self, config: Config, index: Index, results_root: Path):
+        self.config = config
+        self.index = index
+        self.results_root = results_root
+        self._pool: ProcessPoolExecutor | None = None
+        self._running: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._stopping = False
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: the node has threads (pynetdicom, apscheduler); forking them is unsafe.
+            self._pool = ProcessPoolExecutor(max_workers=self.config.node.workers,
+                                             mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def settings(self) -> dict:
+        return {"hematocrit": self.config.inputs.hematocrit}
+
+    def poll(self) -> None:
+        """Start queued jobs while workers are free (run by the scheduler)."""
+        with self._lock:
+            free = self.config.node.workers - len(self._running)
+            if free <= 0:
+                return
+            for job in self.index.claim_jobs(free):
+                self._submit(job)
+
+    def _submit(self, job: Job) -> None:
+        log.info("job %d started: module %s, attempt %d", job.id, job.module, job.attempts)
+        try:
+            future = self._executor().submit(execute_job, job.id, job.module, job.study_uid, job.inputs["files"],
+                                             self.settings(), job.input_key, str(self.results_root))
+        except (BrokenProcessPool, RuntimeError) as exc:
+            self._pool = None
+            self.index.fail_job(job.id, f"could not start worker: {exc}")
+            return
+        self._running[job.id] = future
+        future.add_done_callback(lambda f, job=job: self._finished(job, f))
+
+    def _finished(self, job: Job, future: Future) -> None:
+        with self._lock:
+            self._running.pop(job.id, None)
+        if self._stopping or future.cancelled():
+            return  # stopping: the job stays 'running' and is re-queued at the next start
+        exc = future.exception()
+        if isinstance(exc, BrokenProcessPool):
+            self._pool = None
+            self.index.fail_job(job.id, "worker process died")
+            log.error("job %d failed: worker process died", job.id)
+        elif exc is not None:
+            self.index.fail_job(job.id, str(exc))
+            log.error("job %d failed: %s", job.id, str(exc).splitlines()[0])
+        else:
+            output_dir, outputs = future.result()
+            route = next((r for r in self.config.routes if r.name == job.route), None)
+            destinations = list(route.destinations) if route else []
+            self.index.finish_job(job.id, output_dir, outputs, destinations, job.study_uid)
+            log.info("job %d done: %d objects for %d destinations", job.id, len(outputs), len(destinations))
+
+    def busy(self) -> int:
+        return len(self._running)
+
+    def shutdown(self) -> None:
+        """Stop workers now; unfinished jobs stay 'running' and are re-queued at the next start."""
+        with self._lock:
+            self._stopping = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()

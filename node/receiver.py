@@ -1,0 +1,182 @@
+"""The DICOM listener: C-ECHO and C-STORE SCP.
+
+An instance is answered with Success only after its bytes are on disk (fsync,
+rename) and it is in the index. The encoded dataset is written as received:
+pixel data is never decoded on the receive path.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from io import BytesIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.presentation import build_context
+
+from node import status
+from node.index import Index, InstanceRecord
+from node.sop_classes import STORAGE_SOP_CLASSES, accepted_transfer_syntaxes
+from node.store import Layout, is_valid_uid, quarantine, write_atomic
+
+log = logging.getLogger("cmr_node.receive")
+
+_HEADER_TAGS = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+                "SeriesDescription", "Modality", "AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime"]
+
+
+class RejectedInstance(Exception):
+    def __init__(self, status_code: int, comment: str, keep: bool):
+        super().__init__(comment)
+        self.status_code = status_code
+        self.comment = comment
+        self.keep = keep  # quarantine the bytes for a person to look at
+
+
+def _failure(code: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    ds.ErrorComment = comment[:64]  # LO
+    return ds
+
+
+def _acquisition_datetime(ds: Dataset) -> str | None:
+    if ds.get("AcquisitionDateTime"):
+        return str(ds.AcquisitionDateTime)
+    if ds.get("AcquisitionDate") and ds.get("AcquisitionTime"):
+        return f"{ds.AcquisitionDate}{ds.AcquisitionTime}"
+    return None
+
+
+def read_header(raw: bytes, affected_sop_class: str, affected_sop_instance: str) -> Dataset:
+    """Parse the identifying attributes of an encoded instance; raise RejectedInstance when unusable."""
+    try:
+        ds = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        # Touch every attribute now, so that a malformed value fails here and not later.
+        values = {tag: ds.get(tag) for tag in _HEADER_TAGS}
+    except Exception as exc:  # pydicom raises many types on broken input
+        raise RejectedInstance(status.CANNOT_UNDERSTAND, f"not decodable: {type(exc).__name__}", keep=True)
+    for tag in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        if not is_valid_uid(str(values[tag]) if values[tag] is not None else None):
+            raise RejectedInstance(status.CANNOT_UNDERSTAND, f"missing or invalid {tag}", keep=True)
+    if str(values["SOPInstanceUID"]) != affected_sop_instance:
+        raise RejectedInstance(status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                               "SOPInstanceUID differs from the request", keep=True)
+    if values["SOPClassUID"] is not None and str(values["SOPClassUID"]) != affected_sop_class:
+        raise RejectedInstance(status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                               "SOPClassUID differs from the request", keep=True)
+    return ds
+
+
+@dataclass
+class ReceiveCounters:
+    instances: int = 0
+    bytes: int = 0
+    rejected: int = 0
+    associations: int = 0
+
+
+class Receiver:
+    """Owns the pynetdicom AE and its handlers."""
+
+    def __init__(self, ae_title: str, layout: Layout, index: Index, allowed_callers: tuple[str, ...] = (),
+                 on_stored=None):
+        self.layout = layout
+        self.index = index
+        self.on_stored = on_stored
+        self.counters = ReceiveCounters()
+        self._counter_lock = threading.Lock()
+        self.ae = AE(ae_title=ae_title)
+        self.ae.maximum_associations = 16
+        if allowed_callers:
+            self.ae.require_calling_aet = list(allowed_callers)
+        syntaxes = accepted_transfer_syntaxes()
+        self.ae.supported_contexts = [build_context(uid, syntaxes) for uid in STORAGE_SOP_CLASSES]
+        self.ae.add_supported_context("1.2.840.10008.1.1")  # Verification
+        self._server = None
+
+    # -- handlers (small and explicit) -----------------------------------------------------------
+    def _handle_echo(self, event) -> int:
+        return status.SUCCESS
+
+    def _handle_accepted(self, event) -> None:
+        with self._counter_lock:
+            self.counters.associations += 1
+        req = event.assoc.requestor
+        log.info("association accepted from AE %s at %s:%s", req.ae_title, req.address, req.port)
+
+    def _handle_rejected(self, event) -> None:
+        req = event.assoc.requestor
+        with self._counter_lock:
+            self.counters.rejected += 1
+        log.warning("association rejected: calling AE %s at %s not in allowed_callers", req.ae_title, req.address)
+
+    def _handle_store(self, event):
+        calling_ae = event.assoc.requestor.ae_title
+        request = event.request
+        try:
+            raw = event.encoded_dataset(include_meta=True)
+        except Exception as exc:
+            return self._reject(RejectedInstance(status.CANNOT_UNDERSTAND, f"unreadable: {type(exc).__name__}",
+                                                 keep=False), b"", calling_ae)
+        try:
+            ds = read_header(raw, request.AffectedSOPClassUID, request.AffectedSOPInstanceUID)
+            record = self._store(raw, ds, event.context.transfer_syntax, calling_ae)
+        except RejectedInstance as exc:
+            return self._reject(exc, raw, calling_ae)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("could not store instance %s: %s", request.AffectedSOPInstanceUID, exc)
+            return _failure(status.OUT_OF_RESOURCES, f"storage failed: {type(exc).__name__}")
+        with self._counter_lock:
+            self.counters.instances += 1
+            self.counters.bytes += record.size
+        if self.on_stored:
+            self.on_stored(record)
+        return status.SUCCESS
+
+    # -- work ------------------------------------------------------------------------------------
+    def _store(self, raw: bytes, ds: Dataset, transfer_syntax: str, calling_ae: str) -> InstanceRecord:
+        path = self.layout.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        write_atomic(path, raw, self.layout.tmp)
+        record = InstanceRecord(
+            sop_instance_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.get("SOPClassUID", "")),
+            study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
+            series_description=str(ds.get("SeriesDescription", "")), modality=ds.get("Modality"),
+            path=str(path), size=len(raw), transfer_syntax=str(transfer_syntax),
+            acquisition_datetime=_acquisition_datetime(ds), calling_ae=calling_ae)
+        self.index.record_instance(record)
+        log.debug("stored %s (series %s, %d bytes)", record.sop_instance_uid, record.series_uid, record.size)
+        return record
+
+    def _reject(self, exc: RejectedInstance, raw: bytes, calling_ae: str) -> Dataset:
+        with self._counter_lock:
+            self.counters.rejected += 1
+        where = ""
+        if exc.keep and raw:
+            try:
+                where = f", quarantined as {quarantine(self.layout, raw, exc.comment).name}"
+            except OSError as write_error:
+                where = f", not quarantined ({write_error})"
+        log.warning("rejected instance from AE %s: %s (status 0x%04X)%s", calling_ae, exc.comment,
+                    exc.status_code, where)
+        return _failure(exc.status_code, exc.comment)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self, host: str, port: int) -> None:
+        handlers = [(evt.EVT_C_ECHO, self._handle_echo), (evt.EVT_C_STORE, self._handle_store),
+                    (evt.EVT_ACCEPTED, self._handle_accepted), (evt.EVT_REJECTED, self._handle_rejected)]
+        self._server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
+        log.info("listening as AE %s on %s:%d", self.ae.ae_title, host, self.port)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1] if self._server else 0
+
+    def stop(self) -> None:
+        """Stop listening; associations in progress finish their current write first."""
+        if self._server:
+            self._server.shutdown()
+            self._server = None

@@ -1,0 +1,68 @@
+"""The running node: receiver, completion/routing, job runner and dispatcher on one scheduler."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from node.config import Config
+from node.dispatch import Dispatcher
+from node.index import Index
+from node.jobs import JobRunner
+from node.receiver import Receiver
+from node.routing import Router
+from node.store import Layout
+
+log = logging.getLogger("cmr_node")
+
+
+class Node:
+    def __init__(self, config: Config):
+        self.config = config
+        self.layout = Layout(config.node.data_dir)
+        self.layout.create()
+        self.index = Index(self.layout.index_path)
+        self.receiver = Receiver(config.node.ae_title, self.layout, self.index, config.node.allowed_callers)
+        self.router = Router(config, self.index)
+        self.runner = JobRunner(config, self.index, self.layout.results)
+        self.dispatcher = Dispatcher(config, self.index)
+        self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
+        self._stopped = threading.Event()
+
+    @property
+    def port(self) -> int:
+        return self.receiver.port
+
+    def start(self) -> None:
+        requeued = self.index.requeue_interrupted_jobs()
+        if requeued:
+            log.info("re-queued %d job(s) interrupted by the last stop", requeued)
+        self.receiver.start(self.config.node.host, self.config.node.port)
+        c, d = self.config.completion, self.config.dispatch
+        self.scheduler.add_job(self.router.sweep, "interval", seconds=c.sweep_interval_seconds, id="completion")
+        self.scheduler.add_job(self.runner.poll, "interval", seconds=0.5, id="jobs")
+        self.scheduler.add_job(self.dispatcher.send_due, "interval", seconds=d.interval_seconds, id="dispatch")
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        """Graceful stop: no new associations, current writes finish, queued work stays for the next start."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        log.info("stopping")
+        self.receiver.stop()
+        self.scheduler.shutdown(wait=True)
+        self.runner.shutdown()
+        self.index.close()
+        log.info("stopped")
+
+    def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stopped.set())
+        self.start()
+        self._stopped.wait()
+        self._stopped.clear()
+        self.stop()

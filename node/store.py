@@ -1,0 +1,86 @@
+"""On-disk layout of the node and atomic writes.
+
+data_dir/
+  incoming/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm   received instances, as received
+  quarantine/<time>-<id>.dcm + .txt                        rejected input and the reason
+  results/<job id>/                                        outputs of one job (+ results.json)
+  tmp/                                                     partial writes (never read)
+  index.sqlite                                             the index, jobs and outbox
+Only UIDs appear in paths: no patient data in file names.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def is_valid_uid(value: object) -> bool:
+    """A DICOM UID (PS3.5 9.1): digits and dots, at most 64 characters; safe as a file name."""
+    return isinstance(value, str) and 0 < len(value) <= 64 and bool(_UID.match(value))
+
+
+class Layout:
+    def __init__(self, data_dir: Path):
+        self.root = Path(data_dir)
+        self.incoming = self.root / "incoming"
+        self.quarantine = self.root / "quarantine"
+        self.results = self.root / "results"
+        self.tmp = self.root / "tmp"
+        self.index_path = self.root / "index.sqlite"
+
+    def create(self) -> None:
+        for d in (self.incoming, self.quarantine, self.results, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+        # data_dir holds patient data: only the node's own user may read it.
+        os.chmod(self.root, 0o700)
+
+    def instance_path(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        for uid in (study_uid, series_uid, sop_uid):
+            if not is_valid_uid(uid):
+                raise ValueError(f"not a valid UID for a path: {uid!r}")
+        return self.incoming / study_uid / series_uid / f"{sop_uid}.dcm"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(target: Path, data: bytes, tmp_dir: Path) -> None:
+    """Write data so that target is either absent/old or complete: tmp file, fsync, rename, fsync dir."""
+    created = []
+    parent = target.parent
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+    for directory in reversed(created):  # new directories must survive a crash too
+        _fsync_dir(directory.parent)
+
+
+def quarantine(layout: Layout, data: bytes, reason: str) -> Path:
+    """Keep rejected input for a person to inspect, with the reason beside it."""
+    stem = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    target = layout.quarantine / f"{stem}.dcm"
+    write_atomic(target, data, layout.tmp)
+    (layout.quarantine / f"{stem}.txt").write_text(reason + "\n")
+    return target
