@@ -16,6 +16,7 @@ from scipy import ndimage
 
 MIN_AREA_MM2 = 150.0     # a 7 mm radius LV cavity (small child, end-systole)
 MAX_AREA_MM2 = 8000.0    # a 50 mm radius dilated LV
+MIN_ROUNDNESS = 0.4      # a disc is 1, the RV crescent about 0.3, noise specks far less
 
 
 class BloodPoolNotFound(ValueError):
@@ -71,8 +72,11 @@ def find_blood_pool(bright_blood: np.ndarray, pixel_mm: float, erosion_mm: float
         area = blob.sum() * pixel_area
         if not MIN_AREA_MM2 <= area <= MAX_AREA_MM2:
             continue
+        roundness = _roundness(blob)
+        if roundness < MIN_ROUNDNESS:
+            continue
         distance = np.linalg.norm(np.argwhere(blob).mean(axis=0) - centre) / image.shape[0]
-        score = _roundness(blob) ** 2 * np.nanmean(image[blob]) / (1.0 + 4.0 * distance)
+        score = roundness ** 2 * np.nanmean(image[blob]) / (1.0 + 4.0 * distance)
         if score > best_score:
             best, best_score = blob, score
     if best is None:

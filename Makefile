@@ -1,0 +1,43 @@
+# cmr-node: `make demo` and `make test` each do their own set-up on a fresh Debian machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SYSTEM_PACKAGES := dcmtk orthanc dicom3tools
+SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy
+
+.PHONY: demo test venv system-tools benchmark clean
+
+$(BIN)/cmr-node: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/cmr-node
+
+# DCMTK (the scanner in tests), Orthanc (the PACS) and dicom3tools (dciodvfy) from Debian.
+system-tools:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do \
+	  PATH="$$PATH:/usr/sbin" command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing$$missing from Debian packages: $(SYSTEM_PACKAGES)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  else \
+	    echo "missing$$missing: run 'sudo apt-get install $(SYSTEM_PACKAGES)' (or make test as root)"; exit 1; \
+	  fi; \
+	fi
+
+demo: venv
+	@PATH="$$PATH:/usr/sbin" command -v Orthanc >/dev/null 2>&1 || \
+	  echo "note: Orthanc not installed; the demo uses its built-in storage SCP (make system-tools installs Orthanc)"
+	PATH="$$PATH:/usr/sbin" $(BIN)/cmr-node demo --workdir demo-output
+
+test: venv system-tools
+	PATH="$$PATH:/usr/sbin" $(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+benchmark: venv system-tools
+	PATH="$$PATH:/usr/sbin" $(BIN)/python benchmarks/receive_throughput.py
+
+clean:
+	rm -rf $(VENV) demo-output *.egg-info

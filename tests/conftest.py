@@ -1,0 +1,105 @@
+"""Shared fixtures: a real Orthanc as PACS, DCMTK as the scanner, dciodvfy as the validator."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from dicom_out.phantom_studies import write_ecv_study
+from node.config import parse_config
+from node.local_pacs import Orthanc, free_port
+from node.service import Node
+
+PM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if path is None:
+        pytest.fail(f"{name} is not installed: run `make test`, which installs dcmtk, orthanc and dicom3tools")
+    return path
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """Lines dciodvfy reports as errors for a file (empty list = valid)."""
+    result = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+
+
+def storescu(port: int, files: list[Path], calling_ae: str = "SCANNER", called_ae: str = "CMRNODE",
+             extra: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Push files with DCMTK storescu, as a scanner would."""
+    cmd = [require_tool("storescu"), "-aet", calling_ae, "-aec", called_ae, *(extra or []),
+           "127.0.0.1", str(port), *map(str, files)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def node_config_dict(data_dir: Path, destinations: list[dict] | None = None, **sections) -> dict:
+    """A fast-completing configuration for tests; sections override whole tables."""
+    config = {
+        "node": {"ae_title": "CMRNODE", "host": "127.0.0.1", "port": free_port(), "data_dir": str(data_dir)},
+        "completion": {"series_quiet_seconds": 1, "study_quiet_seconds": 2, "sweep_interval_seconds": 0.3},
+        "dispatch": {"retry_base_seconds": 0.5, "retry_max_seconds": 2, "interval_seconds": 0.3,
+                     "max_attempts": 50},
+        "destinations": destinations or [],
+        "routes": [{"name": "ecv", "series_description": "(?i)moco_t1", "module": "ecv",
+                    "destinations": [d["name"] for d in destinations or []]}],
+    }
+    config.update(sections)
+    return config
+
+
+def orthanc_destination(orthanc: Orthanc) -> dict:
+    return {"name": "orthanc", "host": "127.0.0.1", "port": orthanc.dicom_port, "ae_title": orthanc.ae_title}
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    require_tool("Orthanc")
+    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def fresh_orthanc(tmp_path):
+    """An Orthanc of the test's own, for tests that stop and restart the PACS."""
+    require_tool("Orthanc")
+    server = Orthanc(tmp_path / "orthanc").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ecv_study(tmp_path_factory):
+    """(SyntheticStudy, EcvPhantom, files) of the ECV phantom, written as scanner T1 maps."""
+    return write_ecv_study(tmp_path_factory.mktemp("scanner"))
+
+
+@pytest.fixture()
+def make_node(tmp_path):
+    """Factory for in-process nodes; every node is stopped at the end of the test."""
+    nodes = []
+
+    def factory(config_dict: dict) -> Node:
+        node = Node(parse_config(config_dict))
+        node.start()
+        nodes.append(node)
+        return node
+
+    yield factory
+    for node in nodes:
+        node.stop()

@@ -1,0 +1,56 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from node.config import ConfigError, load_config, parse_config
+
+EXAMPLE = Path(__file__).parent.parent / "deploy" / "node.example.toml"
+
+
+def test_example_config_is_valid():
+    config = load_config(EXAMPLE)
+    assert config.node.ae_title == "CMRNODE"
+    assert config.routes[0].module == "ecv" and config.routes[0].scope == "study"
+    assert config.routes[0].series_description.search("MOLLI_post_MOCO_T1")
+    assert config.destination("pacs").port == 104
+    assert config.inputs.hematocrit == 0.42
+
+
+def test_defaults():
+    config = parse_config({})
+    assert config.completion.series_quiet_seconds == 10
+    assert config.completion.study_quiet_seconds == 120
+    assert config.node.allowed_callers == ()
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"node": {"aetitle": "X"}}, "[node].aetitle"),
+    ({"nodes": {}}, "[nodes]"),
+    ({"node": {"port": "104"}}, "[node].port"),
+    ({"node": {"port": 70000}}, "[node].port"),
+    ({"node": {"ae_title": "A_TITLE_FAR_TOO_LONG"}}, "[node].ae_title"),
+    ({"completion": {"series_quiet_seconds": -1}}, "[completion].series_quiet_seconds"),
+    ({"inputs": {"hematocrit": 42}}, "[inputs].hematocrit"),
+    ({"routes": [{"name": "r", "series_description": "(unclosed", "module": "ecv"}]},
+     "[[routes]][0].series_description"),
+    ({"routes": [{"name": "r", "series_description": "x", "module": "nosuch"}]}, "[[routes]][0].module"),
+    ({"routes": [{"name": "r", "series_description": "x", "module": "ecv", "destinations": ["gone"]}]},
+     "[[routes]][0].destinations[0]"),
+    ({"routes": [{"name": "r", "module": "ecv"}]}, "[[routes]][0].series_description"),
+    ({"destinations": [{"name": "p", "host": "h", "port": 1}]}, "[[destinations]][0].ae_title"),
+])
+def test_bad_config_names_the_key(data, key):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert key in str(info.value)
+
+
+def test_cli_reports_config_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[node]\nport = 11112\ncolour = "blue"\n')
+    result = subprocess.run([sys.executable, "-m", "node.cli", "serve", "--config", str(bad)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "[node].colour" in result.stderr

@@ -1,0 +1,145 @@
+"""The C-ECHO/C-STORE SCP against DCMTK and hand-made bad input."""
+import subprocess
+from io import BytesIO
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLosslessSV1, MRImageStorage
+from pynetdicom import _config as pynetdicom_config
+
+from node import status
+from node.index import Index
+from node.scu import open_association
+from tests.conftest import node_config_dict, require_tool, storescu
+
+
+def echo(port: int, calling_ae: str) -> int:
+    return subprocess.run([require_tool("echoscu"), "-aet", calling_ae, "-aec", "CMRNODE", "127.0.0.1", str(port)],
+                          capture_output=True, timeout=60).returncode
+
+
+def send_raw_file(port: int, path: Path) -> int:
+    """C-STORE a file exactly as its bytes are (pynetdicom reads only its meta header)."""
+    ds_meta = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[]).file_meta
+    assoc = open_association("SCANNER", "127.0.0.1", port, "CMRNODE", [ds_meta.MediaStorageSOPClassUID])
+    try:
+        return int(assoc.send_c_store(path).Status)
+    finally:
+        assoc.release()
+
+
+def write_crafted(path: Path, sop_instance_uid: str, body: bytes) -> Path:
+    meta = pydicom.dataset.FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = BytesIO()
+    buffer.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(pydicom.filebase.DicomFileLike(buffer), meta, enforce_standard=True)
+    path.write_bytes(buffer.getvalue() + body)
+    return path
+
+
+def encode_body(ds: Dataset) -> bytes:
+    buffer = pydicom.filebase.DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    pydicom.filewriter.write_dataset(buffer, ds)
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def chunked_send(monkeypatch):
+    monkeypatch.setattr(pynetdicom_config, "STORE_SEND_CHUNKED_DATASET", True)
+
+
+def test_echo_and_store_with_storescu(tmp_path, make_node, ecv_study):
+    _, _, files = ecv_study
+    node = make_node(node_config_dict(tmp_path / "data"))
+    assert echo(node.port, "SCANNER") == 0
+    result = storescu(node.port, files)
+    assert result.returncode == 0, result.stderr
+    index = Index(node.layout.index_path)
+    assert index.status()["instances"] == len(files)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        stored = node.layout.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        assert pydicom.dcmread(stored).PixelData == ds.PixelData
+    # a scanner re-sending the study is harmless
+    assert storescu(node.port, files).returncode == 0
+    assert index.status()["instances"] == len(files)
+    assert list(node.layout.tmp.iterdir()) == []
+
+
+def test_unknown_caller_is_rejected(tmp_path, make_node, ecv_study):
+    config = node_config_dict(tmp_path / "data")
+    config["node"]["allowed_callers"] = ["SCANNER"]
+    node = make_node(config)
+    assert echo(node.port, "INTRUDER") != 0
+    assert node.receiver.counters.rejected == 1
+    assert echo(node.port, "SCANNER") == 0
+
+
+def test_compressed_input_is_stored_as_received(tmp_path, make_node, ecv_study):
+    _, _, files = ecv_study
+    compressed = tmp_path / "jpeg_lossless.dcm"
+    subprocess.run([require_tool("dcmcjpeg"), "+e1", str(files[0]), str(compressed)], check=True, timeout=60)
+    assert pydicom.dcmread(compressed).file_meta.TransferSyntaxUID == JPEGLosslessSV1
+    node = make_node(node_config_dict(tmp_path / "data"))
+    result = storescu(node.port, [compressed], extra=["-xs"])  # propose JPEG lossless SV1
+    assert result.returncode == 0, result.stderr
+    ds = pydicom.dcmread(compressed)
+    stored = pydicom.dcmread(node.layout.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID))
+    assert stored.file_meta.TransferSyntaxUID == JPEGLosslessSV1
+    assert (stored.pixel_array == pydicom.dcmread(files[0]).pixel_array).all()
+
+
+def test_bad_input_gets_failure_status_and_is_quarantined(tmp_path, make_node, ecv_study, chunked_send):
+    _, _, files = ecv_study
+    node = make_node(node_config_dict(tmp_path / "data"))
+    good = pydicom.dcmread(files[0])
+
+    garbage = write_crafted(tmp_path / "garbage.dcm", "1.2.3.4.5", bytes(range(256)) * 20)
+    assert send_raw_file(node.port, garbage) == status.CANNOT_UNDERSTAND
+
+    no_uid = Dataset()
+    no_uid.SOPClassUID = MRImageStorage
+    no_uid.StudyInstanceUID, no_uid.SeriesInstanceUID = "1.2.3", "1.2.3.4"
+    no_uid.PatientName = "SHOULD^NOTLOG"
+    missing = write_crafted(tmp_path / "no_uid.dcm", "1.2.3.4.6", encode_body(no_uid))
+    assert send_raw_file(node.port, missing) == status.CANNOT_UNDERSTAND
+
+    mismatch = good.copy()
+    mismatch.SOPInstanceUID = "1.2.3.4.7"
+    other = write_crafted(tmp_path / "mismatch.dcm", "1.2.3.4.8", encode_body(mismatch))
+    assert send_raw_file(node.port, other) == status.DATASET_DOES_NOT_MATCH_SOP_CLASS
+
+    quarantined = sorted(node.layout.quarantine.glob("*.dcm"))
+    assert len(quarantined) == 3
+    assert all(q.with_suffix(".txt").read_text().strip() for q in quarantined)
+    assert Index(node.layout.index_path).status()["instances"] == 0
+    # the node keeps serving a well-formed sender
+    assert storescu(node.port, files).returncode == 0
+    assert Index(node.layout.index_path).status()["instances"] == len(files)
+
+
+def test_failed_write_is_out_of_resources_and_leaves_no_half_file(tmp_path, make_node, ecv_study):
+    _, _, files = ecv_study
+    node = make_node(node_config_dict(tmp_path / "data"))
+    ds = pydicom.dcmread(files[0])
+    blocker = node.layout.incoming / ds.StudyInstanceUID
+    blocker.write_text("a file where the study folder should be")
+    assoc = open_association("SCANNER", "127.0.0.1", node.port, "CMRNODE", [ds.SOPClassUID])
+    try:
+        response = assoc.send_c_store(ds)
+        assert int(response.Status) == status.OUT_OF_RESOURCES
+        assert "storage failed" in str(response.ErrorComment)
+        assert list(node.layout.tmp.iterdir()) == []
+        assert Index(node.layout.index_path).status()["instances"] == 0
+        blocker.unlink()  # space/permissions come back: the scanner's retry succeeds
+        assert int(assoc.send_c_store(ds).Status) == status.SUCCESS
+    finally:
+        assoc.release()
+    assert Index(node.layout.index_path).status()["instances"] == 1

@@ -1,0 +1,108 @@
+import time
+
+import pytest
+
+from node.config import parse_config
+from node.dispatch import next_attempt_delay
+from node.index import Index, InstanceRecord
+from node.routing import Router
+from node.store import Layout, is_valid_uid, write_atomic
+
+
+def record(sop, series="1.2.3.4", study="1.2.3", description="MOLLI_pre_MOCO_T1"):
+    return InstanceRecord(sop_instance_uid=sop, sop_class_uid="1.2.840.10008.5.1.4.1.1.4", study_uid=study,
+                          series_uid=series, series_description=description, modality="MR",
+                          path=f"/x/{sop}.dcm", size=10, transfer_syntax="1.2.840.10008.1.2.1",
+                          acquisition_datetime=None, calling_ae="SCANNER")
+
+
+@pytest.mark.parametrize("uid, ok", [("1.2.3", True), ("1.2.3.", False), ("../etc", False), ("1/2", False),
+                                     ("1.2\x003", False), ("", False), ("1." * 40, False), (None, False)])
+def test_uid_validation(uid, ok):
+    assert is_valid_uid(uid) is ok
+
+
+def test_instance_path_refuses_path_characters(tmp_path):
+    layout = Layout(tmp_path)
+    with pytest.raises(ValueError):
+        layout.instance_path("1.2", "../../etc", "1.3")
+
+
+def test_write_atomic_leaves_no_partial_file(tmp_path):
+    layout = Layout(tmp_path)
+    layout.create()
+    target = layout.incoming / "1.2" / "1.3" / "1.4.dcm"
+    write_atomic(target, b"DICM" * 10, layout.tmp)
+    assert target.read_bytes() == b"DICM" * 10
+    (layout.incoming / "1.9").write_text("a file where a folder should be")
+    with pytest.raises(OSError):
+        write_atomic(layout.incoming / "1.9" / "1.3" / "1.4.dcm", b"x", layout.tmp)
+    assert list(layout.tmp.iterdir()) == []
+
+
+def test_data_dir_is_private(tmp_path):
+    layout = Layout(tmp_path / "data")
+    layout.create()
+    assert (layout.root.stat().st_mode & 0o777) == 0o700
+
+
+def test_resent_instance_is_idempotent(tmp_path):
+    index = Index(tmp_path / "i.sqlite")
+    index.record_instance(record("1.1"))
+    index.record_instance(record("1.1"))
+    assert index.status()["instances"] == 1
+
+
+def test_series_and_study_completion_follow_quiet_times():
+    index = Index(":memory:")
+    config = parse_config({"completion": {"series_quiet_seconds": 10, "study_quiet_seconds": 30},
+                           "routes": [{"name": "ecv", "series_description": "MOCO_T1", "module": "ecv"}]})
+    router = Router(config, index)
+    t0 = 1000.0
+    index.record_instance(record("1.1"), now=t0)
+    index.record_instance(record("2.1", series="1.2.3.5", description="MOLLI_post_MOCO_T1"), now=t0 + 5)
+    assert router.sweep(now=t0 + 9) == []                    # nothing quiet yet
+    assert router.sweep(now=t0 + 12) == []                   # first series complete; study not quiet
+    jobs = router.sweep(now=t0 + 40)                          # all quiet: the study route runs once
+    assert len(jobs) == 1
+    assert router.sweep(now=t0 + 100) == []
+    assert set(index.jobs()[0].inputs["series"]) == {"1.2.3.4", "1.2.3.5"}
+    # another map arrives: the study reopens and a new job (re-run) is queued for the larger input
+    index.record_instance(record("3.1", series="1.2.3.6", description="MOLLI_post2_MOCO_T1"), now=t0 + 200)
+    assert len(router.sweep(now=t0 + 300)) == 1
+    # the same instances sent again: completion again, but no duplicate job
+    index.record_instance(record("3.1", series="1.2.3.6", description="MOLLI_post2_MOCO_T1"), now=t0 + 400)
+    assert router.sweep(now=t0 + 500) == []
+    assert len(index.jobs()) == 2
+
+
+def test_interrupted_jobs_are_requeued(tmp_path):
+    index = Index(tmp_path / "i.sqlite")
+    job_id = index.add_job("ecv", "ecv", "1.2.3", "key", {"files": []})
+    assert index.add_job("ecv", "ecv", "1.2.3", "key", {"files": []}) is None
+    assert [j.id for j in index.claim_jobs(5)] == [job_id]
+    index.close()
+    index = Index(tmp_path / "i.sqlite")
+    assert index.requeue_interrupted_jobs() == 1
+    job = index.claim_jobs(5)[0]
+    assert job.id == job_id and job.attempts == 2
+
+
+def test_backoff_doubles_and_is_capped():
+    settings = parse_config({"dispatch": {"retry_base_seconds": 5, "retry_max_seconds": 60}}).dispatch
+    assert [next_attempt_delay(settings, n) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 40, 60]
+
+
+def test_outbox_retry_and_dead_letters(tmp_path):
+    index = Index(tmp_path / "i.sqlite")
+    job_id = index.add_job("ecv", "ecv", "1.2.3", "key", {"files": []})
+    index.claim_jobs(1)
+    index.finish_job(job_id, "/out", [{"path": "/out/a.dcm", "sop_instance_uid": "9.9",
+                                       "sop_class_uid": "1.2"}], ["pacs", "archive"], "1.2.3")
+    due = index.due_outbox(time.time())
+    assert set(due) == {"pacs", "archive"}
+    item = due["pacs"][0]
+    index.mark_failed_attempt(item.id, "down", time.time() + 100, dead=True)
+    assert index.status()["outbox"]["pacs"] == {"dead": 1}
+    assert index.retry_dead("pacs") == 1
+    assert index.status()["outbox"]["pacs"] == {"pending": 1}
