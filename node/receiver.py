@@ -91,6 +91,8 @@ class Receiver:
         self._counter_lock = threading.Lock()
         self.ae = AE(ae_title=ae_title)
         self.ae.maximum_associations = 16
+        # Large PDUs: fewer, bigger reads per image on the receive path (0 would mean "no limit").
+        self.ae.maximum_pdu_size = 4 * 1024 * 1024
         if allowed_callers:
             self.ae.require_calling_aet = list(allowed_callers)
         syntaxes = accepted_transfer_syntaxes()

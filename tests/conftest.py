@@ -103,3 +103,26 @@ def make_node(tmp_path):
     yield factory
     for node in nodes:
         node.stop()
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, str):
+        return "'" + value + "'" if "'" not in value else '"' + value.replace("\\", "\\\\") + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def write_toml(config: dict, path: Path) -> Path:
+    """Write a node configuration dict as TOML (tables and arrays of tables only)."""
+    lines = []
+    for section, body in config.items():
+        tables = body if isinstance(body, list) else [body]
+        for table in tables:
+            lines.append(f"[[{section}]]" if isinstance(body, list) else f"[{section}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+            lines.append("")
+    path.write_text("\n".join(lines))
+    return path

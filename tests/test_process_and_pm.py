@@ -1,0 +1,93 @@
+"""`cmr-node process` offline and the ECV Parametric Map it writes."""
+import json
+import shutil
+import subprocess
+import sys
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from analysis.phantoms import Region
+from node.offline import process_folder
+from node.config import offline_config
+from tests.conftest import PM_SOP_CLASS, dciodvfy_errors
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory, ecv_study):
+    study, phantom, files = ecv_study
+    out = tmp_path_factory.mktemp("out")
+    result = subprocess.run([sys.executable, "-m", "node.cli", "process", str(files[0].parent.parent),
+                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return study, phantom, out
+
+
+def test_process_writes_map_and_results(processed):
+    study, phantom, out = processed
+    report = json.loads((out / "results.json").read_text())
+    assert [j["state"] for j in report["jobs"]] == ["done"]
+    job = report["jobs"][0]
+    assert job["module"] == "ecv" and job["study_instance_uid"] == study.study_uid
+    results = job["results"]
+    assert results["hematocrit"] == 0.42
+    assert results["classified_by"] == "series description / contrast agent"
+    slice_result = results["maps"][0]["slices"][0]
+    assert abs(slice_result["blood_t1_post_ms"] - 400) < 10
+    assert abs(slice_result["blood_t1_native_ms"] - 1550) < 30
+    assert job["outputs"] == [f"{results['maps'][0]['sop_instance_uid']}.dcm"]
+    assert len(list(out.glob("*.dcm"))) == 1
+
+
+def test_ecv_map_values_match_phantom(processed):
+    _, phantom, out = processed
+    pm = hd.pm.ParametricMap.from_file(next(out.glob("*.dcm")))
+    ecv_percent = np.asarray(pm.get_volume().array)[0]
+    for region in (Region.REMOTE, Region.INFARCT, Region.MVO):
+        truth = phantom.truth_by_region[region.name.lower()] * 100
+        assert abs(np.median(ecv_percent[phantom.labels == region]) - truth) < 2.0, region
+
+
+def test_ecv_map_is_valid_dicom_with_codes_and_references(processed, ecv_study):
+    _, _, files = ecv_study
+    path = next(processed[2].glob("*.dcm"))
+    assert dciodvfy_errors(path) == []
+    ds = pydicom.dcmread(path)
+    assert ds.SOPClassUID == PM_SOP_CLASS
+    assert ds.SeriesDescription == "ECV map (cmr-node)"
+    mapping = ds.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+    assert mapping.MeasurementUnitsCodeSequence[0].CodeValue == "%"
+    assert mapping.MeasurementUnitsCodeSequence[0].CodingSchemeDesignator == "UCUM"
+    quantity = mapping.QuantityDefinitionSequence[0].ConceptCodeSequence[0]
+    assert (quantity.CodeValue, quantity.CodingSchemeDesignator) == ("ECV", "99CMRN")
+    assert ds.CodingSchemeIdentificationSequence[0].CodingSchemeDesignator == "99CMRN"
+    sources = {pydicom.dcmread(f).SOPInstanceUID for f in files}
+    derivation = ds.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]
+    referenced = {s.ReferencedSOPInstanceUID for s in derivation.SourceImageSequence}
+    assert referenced == sources  # post-contrast map and its native partner
+    assert ds.StudyInstanceUID == pydicom.dcmread(files[0]).StudyInstanceUID
+    assert ds.PatientID == pydicom.dcmread(files[0]).PatientID
+
+
+def test_process_is_deterministic(tmp_path, ecv_study):
+    _, _, files = ecv_study
+    a = process_folder(files[0].parent.parent, tmp_path / "a", offline_config())
+    b = process_folder(files[0].parent.parent, tmp_path / "b", offline_config())
+    assert a["jobs"][0]["outputs"] == b["jobs"][0]["outputs"]  # same inputs -> same output UIDs
+
+
+def test_process_skips_non_dicom_and_reports_failed_jobs(tmp_path, ecv_study):
+    _, _, files = ecv_study
+    only_pre = tmp_path / "in"
+    only_pre.mkdir()
+    shutil.copy(files[0], only_pre / "pre.dcm")
+    (only_pre / "notes.txt").write_text("not DICOM")
+    result = subprocess.run([sys.executable, "-m", "node.cli", "process", str(only_pre), "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert report["skipped_files"][0].startswith("notes.txt")
+    assert report["jobs"][0]["state"] == "failed"
+    assert "native and a post-contrast" in report["jobs"][0]["error"]
