@@ -1,0 +1,104 @@
+"""dDCE physics: 2CXM closed form, AIF fit, registration, relaxivity, and the phantom end to end (arrays)."""
+import numpy as np
+import pytest
+
+from analysis.ddce import analyse_slice, covered_windows, region_summary
+from analysis.phantoms import Region
+from analysis.phantoms.ddce import TRUE_PARAMETERS, ddce_phantom, tissue_curve_numerical
+from analysis.registration import align
+from analysis.relaxivity import UnknownAgent, r1_per_mM_s
+from analysis.tcxm import BiexpAif, fit_biexp_aif, tissue_concentration
+
+TIMES = np.array([1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 23, 26, 30], dtype=float)
+
+
+@pytest.mark.parametrize("region", [Region.REMOTE, Region.INFARCT, Region.MVO])
+def test_closed_form_2cxm_matches_ode_integration(region):
+    aif = BiexpAif(a1=2.0, m1=0.8, a2=1.0, m2=0.03)
+    p = TRUE_PARAMETERS[region]
+    numerical = tissue_curve_numerical(TIMES, p["ve"], p["vp"], p["fp"], p["ps"], aif, dt=0.0005)
+    analytic = tissue_concentration(TIMES, *(np.array([p[k]]) for k in ("fp", "ps", "vp", "ve")), aif)[0]
+    np.testing.assert_allclose(analytic, numerical, rtol=5e-3)
+
+
+def test_closed_form_handles_equal_rates():
+    aif = BiexpAif(a1=1.0, m1=0.5, a2=0.0, m2=0.01)
+    near = tissue_concentration(TIMES, np.array([0.5]), np.array([0.5]), np.array([0.1]), np.array([0.2]), aif)
+    assert np.all(np.isfinite(near)) and np.all(near > 0)
+
+
+def test_biexponential_aif_fit_recovers_parameters():
+    truth = BiexpAif(a1=2.0, m1=0.6, a2=0.8, m2=0.02)
+    fit = fit_biexp_aif(TIMES, truth(TIMES))
+    assert fit.r_squared > 0.9999
+    np.testing.assert_allclose([fit.a1, fit.m1, fit.a2, fit.m2], [2.0, 0.6, 0.8, 0.02], rtol=1e-3)
+    with pytest.raises(ValueError):
+        fit_biexp_aif(TIMES[:2], truth(TIMES[:2]))
+
+
+def test_registration_recovers_breath_hold_shifts():
+    p = ddce_phantom(motion_px=3.0, seed=4)
+    _, shifts = align(p.t1_native_ms, p.t1_post_ms)
+    np.testing.assert_allclose(shifts, -p.shifts_px[1:], atol=0.3)
+
+
+def test_relaxivity_table():
+    assert r1_per_mM_s("Gadovist 1.0", 1.5) == pytest.approx(5.2)
+    assert r1_per_mM_s("GADOBUTROL", 3.0) == pytest.approx(5.0)
+    assert r1_per_mM_s("Dotarem", 2.25) == pytest.approx(3.55)
+    assert r1_per_mM_s("SiteAgent X", 1.5, overrides={"siteagent": 4.4}) == 4.4
+    with pytest.raises(UnknownAgent):
+        r1_per_mM_s("saline", 1.5)
+
+
+def test_windows_are_covered_only_when_maps_reach_them():
+    assert covered_windows(np.array([1, 2, 3, 4]), [5, 30]) == [5.0]       # 4 min reaches 5 - 1
+    assert covered_windows(np.array([1, 2, 3]), [5, 30]) == []
+    assert covered_windows(TIMES, [5, 30]) == [5.0, 30.0]
+
+
+@pytest.fixture(scope="module", params=[0.0, 3.0], ids=["still", "moving"])
+def analysed(request):
+    p = ddce_phantom(motion_px=request.param, noise_fraction=0.03)
+    result = analyse_slice(p.t1_native_ms, p.t1_post_ms, p.times_min, hematocrit=p.hematocrit,
+                           r1_per_mM_s=p.r1_per_mM_s, pixel_mm=p.pixel_mm)
+    masks = {r.name.lower(): p.labels == r for r in (Region.REMOTE, Region.INFARCT, Region.MVO)}
+    rows = {(row["window_min"], row["region"]): row for row in region_summary(result, masks)}
+    return p, result, rows
+
+
+def test_ddce_recovers_distribution_volumes(analysed, request):
+    p, _, rows = analysed
+    if "moving" in request.node.name:
+        # the issue's acceptance is stated without motion: after registration, interpolating a
+        # 3-pixel-thick infarct mixes it with its neighbours; the large remote region stays exact
+        assert abs(rows[(30.0, "remote")]["ve_plus_vp_median"] - 0.19) < 0.03
+        assert abs(rows[(30.0, "infarct")]["ve_plus_vp_median"] - 0.66) < 0.10
+        return
+    for region in ("remote", "infarct"):
+        truth = p.truth[region]["ve"] + p.truth[region]["vp"]
+        assert abs(rows[(30.0, region)]["ve_plus_vp_median"] - truth) < 0.03, region
+    assert abs(rows[(30.0, "infarct")]["ve_median"] - p.truth["infarct"]["ve"]) < 0.06
+
+
+def test_five_minutes_agree_with_thirty(analysed):
+    _, _, rows = analysed
+    for region in ("remote", "infarct"):
+        assert abs(rows[(5.0, region)]["ve_plus_vp_median"] - rows[(30.0, region)]["ve_plus_vp_median"]) < 0.03
+
+
+def test_mvo_core_has_lower_plasma_flow_than_infarct(analysed):
+    _, _, rows = analysed
+    assert rows[(30.0, "mvo")]["fp_median"] < rows[(30.0, "infarct")]["fp_median"]
+
+
+def test_maps_are_finite_and_flag_quality(analysed):
+    p, result, _ = analysed
+    assert result.blood_pool.any() and np.all(p.labels[result.blood_pool] == Region.LV_BLOOD)
+    for window in result.windows:
+        for name, image in window.maps.items():
+            assert np.all(np.isfinite(image)), name
+        assert window.aif.r_squared > 0.99
+        assert window.maps["failed"][p.labels == Region.REMOTE].mean() < 0.05
+    # breath-hold shifts are reported in mm
+    assert result.shifts_mm.shape == (len(p.times_min), 2)
