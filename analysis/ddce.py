@@ -30,7 +30,7 @@ from analysis.registration import align
 from analysis.tcxm import BiexpAif, fit_biexp_aif
 
 TISSUE_DENSITY_G_PER_ML = 1.05
-WINDOW_TOLERANCE_MIN = 1.0   # a map up to this late still counts for a window
+WINDOW_JITTER_MIN = 0.5   # acquisition-timing slack: a window is reached, and a map is in it, within this
 
 
 @dataclass
@@ -73,9 +73,9 @@ def _concentration(t1_native_ms, t1_post_ms, r1_per_mM_s):
 
 
 def covered_windows(times_min: np.ndarray, windows_min) -> list[float]:
-    """The windows the acquired maps reach (last map at or after window end - tolerance)."""
+    """The windows the acquired maps reach (last map at or after the window's end, less the jitter)."""
     last = float(np.max(times_min)) if len(times_min) else 0.0
-    return [float(w) for w in windows_min if last >= w - WINDOW_TOLERANCE_MIN]
+    return [float(w) for w in windows_min if last >= w - WINDOW_JITTER_MIN]
 
 
 def analyse_slice(t1_native_ms: np.ndarray, t1_post_ms: np.ndarray, times_min: np.ndarray, *, hematocrit: float,
@@ -100,7 +100,7 @@ def analyse_slice(t1_native_ms: np.ndarray, t1_post_ms: np.ndarray, times_min: n
     voxels = conc[:, valid].T                                   # (N, T)
     sd = _concentration_sd(t1_native_ms, post, r1_per_mM_s, t1_noise_fraction)[:, valid].T
     for window in covered_windows(times, windows_min):
-        use = times <= window + WINDOW_TOLERANCE_MIN
+        use = times <= window + WINDOW_JITTER_MIN
         aif = fit_biexp_aif(times[use], plasma[use])
         fit = fit_tcxm(times[use], voxels[:, use], aif, sd[:, use])
         result.windows.append(WindowResult(window_min=window, times_min=times[use], aif=aif, fit=fit,

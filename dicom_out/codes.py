@@ -10,6 +10,15 @@
 | Quantity                    | SCT    | 246205007 | written by highdicom in QuantityDefinitionSequence  |
 | Myocardial ECV              | 99CMRN | ECV       | private: PS3.16 (2024c) has no code for ECV          |
 | ECV from T1 (method)        | 99CMRN | ECV-T1    | private: (1-Hct) dR1_tissue / dR1_blood              |
+| ve                          | DCM    | 126314    | PS3.16 CID 4107 Tracer Kinetic Model Parameter       |
+| vp                          | DCM    | 126331    | PS3.16 CID 4107                                      |
+| 2CX model (method)          | DCM    | 126347    | PS3.16 CID 4101 Tracer Kinetic Model                 |
+| ve + vp                     | 99CMRN | VEVP      | private: no code for the total distribution volume   |
+| PS                          | 99CMRN | PS        | private: OSIPI CAPLEX Q.PH1.004, no DICOM code        |
+| Fp (plasma flow)            | 99CMRN | FP        | private: OSIPI CAPLEX Q.PH1.002; DCM 126390 is blood  |
+| Fit R^2                     | 99CMRN | R2FIT     | private: coefficient of determination of the fit     |
+| No units (unit)             | UCUM   | 1         | PS3.16 CID 7181                                      |
+| mL/min/g (unit)             | UCUM   | ml/min/g  | PS3.16 CID 7181                                      |
 
 Private codes use the designator PRIVATE_SCHEME (a "99" prefix marks a
 private scheme, PS3.16 section 8) and are declared in the object's Coding
@@ -32,7 +41,17 @@ MEASUREMENT_METHOD = CodedConcept("370129005", "SCT", "Measurement Method")
 UNIT_PERCENT = CodedConcept("%", "UCUM", "Percent")
 UNIT_MS = CodedConcept("ms", "UCUM", "millisecond")
 
+UNIT_NONE = CodedConcept("1", "UCUM", "no units")
+UNIT_ML_PER_MIN_PER_G = CodedConcept("ml/min/g", "UCUM", "milliliter per minute per gram")
+
 ECV = CodedConcept("ECV", PRIVATE_SCHEME, "Myocardial extracellular volume fraction")
+VE = codes.DCM.Ve
+VP = codes.DCM.Vp
+TWO_COMPARTMENT_EXCHANGE = codes.DCM.TwoCompartmentExchange2CXModel
+VE_PLUS_VP = CodedConcept("VEVP", PRIVATE_SCHEME, "Total distribution volume ve + vp")
+PS = CodedConcept("PS", PRIVATE_SCHEME, "Permeability surface area product")
+FP = CodedConcept("FP", PRIVATE_SCHEME, "Plasma flow")
+FIT_R2 = CodedConcept("R2FIT", PRIVATE_SCHEME, "Coefficient of determination of model fit")
 ECV_FROM_T1 = CodedConcept("ECV-T1", PRIVATE_SCHEME, "ECV from native and post-contrast T1")
 
 

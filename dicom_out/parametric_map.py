@@ -68,8 +68,10 @@ def build_parametric_map(values: np.ndarray, source_images: list[Dataset], quant
         software_versions=software_version, device_serial_number="0",
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[_mapping(quantity, values)],
+        # LINEAR_EXACT: windows narrower than 1 (fractions) are legal only with it, and float maps want it
         voi_lut_transformations=[hd.VOILUTTransformation(window_center=quantity.window_center,
-                                                         window_width=quantity.window_width)],
+                                                         window_width=quantity.window_width,
+                                                         voi_lut_function="LINEAR_EXACT")],
         content_label=content_label, content_description=quantity.explanation[:64],
         content_creator_name="cmr-node^", image_flavor="VOLUME",
         further_source_images=further_source_images or None,

@@ -24,3 +24,31 @@ def write_ecv_study(directory: Path, study: SyntheticStudy | None = None,
                          contrast_agent="Gadobutrol", bolus_start=injection)
     paths = save_series(pre, directory / "pre") + save_series(post, directory / "post")
     return study, phantom, paths
+
+
+DDCE_NATIVE_DESCRIPTION = "dDCE_native_MOCO_T1"
+
+
+def ddce_post_description(minutes: float) -> str:
+    return f"dDCE_post_{minutes:04.1f}min_MOCO_T1"
+
+
+def write_ddce_study(directory: Path, study: SyntheticStudy | None = None, phantom=None,
+                     bolus_start_in_dicom: bool = True) -> tuple[SyntheticStudy, object, list[Path]]:
+    """The dDCE phantom as a scanner sends it: a native T1 map series and one series per post-contrast map.
+
+    Returns (study, phantom, files); files of the native series come first, then by acquisition time."""
+    from analysis.phantoms.ddce import ddce_phantom
+    study = study or SyntheticStudy()
+    phantom = phantom if phantom is not None else ddce_phantom()
+    injection = study.study_datetime + timedelta(minutes=10)
+    files = save_series(t1_map_series(phantom.t1_native_ms, study, series_description=DDCE_NATIVE_DESCRIPTION,
+                                      series_number=100, acquired=injection - timedelta(minutes=3),
+                                      pixel_mm=phantom.pixel_mm), directory / "native")
+    for k, minutes in enumerate(phantom.times_min):
+        series = t1_map_series(phantom.t1_post_ms[k], study, series_description=ddce_post_description(minutes),
+                               series_number=101 + k, acquired=injection + timedelta(minutes=float(minutes)),
+                               pixel_mm=phantom.pixel_mm, contrast_agent="Gadobutrol",
+                               bolus_start=injection if bolus_start_in_dicom else None)
+        files += save_series(series, directory / f"post_{k:02d}")
+    return study, phantom, files

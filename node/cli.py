@@ -1,4 +1,4 @@
-"""Command line: serve, process, demo, status, retry."""
+"""Command line: serve, process, demo, status, retry, inputs."""
 from __future__ import annotations
 
 import argparse
@@ -53,6 +53,29 @@ def _retry(args) -> int:
     return 0
 
 
+def _inputs(args) -> int:
+    from node.jobs import STUDY_INPUT_TYPES
+    from node.store import is_valid_uid
+    if not is_valid_uid(args.study_uid):
+        raise ConfigError(f"not a Study Instance UID: {args.study_uid!r}")
+    index = _open_index(args)
+    if args.action == "set":
+        values = {}
+        for pair in args.values:
+            key, _, value = pair.partition("=")
+            if key not in STUDY_INPUT_TYPES or not value:
+                raise ConfigError(f"{pair!r}: expected key=value with key one of {', '.join(STUDY_INPUT_TYPES)}")
+            try:
+                STUDY_INPUT_TYPES[key](value)
+            except ValueError:
+                raise ConfigError(f"{pair!r}: {key} must be a number") from None
+            values[key] = value
+        index.set_study_inputs(args.study_uid, values)
+        print(f"{len(values)} value(s) set; the study's routes run again")
+    print(json.dumps(index.study_inputs(args.study_uid), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmr-node", description=__doc__)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -76,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--destination")
     p.set_defaults(func=_retry)
+    p = sub.add_parser("inputs", help="per-study inputs (hematocrit, injection time, ...)")
+    p.add_argument("action", choices=["set", "show"])
+    p.add_argument("study_uid")
+    p.add_argument("values", nargs="*", help="key=value")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=_inputs)
     return parser
 
 

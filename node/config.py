@@ -51,18 +51,34 @@ class Destination:
     ae_title: str
 
 
+# series: each complete series alone; study: all matching series once the study is complete;
+# study-so-far: all matching complete series of the study, each time one more completes.
+SCOPES = ("series", "study", "study-so-far")
+
+
 @dataclass(frozen=True)
 class Route:
     name: str
     series_description: re.Pattern
     module: str
     destinations: tuple[str, ...]
-    scope: str  # "series" or "study"
+    scope: str  # one of SCOPES
 
 
 @dataclass(frozen=True)
 class Inputs:
-    hematocrit: float = 0.42
+    hematocrit: float = 0.42                         # fraction
+    injection_to_first_map_minutes: float | None = None   # used when no Contrast Bolus Start Time
+    ddce_windows_minutes: tuple[float, ...] = (5.0, 30.0)
+    relaxivity: tuple[tuple[str, float], ...] = ()   # agent name -> r1 (L/mmol/s), overrides the table
+    t1_noise_fraction: float = 0.03                  # relative SD of scanner T1 maps
+
+    def as_settings(self) -> dict:
+        """The module settings these inputs give (per-study values are merged over them)."""
+        return {"hematocrit": self.hematocrit,
+                "injection_to_first_map_minutes": self.injection_to_first_map_minutes,
+                "ddce_windows_minutes": list(self.ddce_windows_minutes),
+                "relaxivity": dict(self.relaxivity), "t1_noise_fraction": self.t1_noise_fraction}
 
 
 @dataclass(frozen=True)
@@ -100,7 +116,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple, bool]]] = {
         "name": (str, True), "series_description": (str, True), "module": (str, True),
         "destinations": (list, False), "scope": (str, False),
     },
-    "inputs": {"hematocrit": (_NUMBER, False)},
+    "inputs": {"hematocrit": (_NUMBER, False), "injection_to_first_map_minutes": (_NUMBER, False),
+               "ddce_windows_minutes": (list, False), "relaxivity": (dict, False),
+               "t1_noise_fraction": (_NUMBER, False)},
 }
 _TABLE_ARRAYS = {"destinations", "routes"}
 
@@ -195,8 +213,8 @@ def _parse_route(i: int, t: dict, destination_names: set[str]) -> Route:
         if name not in destination_names:
             raise ConfigError(f"{where}.destinations[{j}]: unknown destination {name!r}")
     scope = t.get("scope", MODULES[module].scope)
-    if scope not in ("series", "study"):
-        raise ConfigError(f"{where}.scope: must be 'series' or 'study'")
+    if scope not in SCOPES:
+        raise ConfigError(f"{where}.scope: must be one of {', '.join(SCOPES)}")
     return Route(name=t["name"], series_description=pattern, module=module,
                  destinations=tuple(destinations), scope=scope)
 
@@ -216,16 +234,35 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> Config:
     routes = tuple(_parse_route(i, t, set(names)) for i, t in enumerate(data.get("routes", [])))
     if len({r.name for r in routes}) != len(routes):
         raise ConfigError("[[routes]].name: names must be unique")
-    inputs_table = _check_table("[inputs]", "inputs", data.get("inputs", {}))
-    hematocrit = float(inputs_table.get("hematocrit", Inputs.hematocrit))
-    if not 0.1 <= hematocrit <= 0.7:
-        raise ConfigError("[inputs].hematocrit: must be a fraction between 0.1 and 0.7")
+    inputs = _parse_inputs(_check_table("[inputs]", "inputs", data.get("inputs", {})))
     return Config(
         node=_parse_node(data.get("node", {}), base_dir),
         completion=_parse_numbers("completion", data.get("completion", {}), CompletionSettings),
         dispatch=_parse_numbers("dispatch", data.get("dispatch", {}), DispatchSettings),
-        destinations=destinations, routes=routes, inputs=Inputs(hematocrit=hematocrit),
+        destinations=destinations, routes=routes, inputs=inputs,
     )
+
+
+def _parse_inputs(t: dict) -> Inputs:
+    hematocrit = float(t.get("hematocrit", Inputs.hematocrit))
+    if not 0.1 <= hematocrit <= 0.7:
+        raise ConfigError("[inputs].hematocrit: must be a fraction between 0.1 and 0.7")
+    windows = t.get("ddce_windows_minutes", list(Inputs.ddce_windows_minutes))
+    if not windows or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0 for w in windows):
+        raise ConfigError("[inputs].ddce_windows_minutes: must be a list of positive numbers")
+    relaxivity = t.get("relaxivity", {})
+    for agent, r1 in relaxivity.items():
+        if isinstance(r1, bool) or not isinstance(r1, (int, float)) or not 0 < r1 < 50:
+            raise ConfigError(f"[inputs].relaxivity.{agent}: must be r1 in L/mmol/s (0-50)")
+    noise = float(t.get("t1_noise_fraction", Inputs.t1_noise_fraction))
+    if not 0 < noise < 0.5:
+        raise ConfigError("[inputs].t1_noise_fraction: must be a fraction between 0 and 0.5")
+    first = t.get("injection_to_first_map_minutes")
+    if first is not None and first <= 0:
+        raise ConfigError("[inputs].injection_to_first_map_minutes: must be > 0")
+    return Inputs(hematocrit=hematocrit, injection_to_first_map_minutes=None if first is None else float(first),
+                  ddce_windows_minutes=tuple(sorted(float(w) for w in windows)),
+                  relaxivity=tuple((str(k), float(v)) for k, v in relaxivity.items()), t1_noise_fraction=noise)
 
 
 def load_config(path: Path | str) -> Config:
@@ -243,8 +280,13 @@ def load_config(path: Path | str) -> Config:
 DEFAULT_ROUTES_TOML = """
 [[routes]]
 name = "ecv"
-series_description = '(?i)(t1.?map|molli|moco_t1)'
+series_description = '(?i)^(?!.*ddce).*(t1.?map|molli|moco_t1)'
 module = "ecv"
+
+[[routes]]
+name = "ddce"
+series_description = '(?i)ddce'
+module = "ddce"
 """
 
 

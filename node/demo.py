@@ -33,7 +33,7 @@ def demo_config(workdir: Path, pacs_port: int, pacs_ae: str) -> dict:
         "completion": {"series_quiet_seconds": 1, "study_quiet_seconds": 2, "sweep_interval_seconds": 0.5},
         "dispatch": {"retry_base_seconds": 1, "interval_seconds": 0.5},
         "destinations": [{"name": "pacs", "host": "127.0.0.1", "port": pacs_port, "ae_title": pacs_ae}],
-        "routes": [{"name": "ecv", "series_description": "(?i)(t1.?map|molli|moco_t1)", "module": "ecv",
+        "routes": [{"name": "ecv", "series_description": "(?i)^(?!.*ddce).*(t1.?map|molli|moco_t1)", "module": "ecv",
                     "destinations": ["pacs"]}],
     }
 

@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at REAL,
     UNIQUE (destination, sop_instance_uid, job_id)
 );
+CREATE TABLE IF NOT EXISTS study_inputs (
+    study_uid TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    set_at REAL NOT NULL,
+    PRIMARY KEY (study_uid, key)
+);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, destination, next_attempt_at);
 """
 
@@ -195,6 +202,25 @@ class Index:
 
     def series_of_study(self, study_uid: str) -> list[sqlite3.Row]:
         return self._query("SELECT * FROM series WHERE study_uid=? ORDER BY first_received_at", (study_uid,))
+
+    def complete_series_of_study(self, study_uid: str) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM series WHERE study_uid=? AND completed_at IS NOT NULL "
+                           "ORDER BY first_received_at", (study_uid,))
+
+    # ---- per-study inputs --------------------------------------------------------------------
+    def set_study_inputs(self, study_uid: str, values: dict[str, str]) -> None:
+        """Store per-study values and reopen the study's series so that its routes run again."""
+        now = time.time()
+        statements = [("INSERT INTO study_inputs VALUES (?,?,?,?) ON CONFLICT(study_uid, key) DO UPDATE SET "
+                       "value=excluded.value, set_at=excluded.set_at", (study_uid, k, v, now))
+                      for k, v in values.items()]
+        statements += [("UPDATE series SET completed_at=NULL WHERE study_uid=?", (study_uid,)),
+                       ("UPDATE studies SET completed_at=NULL WHERE study_uid=?", (study_uid,))]
+        self._tx(statements)
+
+    def study_inputs(self, study_uid: str) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self._query(
+            "SELECT key, value FROM study_inputs WHERE study_uid=? ORDER BY key", (study_uid,))}
 
     def instances_of_series(self, series_uid: str) -> list[sqlite3.Row]:
         return self._query("SELECT * FROM instances WHERE series_uid=? ORDER BY sop_instance_uid", (series_uid,))

@@ -29,6 +29,23 @@ class ModuleFailed(Exception):
     pass
 
 
+# Values a user may set for one study with `cmr-node inputs set`, and their types.
+STUDY_INPUT_TYPES = {
+    "hematocrit": float,                      # fraction
+    "injection_time": str,                    # YYYYMMDDHHMMSS or HHMMSS (study date) of the contrast bolus
+    "injection_to_first_map_minutes": float,  # minutes from injection to the first post-contrast map
+}
+
+
+def merge_study_inputs(settings: dict, study_inputs: dict[str, str]) -> dict:
+    """Per-study values override configured ones."""
+    merged = dict(settings)
+    for key, value in study_inputs.items():
+        if key in STUDY_INPUT_TYPES:
+            merged[key] = STUDY_INPUT_TYPES[key](value)
+    return merged
+
+
 def write_datasets(datasets, directory: Path) -> list[dict]:
     """Write datasets as <SOPInstanceUID>.dcm; describe each for the outbox."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -91,8 +108,9 @@ class JobRunner:
                                              mp_context=multiprocessing.get_context("spawn"))
         return self._pool
 
-    def settings(self) -> dict:
-        return {"hematocrit": self.config.inputs.hematocrit}
+    def settings(self, study_uid: str) -> dict:
+        """Configured inputs with this study's own values (`cmr-node inputs set`) on top."""
+        return merge_study_inputs(self.config.inputs.as_settings(), self.index.study_inputs(study_uid))
 
     def poll(self) -> None:
         """Start queued jobs while workers are free (run by the scheduler)."""
@@ -107,7 +125,7 @@ class JobRunner:
         log.info("job %d started: module %s, attempt %d", job.id, job.module, job.attempts)
         try:
             future = self._executor().submit(execute_job, job.id, job.module, job.study_uid, job.inputs["files"],
-                                             self.settings(), job.input_key, str(self.results_root))
+                                             self.settings(job.study_uid), job.input_key, str(self.results_root))
         except (BrokenProcessPool, RuntimeError) as exc:
             self._pool = None
             self.index.fail_job(job.id, f"could not start worker: {exc}")

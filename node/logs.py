@@ -14,3 +14,4 @@ def configure(level: str = "INFO") -> None:
     # pynetdicom logs dataset summaries (which can hold patient data) at DEBUG/INFO: keep it quiet.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("highdicom").setLevel(logging.WARNING)

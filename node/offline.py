@@ -49,7 +49,7 @@ def process_folder(input_dir: Path, out_dir: Path, config: Config) -> dict:
     index = Index(":memory:")
     skipped = index_folder(input_dir, index)
     Router(config, index).sweep(now=float("inf"))  # everything present is complete
-    settings = {"hematocrit": config.inputs.hematocrit}
+    settings = config.inputs.as_settings()
     report = {"cmr_node_version": node.__version__, "skipped_files": skipped, "jobs": []}
     for job in index.claim_jobs(limit=1_000_000):
         entry = {"route": job.route, "module": job.module, "study_instance_uid": job.study_uid}

@@ -18,12 +18,14 @@ from node.modules import MODULES
 log = logging.getLogger("cmr_node.route")
 
 
-def input_key(route: Route, sop_instance_uids: list[str]) -> str:
-    """Digest of module, module version and the exact input instances."""
+def input_key(route: Route, sop_instance_uids: list[str], study_inputs: dict[str, str] | None = None) -> str:
+    """Digest of module, module version, the exact input instances and any per-study inputs."""
     spec = MODULES[route.module]
     digest = hashlib.sha256(f"{spec.name}\n{spec.version}\n".encode())
     for uid in sorted(sop_instance_uids):
         digest.update(uid.encode() + b"\n")
+    for key, value in sorted((study_inputs or {}).items()):
+        digest.update(f"{key}={value}\n".encode())
     return digest.hexdigest()
 
 
@@ -36,7 +38,7 @@ class Router:
         instances = [i for s in series_rows for i in self.index.instances_of_series(s["series_uid"])]
         if not instances:
             return None
-        key = input_key(route, [i["sop_instance_uid"] for i in instances])
+        key = input_key(route, [i["sop_instance_uid"] for i in instances], self.index.study_inputs(study_uid))
         inputs = {"series": [s["series_uid"] for s in series_rows], "files": [i["path"] for i in instances]}
         job_id = self.index.add_job(route.name, route.module, study_uid, key, inputs)
         if job_id is not None:
@@ -46,9 +48,16 @@ class Router:
 
     def route_series(self, series_row) -> list[int]:
         jobs = []
+        study_uid = series_row["study_uid"]
         for route in self.config.routes:
-            if route.scope == "series" and route.series_description.search(series_row["series_description"]):
-                jobs.append(self._queue(route, series_row["study_uid"], [series_row]))
+            if not route.series_description.search(series_row["series_description"]):
+                continue
+            if route.scope == "series":
+                jobs.append(self._queue(route, study_uid, [series_row]))
+            elif route.scope == "study-so-far":
+                matching = [s for s in self.index.complete_series_of_study(study_uid)
+                            if route.series_description.search(s["series_description"])]
+                jobs.append(self._queue(route, study_uid, matching))
         return [j for j in jobs if j is not None]
 
     def route_study(self, study_uid: str) -> list[int]:

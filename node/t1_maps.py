@@ -11,9 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import re
+
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+
+
+_PRE = re.compile(r"(?i)(pre|native|nativ)")
+_POST = re.compile(r"(?i)post")
 
 
 class InputError(ValueError):
@@ -90,3 +96,35 @@ def group_by_series(slices: list[T1Slice]) -> dict[str, list[T1Slice]]:
     for members in groups.values():
         members.sort(key=lambda s: s.position_mm)
     return groups
+
+
+def _role(series: list[T1Slice]) -> str | None:
+    description = series[0].series_description
+    if _POST.search(description) or any(s.has_contrast_agent for s in series):
+        return "post"
+    if _PRE.search(description):
+        return "pre"
+    return None
+
+
+def classify(groups: dict[str, list[T1Slice]]) -> tuple[list[T1Slice], list[list[T1Slice]], str]:
+    """(native series, post-contrast series, how it was decided).
+
+    In this order: Series Description ("pre"/"native" vs "post"), Contrast/Bolus
+    Agent (0018,0010), acquisition time (earliest native, later ones post-contrast)."""
+    roles = {uid: _role(series) for uid, series in groups.items()}
+    by_time = sorted(groups.values(), key=lambda s: (s[0].acquired is None, s[0].acquired, s[0].series_number))
+    pre = [groups[u] for u, r in roles.items() if r == "pre"]
+    post = [groups[u] for u, r in roles.items() if r == "post"]
+    how = "series description / contrast agent"
+    if not pre:
+        pre = [s for s in by_time if roles[s[0].series_uid] != "post"][:1]
+        how = "acquisition time"
+    if not post and pre:
+        post = [s for s in by_time[by_time.index(pre[0]) + 1:] if roles[s[0].series_uid] != "pre"]
+        how = "acquisition time"
+    if not pre or not post:
+        raise InputError(f"need a native and a post-contrast T1 map; found {len(groups)} T1 map series "
+                         f"({len(pre)} native, {len(post)} post-contrast)")
+    pre.sort(key=lambda s: (s[0].acquired is None, s[0].acquired))
+    return pre[0], post, how

@@ -134,7 +134,7 @@ def test_failing_module_marks_job_failed_and_node_goes_on(tmp_path, make_node):
     node = make_node(node_config_dict(tmp_path / "data"))
     assert storescu(node.port, native_only).returncode == 0
     wait_until(lambda: node.index.jobs("failed"), timeout=60, what="failed job")
-    assert "native and a post-contrast" in node.index.job_row(node.index.jobs("failed")[0].id)["error"]
+    assert "a native and a post-contrast" in node.index.job_row(node.index.jobs("failed")[0].id)["error"]
     post = [f for f in files if f.parent.name == "post"]
     assert storescu(node.port, post).returncode == 0  # the missing series arrives: a new job succeeds
     wait_until(lambda: node.index.jobs("done"), timeout=60, what="job on the completed study")

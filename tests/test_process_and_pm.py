@@ -90,4 +90,4 @@ def test_process_skips_non_dicom_and_reports_failed_jobs(tmp_path, ecv_study):
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     assert report["skipped_files"][0].startswith("notes.txt")
     assert report["jobs"][0]["state"] == "failed"
-    assert "native and a post-contrast" in report["jobs"][0]["error"]
+    assert "a native and a post-contrast" in report["jobs"][0]["error"]

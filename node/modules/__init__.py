@@ -43,4 +43,5 @@ class ModuleOutput:
 
 MODULES: dict[str, ModuleSpec] = {
     "ecv": ModuleSpec(name="ecv", version="1.0", scope="study", entry_point="node.modules.ecv:run"),
+    "ddce": ModuleSpec(name="ddce", version="1.0", scope="study-so-far", entry_point="node.modules.ddce:run"),
 }

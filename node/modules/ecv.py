@@ -1,14 +1,10 @@
 """ECV module: native + post-contrast T1 map series of a study -> ECV Parametric Map(s).
 
-Which series is native and which post-contrast is decided, in this order, by
-the Series Description ("pre"/"native" vs "post"), by Contrast/Bolus Agent
-(0018,0010), and by acquisition time (earliest native, later ones
-post-contrast). Every post-contrast series gives one ECV map (percent) on its
-own grid, paired slice by slice (same position within 1 mm) with the native map.
+Native and post-contrast series are told apart by node.t1_maps.classify.
+Every post-contrast series gives one ECV map (percent) on its own grid, paired
+slice by slice (same position within 1 mm) with the native map.
 """
 from __future__ import annotations
-
-import re
 
 import numpy as np
 
@@ -18,44 +14,13 @@ from dicom_out import codes
 from dicom_out.parametric_map import MapQuantity, build_parametric_map
 from dicom_out.uids import derived_uid
 from node.modules import ModuleInput, ModuleOutput
-from node.t1_maps import InputError, T1Slice, group_by_series, read_t1_slice
+from node.t1_maps import InputError, T1Slice, classify, group_by_series, read_t1_slice
 
-_PRE = re.compile(r"(?i)(pre|native|nativ)")
-_POST = re.compile(r"(?i)post")
 POSITION_TOLERANCE_MM = 1.0
 
 ECV_QUANTITY = MapQuantity(
     lut_label="ECV", explanation="Extracellular volume fraction (percent)", unit=codes.UNIT_PERCENT,
     quantity=codes.ECV, method=codes.ECV_FROM_T1, window_center=40.0, window_width=60.0)
-
-
-def _role(series: list[T1Slice]) -> str | None:
-    description = series[0].series_description
-    if _POST.search(description) or any(s.has_contrast_agent for s in series):
-        return "post"
-    if _PRE.search(description):
-        return "pre"
-    return None
-
-
-def classify(groups: dict[str, list[T1Slice]]) -> tuple[list[T1Slice], list[list[T1Slice]], str]:
-    """(native series, post-contrast series, how it was decided)."""
-    roles = {uid: _role(series) for uid, series in groups.items()}
-    by_time = sorted(groups.values(), key=lambda s: (s[0].acquired is None, s[0].acquired, s[0].series_number))
-    pre = [groups[u] for u, r in roles.items() if r == "pre"]
-    post = [groups[u] for u, r in roles.items() if r == "post"]
-    how = "series description / contrast agent"
-    if not pre:
-        pre = [s for s in by_time if roles[s[0].series_uid] != "post"][:1]
-        how = "acquisition time"
-    if not post and pre:
-        post = [s for s in by_time[by_time.index(pre[0]) + 1:] if roles[s[0].series_uid] != "pre"]
-        how = "acquisition time"
-    if not pre or not post:
-        raise InputError(f"ECV needs a native and a post-contrast T1 map; found {len(groups)} T1 map series "
-                         f"({len(pre)} native, {len(post)} post-contrast)")
-    pre.sort(key=lambda s: (s[0].acquired is None, s[0].acquired))
-    return pre[0], post, how
 
 
 def _partner(target: T1Slice, candidates: list[T1Slice]) -> T1Slice:

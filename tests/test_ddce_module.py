@@ -1,0 +1,137 @@
+"""The dDCE module on the phantom written as scanner DICOM, offline and end to end through Orthanc."""
+import json
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+
+from analysis.phantoms import Region
+from dicom_out.phantom_studies import write_ddce_study
+from dicom_out.synthetic_mr import SyntheticStudy
+from node.config import offline_config
+from node.offline import process_folder
+from tests.conftest import (PM_SOP_CLASS, dciodvfy_errors, node_config_dict, orthanc_destination, storescu,
+                            wait_until)
+
+DDCE_ROUTE = {"name": "ddce", "series_description": "(?i)ddce", "module": "ddce"}
+
+
+@pytest.fixture(scope="module")
+def ddce_study(tmp_path_factory):
+    return write_ddce_study(tmp_path_factory.mktemp("ddce"))
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory, ddce_study):
+    out = tmp_path_factory.mktemp("out")
+    report = process_folder(ddce_study[2][0].parent.parent, out, offline_config())
+    return report, out
+
+
+def ddce_job(report):
+    return next(j for j in report["jobs"] if j["module"] == "ddce")
+
+
+def maps_by_description(out):
+    return {pydicom.dcmread(p).SeriesDescription: p for p in out.glob("*.dcm")}
+
+
+def test_outputs_every_parameter_for_both_windows(processed):
+    report, out = processed
+    job = ddce_job(report)
+    assert job["state"] == "done" and [j["module"] for j in report["jobs"]] == ["ddce"]  # no ECV on dDCE maps
+    names = set(maps_by_description(out))
+    for window in ("5min", "30min"):
+        assert {f"dDCE {window} {p}" for p in ("ve", "vp", "ve+vp", "PS", "Fp", "R2")} <= names
+    results = job["results"]
+    assert results["injection_time_source"] == "Contrast Bolus Start Time (0018,1042)"
+    assert results["r1_per_mM_s"] == pytest.approx(5.2) and results["contrast_agent"] == "Gadobutrol"
+    for window in results["windows"]:
+        s = window["slices"][0]
+        assert s["aif_plasma"]["r_squared"] > 0.99 and s["blood_pool_voxels"] > 100
+        assert len(window["maps"]) == 6
+
+
+def test_every_map_is_valid_dicom_with_units(processed):
+    _, out = processed
+    for description, path in maps_by_description(out).items():
+        assert dciodvfy_errors(path) == [], description
+        ds = pydicom.dcmread(path)
+        unit = ds.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0].MeasurementUnitsCodeSequence[0]
+        expected = "ml/min/g" if description.split()[-1] in ("PS", "Fp") else "1"
+        assert (unit.CodeValue, unit.CodingSchemeDesignator) == (expected, "UCUM"), description
+
+
+def test_map_values_match_phantom(processed, ddce_study):
+    _, phantom, _ = ddce_study
+    maps = maps_by_description(processed[1])
+    five = pydicom.dcmread(maps["dDCE 5min ve+vp"]).pixel_array
+    thirty = pydicom.dcmread(maps["dDCE 30min ve+vp"]).pixel_array
+    for region in (Region.REMOTE, Region.INFARCT):
+        truth = phantom.truth[region.name.lower()]
+        in_region = phantom.labels == region
+        assert abs(np.median(thirty[in_region]) - (truth["ve"] + truth["vp"])) < 0.03
+        assert abs(np.median(five[in_region]) - np.median(thirty[in_region])) < 0.03
+    fp = pydicom.dcmread(maps["dDCE 30min Fp"]).pixel_array
+    assert np.median(fp[phantom.labels == Region.MVO]) < np.median(fp[phantom.labels == Region.INFARCT])
+
+
+def test_five_minute_maps_do_not_change_when_later_maps_arrive(tmp_path, ddce_study):
+    files = ddce_study[2]
+    early = tmp_path / "early"
+    for f in files:
+        if f.parent.name == "native" or int(f.parent.name.split("_")[1]) < 5:   # maps at 1..5 min
+            target = early / f.parent.name
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, target)
+    first = ddce_job(process_folder(early, tmp_path / "a", offline_config()))
+    assert [w["window_min"] for w in first["results"]["windows"]] == [5.0]
+    full = ddce_job(process_folder(files[0].parent.parent, tmp_path / "b", offline_config()))
+    five = {m["sop_instance_uid"] for m in first["results"]["windows"][0]["maps"]}
+    assert five == {m["sop_instance_uid"] for m in full["results"]["windows"][0]["maps"]}
+
+
+def test_too_early_gives_no_window_and_no_error(tmp_path, ddce_study):
+    files = ddce_study[2]
+    early = tmp_path / "in"
+    for f in files:
+        if f.parent.name in ("native", "post_00", "post_01"):
+            shutil.copy(f, early.mkdir(exist_ok=True) or early / f"{f.parent.name}.dcm")
+    job = ddce_job(process_folder(early, tmp_path / "out", offline_config()))
+    assert job["state"] == "done" and job["results"]["windows"] == [] and job["outputs"] == []
+
+
+def test_unknown_injection_time_is_a_clear_error(tmp_path):
+    _, _, files = write_ddce_study(tmp_path / "in", bolus_start_in_dicom=False)
+    job = ddce_job(process_folder(tmp_path / "in", tmp_path / "out", offline_config()))
+    assert job["state"] == "failed" and "time of injection unknown" in job["error"]
+
+
+def test_end_to_end_five_minute_maps_before_the_study_ends(tmp_path, orthanc, make_node):
+    study, phantom, files = write_ddce_study(tmp_path / "scanner", SyntheticStudy())
+    config = node_config_dict(tmp_path / "data", [orthanc_destination(orthanc)])
+    config["routes"] = [dict(DDCE_ROUTE, destinations=["orthanc"])]
+    node = make_node(config)
+
+    def maps():
+        found = {}
+        for i in orthanc.find_instances(PM_SOP_CLASS):
+            tags = orthanc.instance_tags(i)
+            if tags.get("StudyInstanceUID") == study.study_uid:
+                found[tags["SeriesDescription"]] = i
+        return found
+    early = [f for f in files if f.parent.name == "native" or int(f.parent.name.split("_")[1]) < 5]
+    assert storescu(node.port, early).returncode == 0
+    wait_until(lambda: len(maps()) == 6, timeout=180, what="the six 5-minute maps in Orthanc")
+    assert all(d.startswith("dDCE 5min") for d in maps())
+    assert storescu(node.port, [f for f in files if f not in early]).returncode == 0
+    found = wait_until(lambda: maps() if len(maps()) == 12 else None, timeout=240, what="the 30-minute maps")
+    path = tmp_path / "ve_plus_vp.dcm"
+    path.write_bytes(orthanc.instance_file(found["dDCE 30min ve+vp"]))
+    assert dciodvfy_errors(path) == []
+    total = pydicom.dcmread(path).pixel_array
+    assert abs(np.median(total[phantom.labels == Region.INFARCT]) - 0.66) < 0.03
+    assert len(maps()) == 12   # the 5-minute maps were rewritten in place, not duplicated
+    results = [json.loads(p.read_text()) for p in (tmp_path / "data" / "results").glob("*/results.json")]
+    assert max(r["last_map_min"] for r in results) == 30.0
