@@ -78,20 +78,25 @@ def irf_exponentials(fp, ps, vp, ve):
     return c1, a, fp - c1, b
 
 
-def _conv_exp(k, m, exp_kt, exp_mt, t):
-    """exp(-k t) convolved with exp(-m t) for t >= 0, given both exponentials (k: arrays, m: scalar)."""
-    diff = k - m
-    small = np.abs(diff) < 1e-6 * max(abs(m), 1e-12)
-    return np.where(small, t * exp_mt, (exp_mt - exp_kt) / np.where(small, 1.0, diff))
+def _conv_exp(k, m, exp_kt, exp_mt):
+    """exp(-k t) convolved with exp(-m t) for t >= 0, given both exponentials; k (N, 1) kept off m."""
+    return (exp_mt - exp_kt) / (k - m)
+
+
+def _apart(k, m):
+    """k moved by a relative 1e-7 where it equals m, where the closed form has a removable singularity."""
+    close = np.abs(k - m) < 1e-7 * max(abs(m), 1e-9)
+    return np.where(close, m * (1 + 1e-7) + 1e-9, k)
 
 
 def tissue_concentration(t_min: np.ndarray, fp, ps, vp, ve, aif: BiexpAif) -> np.ndarray:
     """Ct(t) in mmol/L for parameter arrays of shape (N,) at times (T,): returns (N, T)."""
     t = np.asarray(t_min, dtype=float)[np.newaxis, :]
     c1, a, c2, b = (x[..., np.newaxis] for x in irf_exponentials(fp, ps, vp, ve))
+    a, b = _apart(_apart(a, aif.m1), aif.m2), _apart(_apart(b, aif.m1), aif.m2)
     exp_a, exp_b = np.exp(-a * t), np.exp(-b * t)
     total = 0.0
     for amp, rate in ((aif.a1, aif.m1), (aif.a2, aif.m2)):
         exp_m = np.exp(-rate * t)   # shared by every voxel
-        total = total + amp * (c1 * _conv_exp(a, rate, exp_a, exp_m, t) + c2 * _conv_exp(b, rate, exp_b, exp_m, t))
+        total = total + amp * (c1 * _conv_exp(a, rate, exp_a, exp_m) + c2 * _conv_exp(b, rate, exp_b, exp_m))
     return total
