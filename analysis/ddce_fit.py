@@ -73,9 +73,15 @@ def _unconstrained(p: np.ndarray) -> np.ndarray:
     return np.log(s / (1.0 - s))
 
 
-PRIOR_VP = (0.06, 0.03)                 # mean, SD (fraction)
-PRIOR_LOG_PS = (np.log(1.0), 1.5)       # mean, SD of ln(PS / (1/min))
-PRIOR_LOG_FP = (np.log(0.6), 1.5)       # mean, SD of ln(Fp / (1/min))
+@dataclass(frozen=True)
+class Priors:
+    """Gaussian priors (mean, SD) on vp, ln(PS / (1/min)) and ln(Fp / (1/min))."""
+    vp: tuple[float, float]
+    log_ps: tuple[float, float]
+    log_fp: tuple[float, float]
+
+
+MYOCARDIUM_PRIORS = Priors(vp=(0.06, 0.03), log_ps=(np.log(1.0), 1.5), log_fp=(np.log(0.6), 1.5))
 
 
 def _model(t: np.ndarray, p: np.ndarray, aif: BiexpAif) -> np.ndarray:
@@ -83,22 +89,24 @@ def _model(t: np.ndarray, p: np.ndarray, aif: BiexpAif) -> np.ndarray:
     return tissue_concentration(t, fp, ps, v * f, v * (1.0 - f), aif)
 
 
-def _residual(t, y, sigma, u, aif):
-    """Weighted data residuals and prior terms, (n, T + 3)."""
+def _residual(t, y, sigma, u, aif, priors: Priors | None = MYOCARDIUM_PRIORS):
+    """Weighted data residuals and, with priors, the prior terms: (n, T) or (n, T + 3)."""
     p = _natural(u)
     data = (_model(t, p, aif) - y) / sigma
+    if priors is None:
+        return data
     v, f, fp, ps = p.T
-    prior = np.column_stack([(v * f - PRIOR_VP[0]) / PRIOR_VP[1],
-                             (np.log(ps) - PRIOR_LOG_PS[0]) / PRIOR_LOG_PS[1],
-                             (np.log(fp) - PRIOR_LOG_FP[0]) / PRIOR_LOG_FP[1]])
+    prior = np.column_stack([(v * f - priors.vp[0]) / priors.vp[1],
+                             (np.log(ps) - priors.log_ps[0]) / priors.log_ps[1],
+                             (np.log(fp) - priors.log_fp[0]) / priors.log_fp[1]])
     return np.concatenate([data, prior], axis=1)
 
 
-def _levenberg_marquardt(t, y, sigma, u, aif, iterations):
+def _levenberg_marquardt(t, y, sigma, u, aif, iterations, priors):
     n_par = u.shape[1]
     u = u.copy()
     lam = np.full(len(u), 1e-2)
-    residual = _residual(t, y, sigma, u, aif)
+    residual = _residual(t, y, sigma, u, aif, priors)
     cost = np.sum(residual ** 2, axis=1)
     active = np.arange(len(u))
     step = 1e-5
@@ -110,7 +118,7 @@ def _levenberg_marquardt(t, y, sigma, u, aif, iterations):
         for k in range(n_par):
             shifted = ua.copy()
             shifted[:, k] += step
-            jac[..., k] = (_residual(t, ya, sa, shifted, aif) - ra) / step
+            jac[..., k] = (_residual(t, ya, sa, shifted, aif, priors) - ra) / step
         jac_t = jac.transpose(0, 2, 1)
         jtj = jac_t @ jac
         grad = (jac_t @ ra[..., None])[..., 0]
@@ -118,7 +126,7 @@ def _levenberg_marquardt(t, y, sigma, u, aif, iterations):
         damped = jtj + lam[active, None, None] * (np.eye(n_par)[None] * diagonal[:, :, None])
         delta = -np.linalg.solve(damped, grad[..., None])[..., 0]
         trial = np.clip(ua + delta, -30, 30)
-        trial_residual = _residual(t, ya, sa, trial, aif)
+        trial_residual = _residual(t, ya, sa, trial, aif, priors)
         trial_cost = np.sum(trial_residual ** 2, axis=1)
         old_cost = cost[active]
         better = np.isfinite(trial_cost) & (trial_cost < old_cost)
@@ -156,24 +164,27 @@ def _relative_se_ve_vp(t, y, p, aif) -> tuple[np.ndarray, np.ndarray]:
         return se[:, 0] / natural[:, 0], se[:, 1] / natural[:, 1]
 
 
-def fit_tcxm(t_min: np.ndarray, ct_mM: np.ndarray, aif: BiexpAif, sigma_mM: np.ndarray | None = None,
-             iterations: int = 40, threads: int | None = None) -> TcxmFit:
+def fit_tcxm(t_min: np.ndarray, ct_mM: np.ndarray, aif, sigma_mM: np.ndarray | None = None,
+             iterations: int = 40, threads: int | None = None,
+             priors: Priors | None = MYOCARDIUM_PRIORS) -> TcxmFit:
     """Fit Ct (N, T) in mmol/L sampled at t_min (T,) minutes after injection, with a known plasma AIF.
 
     sigma_mM (N, T): expected noise SD of each sample (mmol/L); None weights all samples equally.
-    The voxels are split over `threads` (default: one per CPU); numpy releases the GIL in its loops."""
+    The voxels are split over `threads` (default: one per CPU); numpy releases the GIL in its loops.
+    aif: BiexpAif (delayed phase) or SampledAif (first pass); priors=None for a plain least-squares fit."""
     y = np.asarray(ct_mM, dtype=float)
-    sigma = np.ones_like(y) if sigma_mM is None else np.asarray(sigma_mM, dtype=float)
+    weighted = sigma_mM is not None
+    sigma = np.asarray(sigma_mM, dtype=float) if weighted else np.ones_like(y)
     threads = threads or os.cpu_count() or 1
     if threads > 1 and len(y) >= 2000:
         chunks = np.array_split(np.arange(len(y)), threads)
         with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(lambda idx: _fit_block(t_min, y[idx], aif, sigma[idx], iterations), chunks))
+            parts = list(pool.map(lambda idx: _fit_block(t_min, y[idx], aif, sigma[idx], iterations, priors, weighted), chunks))
         return TcxmFit(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in TcxmFit.__dataclass_fields__})
-    return _fit_block(t_min, y, aif, sigma, iterations)
+    return _fit_block(t_min, y, aif, sigma, iterations, priors, weighted)
 
 
-def _fit_block(t_min, ct_mM, aif, sigma_mM, iterations) -> TcxmFit:
+def _fit_block(t_min, ct_mM, aif, sigma_mM, iterations, priors, weighted) -> TcxmFit:
     t = np.asarray(t_min, dtype=float)
     y = np.asarray(ct_mM, dtype=float)
     finite = np.all(np.isfinite(y), axis=1)
@@ -185,11 +196,16 @@ def _fit_block(t_min, ct_mM, aif, sigma_mM, iterations) -> TcxmFit:
     u, cost = None, None
     for f0, fp0, ps0 in STARTS:
         # later starts only where the fit so far is poor (chi-square above twice its expectation)
-        todo = np.arange(len(y)) if u is None else np.flatnonzero(cost > 2.0 * (t.size + 3))
+        # (unweighted fits have no expected chi-square: every voxel gets every start)
+        if u is None:
+            todo = np.arange(len(y))
+        else:
+            todo = np.flatnonzero(cost > 2.0 * (t.size + 3) if weighted else np.ones(len(y), dtype=bool))
         if todo.size == 0:
             break
         start = np.column_stack([v0[todo], np.full(todo.size, f0), np.full(todo.size, fp0), np.full(todo.size, ps0)])
-        u_new, cost_new, _ = _levenberg_marquardt(t, y[todo], sigma[todo], _unconstrained(start), aif, iterations)
+        u_new, cost_new, _ = _levenberg_marquardt(t, y[todo], sigma[todo], _unconstrained(start), aif, iterations,
+                                                  priors)
         if u is None:
             u, cost = u_new, cost_new
         else:

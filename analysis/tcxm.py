@@ -36,6 +36,38 @@ class BiexpAif:
         return {"a1_mM": self.a1, "m1_per_min": self.m1, "a2_mM": self.a2, "m2_per_min": self.m2,
                 "r_squared": self.r_squared, "rmse_mM": self.rmse}
 
+    def convolve_exponential(self, t_min: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """exp(-k t) * Ca(t) at t_min (T,) for rates k (N, 1) in 1/min: closed form, (N, T)."""
+        t = np.asarray(t_min, dtype=float)
+        k = _apart(_apart(k, self.m1), self.m2)
+        rates = np.array([self.m1, self.m2])
+        weights = np.array([self.a1, self.a2]) / (k - rates)             # (N, 2)
+        # sum_j w_j (exp(-m_j t) - exp(-k t)), the first part as one matrix product
+        return weights @ np.exp(-np.outer(rates, t)) - np.exp(-k * t) * weights.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class SampledAif:
+    """Plasma concentration sampled densely (first-pass DCE), linear between samples; t in min, mmol/L."""
+    t_min: np.ndarray
+    c_mM: np.ndarray
+
+    def __call__(self, t_min: np.ndarray) -> np.ndarray:
+        return np.interp(t_min, self.t_min, self.c_mM, left=0.0)
+
+    def convolve_exponential(self, t_min: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """exp(-k t) * Ca(t), exact for a piecewise-linear Ca: the recursion
+        F(t+d) = e^(-k d) F(t) + Ca(t) (1 - e^(-k d))/k + (Ca(t+d) - Ca(t)) (d/k - (1 - e^(-k d))/k^2) / d."""
+        grid, ca = np.asarray(self.t_min, float), np.asarray(self.c_mM, float)
+        k = np.maximum(np.asarray(k, float)[:, 0], 1e-9)
+        f = np.zeros((k.size, grid.size))
+        for i, d in enumerate(np.diff(grid)):
+            decay = np.exp(-k * d)
+            e1 = (1.0 - decay) / k
+            e2 = d / k - (1.0 - decay) / (k * k)
+            f[:, i + 1] = decay * f[:, i] + ca[i] * e1 + (ca[i + 1] - ca[i]) * e2 / d
+        return np.stack([np.interp(t_min, grid, row) for row in f])
+
 
 def fit_biexp_aif(t_min: np.ndarray, ca_mM: np.ndarray) -> BiexpAif:
     """Least-squares bi-exponential fit of sampled plasma concentration (mmol/L) at t_min (min > 0)."""
@@ -78,25 +110,15 @@ def irf_exponentials(fp, ps, vp, ve):
     return c1, a, fp - c1, b
 
 
-def _conv_exp(k, m, exp_kt, exp_mt):
-    """exp(-k t) convolved with exp(-m t) for t >= 0, given both exponentials; k (N, 1) kept off m."""
-    return (exp_mt - exp_kt) / (k - m)
-
-
 def _apart(k, m):
     """k moved by a relative 1e-7 where it equals m, where the closed form has a removable singularity."""
     close = np.abs(k - m) < 1e-7 * max(abs(m), 1e-9)
     return np.where(close, m * (1 + 1e-7) + 1e-9, k)
 
 
-def tissue_concentration(t_min: np.ndarray, fp, ps, vp, ve, aif: BiexpAif) -> np.ndarray:
-    """Ct(t) in mmol/L for parameter arrays of shape (N,) at times (T,): returns (N, T)."""
-    t = np.asarray(t_min, dtype=float)[np.newaxis, :]
+def tissue_concentration(t_min: np.ndarray, fp, ps, vp, ve, aif) -> np.ndarray:
+    """Ct(t) in mmol/L for parameter arrays of shape (N,) at times (T,): returns (N, T).
+
+    aif: a BiexpAif (closed form) or a SampledAif (exact for piecewise-linear input)."""
     c1, a, c2, b = (x[..., np.newaxis] for x in irf_exponentials(fp, ps, vp, ve))
-    a, b = _apart(_apart(a, aif.m1), aif.m2), _apart(_apart(b, aif.m1), aif.m2)
-    exp_a, exp_b = np.exp(-a * t), np.exp(-b * t)
-    total = 0.0
-    for amp, rate in ((aif.a1, aif.m1), (aif.a2, aif.m2)):
-        exp_m = np.exp(-rate * t)   # shared by every voxel
-        total = total + amp * (c1 * _conv_exp(a, rate, exp_a, exp_m) + c2 * _conv_exp(b, rate, exp_b, exp_m))
-    return total
+    return c1 * aif.convolve_exponential(t_min, a) + c2 * aif.convolve_exponential(t_min, b)

@@ -19,7 +19,7 @@ from scipy.optimize import least_squares
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from analysis.ddce_fit import STARTS, _natural, _residual, _unconstrained, fit_tcxm  # noqa: E402
+from analysis.ddce_fit import MYOCARDIUM_PRIORS, STARTS, _natural, _residual, _unconstrained, fit_tcxm  # noqa: E402
 from analysis.phantoms.ddce import DEFAULT_TIMES_MIN  # noqa: E402
 from ddce_fit_speed import slice_curves  # noqa: E402
 
@@ -33,7 +33,7 @@ def reference_fit(t, y, sigma, aif) -> np.ndarray:
         best = None
         for f0, fp0, ps0 in STARTS:
             start = _unconstrained(np.array([[v0, f0, fp0, ps0]]))[0]
-            fit = least_squares(lambda u: _residual(t, yi[None], si[None], u[None], aif)[0], start,
+            fit = least_squares(lambda u: _residual(t, yi[None], si[None], u[None], aif, MYOCARDIUM_PRIORS)[0], start,
                                 method="lm", xtol=1e-12, ftol=1e-12, max_nfev=4000)
             if best is None or fit.cost < best.cost:
                 best = fit

@@ -1,10 +1,12 @@
 """dDCE physics: 2CXM closed form, AIF fit, registration, relaxivity, and the phantom end to end (arrays)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from analysis.ddce import analyse_slice, covered_windows, region_summary
 from analysis.phantoms import Region
-from analysis.phantoms.ddce import TRUE_PARAMETERS, ddce_phantom, tissue_curve_numerical
+from analysis.phantoms.ddce import TRUE_PARAMETERS, blood_aif_mM, ddce_phantom, tissue_curve_numerical
 from analysis.registration import align
 from analysis.relaxivity import UnknownAgent, r1_per_mM_s
 from analysis.tcxm import BiexpAif, fit_biexp_aif, tissue_concentration
@@ -102,3 +104,63 @@ def test_maps_are_finite_and_flag_quality(analysed):
         assert window.maps["failed"][p.labels == Region.REMOTE].mean() < 0.05
     # breath-hold shifts are reported in mm
     assert result.shifts_mm.shape == (len(p.times_min), 2)
+
+
+# ---- first-pass (densely sampled AIF) fits, as in the OSIPI DCE code collection ----------------------
+OSIPI_TOLERANCES = {"vp": (0.0025, 0.0), "ve": (0.05, 0.0), "fp": (5.0, 0.01), "ps": (0.005, 0.01)}  # abs, rel
+
+
+def _within(value, truth, name):
+    absolute, relative = OSIPI_TOLERANCES[name]
+    return abs(value - truth) <= absolute + relative * abs(truth)
+
+
+def _fit_first_pass(t_s, ct, cp):
+    from analysis.ddce_fit import fit_tcxm
+    from analysis.tcxm import SampledAif
+    t_min = np.asarray(t_s, float) / 60.0
+    fit = fit_tcxm(t_min, np.atleast_2d(ct), SampledAif(t_min, np.asarray(cp, float)), priors=None, iterations=200)
+    # OSIPI units: fp in mL/100 mL/min, ps in /min
+    return {"vp": fit.vp, "ve": fit.ve, "fp": fit.fp * 100.0, "ps": fit.ps}
+
+
+def test_sampled_aif_convolution_matches_ode():
+    from analysis.tcxm import SampledAif
+    t = np.arange(0, 300, 0.5) / 60.0
+    aif = SampledAif(t, blood_aif_mM(t - 10 / 60) / 0.55)
+    p = TRUE_PARAMETERS[Region.REMOTE]
+    numerical = tissue_curve_numerical(t, p["ve"], p["vp"], p["fp"], p["ps"], aif, dt=0.0002)
+    analytic = tissue_concentration(t, *(np.array([p[k]]) for k in ("fp", "ps", "vp", "ve")), aif)[0]
+    np.testing.assert_allclose(analytic, numerical, atol=2e-3 * numerical.max())
+
+
+@pytest.mark.parametrize("vp, ve, fp_per_100ml, ps", [(0.02, 0.1, 5, 0.05), (0.1, 0.2, 25, 0.15),
+                                                      (0.02, 0.2, 40, 0.15), (0.1, 0.1, 25, 0.05)])
+def test_first_pass_fit_recovers_parameters_within_osipi_tolerances(vp, ve, fp_per_100ml, ps):
+    """Our own first-pass simulation (Parker AIF from 10 s, 0.5 s sampling, 300 s, no noise)."""
+    from analysis.tcxm import SampledAif
+    t_s = np.arange(0.25, 300, 0.5)
+    t = t_s / 60.0
+    cp = blood_aif_mM(t - 10 / 60) / 0.55
+    ct = tissue_curve_numerical(t, ve, vp, fp_per_100ml / 100, ps, SampledAif(t, cp), dt=0.0002)
+    fitted = _fit_first_pass(t_s, ct, cp)
+    for name, truth in (("vp", vp), ("ve", ve), ("fp", fp_per_100ml), ("ps", ps)):
+        assert _within(float(fitted[name][0]), truth, name), (name, float(fitted[name][0]), truth)
+
+
+def _osipi_files():
+    root = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
+    return sorted(root.glob("**/2cxm*sd_0*delay_0*.csv")) if root.is_dir() else []
+
+
+@pytest.mark.skipif(not _osipi_files(), reason="OSIPI 2CXM reference data not present in ../shared/reference-data")
+def test_osipi_2cxm_reference_data():
+    import csv
+    for path in _osipi_files():
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                def vector(key):
+                    return np.array(row[key].split(), dtype=float)
+                fitted = _fit_first_pass(vector("t"), vector("C_t"), vector("cp_aif"))
+                for name in ("vp", "ve", "fp", "ps"):
+                    assert _within(float(fitted[name][0]), float(row[name]), name), (path.name, row["label"], name)
