@@ -38,6 +38,8 @@ test: venv system-tools
 
 benchmark: venv system-tools
 	PATH="$$PATH:/usr/sbin" $(BIN)/python benchmarks/receive_throughput.py
+	$(BIN)/python benchmarks/ddce_fit_speed.py
+	$(BIN)/python benchmarks/ddce_fit_reference.py
 
 clean:
 	rm -rf $(VENV) demo-output *.egg-info

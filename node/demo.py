@@ -1,8 +1,9 @@
 """`cmr-node demo`: the whole chain on a synthetic study.
 
-Scanner (synthetic native + post-contrast T1 maps) --C-STORE--> node --ECV
-module--> Parametric Map --C-STORE--> local PACS (Orthanc when installed,
-else a folder-writing storage SCP). Prints the ECV found per phantom region
+Scanner (synthetic T1 maps: an ECV study, and a dDCE study with a native map
+and 16 post-contrast maps from 1 to 30 min) --C-STORE--> node --ECV and dDCE
+modules--> Parametric Maps --C-STORE--> local PACS (Orthanc when installed,
+else a folder-writing storage SCP). Prints what was found per phantom region
 beside the truth, and where to look.
 """
 from __future__ import annotations
@@ -16,13 +17,14 @@ import numpy as np
 import pydicom
 
 from analysis.phantoms import Region
-from dicom_out.phantom_studies import write_ecv_study
+from dicom_out.phantom_studies import write_ddce_study, write_ecv_study
 from node.config import parse_config
 from node.local_pacs import FolderStorageSCP, Orthanc, free_port, orthanc_executable
 from node.scu import push_files
 from node.service import Node
 
 PM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
+ECV_DESCRIPTION = "ECV map (cmr-node)"
 log = logging.getLogger("cmr_node.demo")
 
 
@@ -34,28 +36,39 @@ def demo_config(workdir: Path, pacs_port: int, pacs_ae: str) -> dict:
         "dispatch": {"retry_base_seconds": 1, "interval_seconds": 0.5},
         "destinations": [{"name": "pacs", "host": "127.0.0.1", "port": pacs_port, "ae_title": pacs_ae}],
         "routes": [{"name": "ecv", "series_description": "(?i)^(?!.*ddce).*(t1.?map|molli|moco_t1)", "module": "ecv",
-                    "destinations": ["pacs"]}],
+                    "destinations": ["pacs"]},
+                   {"name": "ddce", "series_description": "(?i)ddce", "module": "ddce", "destinations": ["pacs"]}],
     }
 
 
-def _wait_for_map(pacs, timeout: float) -> bytes:
+def _maps_in_pacs(pacs, study_uid: str) -> dict[str, bytes]:
+    """Parametric Maps of the study held by the PACS, by Series Description."""
+    found = {}
+    if isinstance(pacs, Orthanc):
+        for orthanc_id in pacs.find_instances(PM_SOP_CLASS):
+            tags = pacs.instance_tags(orthanc_id)
+            if tags.get("StudyInstanceUID") == study_uid:
+                found[tags["SeriesDescription"]] = pacs.instance_file(orthanc_id)
+    else:
+        for path in pacs.files():
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            if ds.SOPClassUID == PM_SOP_CLASS and ds.StudyInstanceUID == study_uid:
+                found[ds.SeriesDescription] = path.read_bytes()
+    return found
+
+
+def _wait_for_maps(pacs, study_uid: str, descriptions: set[str], timeout: float) -> dict[str, np.ndarray]:
+    """Pixel values of the named maps once all of them are in the PACS."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if isinstance(pacs, Orthanc):
-            found = pacs.find_instances(PM_SOP_CLASS)
-            if found:
-                return pacs.instance_file(found[0])
-        else:
-            for path in pacs.files():
-                data = path.read_bytes()
-                if PM_SOP_CLASS.encode() in data[:1024]:
-                    return data
+        found = _maps_in_pacs(pacs, study_uid)
+        if descriptions <= set(found):
+            return {d: pydicom.dcmread(BytesIO(found[d])).pixel_array for d in descriptions}
         time.sleep(0.5)
-    raise TimeoutError(f"no ECV map reached the PACS within {timeout:.0f} s")
+    raise TimeoutError(f"not all of {sorted(descriptions)} reached the PACS within {timeout:.0f} s")
 
 
-def _summary(pm_bytes: bytes, phantom) -> list[str]:
-    ecv = pydicom.dcmread(BytesIO(pm_bytes)).pixel_array  # one slice; values are ECV in %
+def _ecv_summary(ecv: np.ndarray, phantom) -> list[str]:
     lines = ["region            ECV found (median)   truth"]
     for region in (Region.REMOTE, Region.INFARCT, Region.MVO, Region.OTHER_TISSUE):
         found = float(np.median(ecv[phantom.labels == region]))
@@ -64,10 +77,28 @@ def _summary(pm_bytes: bytes, phantom) -> list[str]:
     return lines
 
 
+DDCE_LABELS = ("ve+vp", "ve", "vp", "PS", "Fp")
+
+
+def _ddce_summary(maps: dict[str, np.ndarray], phantom) -> list[str]:
+    lines = ["region    window   " + "  ".join(f"{label:>13s}" for label in DDCE_LABELS),
+             "                   (found / truth; fractions, PS and Fp in mL/min/g)"]
+    for region in (Region.REMOTE, Region.INFARCT, Region.MVO):
+        truth = phantom.truth[region.name.lower()]
+        expected = {"ve+vp": truth["ve"] + truth["vp"], "ve": truth["ve"], "vp": truth["vp"],
+                    "PS": truth["ps"] / 1.05, "Fp": truth["fp"] / 1.05}
+        for window in ("5min", "30min"):
+            cells = [f"{float(np.median(maps[f'dDCE {window} {label}'][phantom.labels == region])):6.2f}/"
+                     f"{expected[label]:<6.2f}" for label in DDCE_LABELS]
+            lines.append(f"{region.name.lower():9s} {window:>6s}   " + "  ".join(cells))
+    return lines
+
+
 def run_demo(workdir: Path, keep_running: bool = False, timeout: float = 180.0) -> int:
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    study, phantom, files = write_ecv_study(workdir / "scanner")
+    ecv_study, ecv_phantom_, ecv_files = write_ecv_study(workdir / "scanner" / "ecv")
+    ddce_study, ddce_phantom_, ddce_files = write_ddce_study(workdir / "scanner" / "ddce")
     if orthanc_executable():
         pacs = Orthanc(workdir / "orthanc").start()
         where = f"Orthanc at {pacs.url} (DICOM port {pacs.dicom_port})"
@@ -78,12 +109,18 @@ def run_demo(workdir: Path, keep_running: bool = False, timeout: float = 180.0) 
     try:
         node.start()
         print(f"node listening as CMRNODE on 127.0.0.1:{node.port}; PACS: {where}")
+        files = ecv_files + ddce_files
         statuses = push_files("SCANNER", "127.0.0.1", node.port, "CMRNODE", files)
-        print(f"scanner pushed {len(files)} T1 map images, statuses {sorted({hex(s) for s in statuses})}")
+        print(f"scanner pushed {len(files)} T1 map images (an ECV study and a dDCE study), "
+              f"statuses {sorted({hex(s) for s in statuses})}")
         started = time.time()
-        pm_bytes = _wait_for_map(pacs, timeout)
+        ecv = _wait_for_maps(pacs, ecv_study.study_uid, {ECV_DESCRIPTION}, timeout)[ECV_DESCRIPTION]
         print(f"ECV Parametric Map arrived in the PACS {time.time() - started:.1f} s after the push\n")
-        print("\n".join(_summary(pm_bytes, phantom)))
+        print("\n".join(_ecv_summary(ecv, ecv_phantom_)))
+        wanted = {f"dDCE {w} {label}" for w in ("5min", "30min") for label in DDCE_LABELS}
+        maps = _wait_for_maps(pacs, ddce_study.study_uid, wanted, timeout)
+        print(f"\ndDCE Parametric Maps (5 and 30 min, 2CXM) arrived {time.time() - started:.1f} s after the push\n")
+        print("\n".join(_ddce_summary(maps, ddce_phantom_)))
         print(f"\nnode data (inputs, index, results/*/results.json): {workdir / 'node-data'}")
         print(f"PACS: {where}")
         if keep_running:

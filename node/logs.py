@@ -13,5 +13,5 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level)
     # pynetdicom logs dataset summaries (which can hold patient data) at DEBUG/INFO: keep it quiet.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "skipped: already running" is routine
     logging.getLogger("highdicom").setLevel(logging.WARNING)

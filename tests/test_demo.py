@@ -12,6 +12,7 @@ def test_demo_with_orthanc(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ECV Parametric Map arrived in the PACS" in result.stdout
+    assert "dDCE Parametric Maps (5 and 30 min, 2CXM) arrived" in result.stdout
     assert "Orthanc at http://127.0.0.1:" in result.stdout
     remote = next(line for line in result.stdout.splitlines() if line.startswith("remote"))
     assert abs(float(remote.split()[1]) - 25.0) < 2.0
@@ -22,4 +23,4 @@ def test_demo_without_orthanc_uses_builtin_scp(tmp_path, monkeypatch, capsys):
     assert node.demo.run_demo(tmp_path) == 0
     out = capsys.readouterr().out
     assert "built-in storage SCP" in out
-    assert len(list((tmp_path / "pacs").glob("*.dcm"))) == 1
+    assert len(list((tmp_path / "pacs").glob("*.dcm"))) == 1 + 12   # ECV map, 6 dDCE maps per window
