@@ -10,6 +10,7 @@
 | Quantity                    | SCT    | 246205007 | written by highdicom in QuantityDefinitionSequence  |
 | Myocardial ECV              | 99CMRN | ECV       | private: PS3.16 (2024c) has no code for ECV          |
 | ECV from T1 (method)        | 99CMRN | ECV-T1    | private: (1-Hct) dR1_tissue / dR1_blood              |
+| T1 by Inversion Recovery    | DCM    | 126351    | PS3.16 CID 4100 (method of the MOLLI T1 map)         |
 | ve                          | DCM    | 126314    | PS3.16 CID 4107 Tracer Kinetic Model Parameter       |
 | vp                          | DCM    | 126331    | PS3.16 CID 4107                                      |
 | 2CX model (method)          | DCM    | 126347    | PS3.16 CID 4101 Tracer Kinetic Model                 |
@@ -45,6 +46,7 @@ UNIT_NONE = CodedConcept("1", "UCUM", "no units")
 UNIT_ML_PER_MIN_PER_G = CodedConcept("ml/min/g", "UCUM", "milliliter per minute per gram")
 
 ECV = CodedConcept("ECV", PRIVATE_SCHEME, "Myocardial extracellular volume fraction")
+T1_BY_INVERSION_RECOVERY = codes.DCM.T1ByInversionRecovery
 VE = codes.DCM.Ve
 VP = codes.DCM.Vp
 TWO_COMPARTMENT_EXCHANGE = codes.DCM.TwoCompartmentExchange2CXModel

@@ -52,3 +52,24 @@ def write_ddce_study(directory: Path, study: SyntheticStudy | None = None, phant
                                bolus_start=injection if bolus_start_in_dicom else None)
         files += save_series(series, directory / f"post_{k:02d}")
     return study, phantom, files
+
+
+def write_raw_molli_ecv_study(directory: Path, study: SyntheticStudy | None = None, phantom: EcvPhantom | None = None,
+                              noise_fraction: float = 0.01) -> tuple[SyntheticStudy, EcvPhantom, list[Path]]:
+    """The ECV phantom as raw MOLLI images (5(3)3), native and 15 min post-contrast, as a scanner without
+    inline maps sends it. T1 for the images is the phantom's noise-free truth; the noise is in the images."""
+    from analysis.phantoms.molli import SCHEME_5_3_3_MS, molli_images
+    from dicom_out.synthetic_mr import molli_series
+    study = study or SyntheticStudy()
+    phantom = phantom or ecv_phantom(noise_fraction=0.0)
+    injection = study.study_datetime + timedelta(minutes=10)
+    files = []
+    for name, t1, acquired, agent, number, seed in (
+            ("MOLLI_pre", phantom.t1_pre_ms, study.study_datetime + timedelta(minutes=5), None, 30, 1),
+            ("MOLLI_post15min", phantom.t1_post_ms, injection + timedelta(minutes=15), "Gadobutrol", 40, 2)):
+        images = molli_images(t1, noise_fraction=noise_fraction, seed=seed)
+        series = molli_series(images, SCHEME_5_3_3_MS, study, series_description=name, series_number=number,
+                              acquired=acquired, pixel_mm=phantom.pixel_mm, contrast_agent=agent,
+                              bolus_start=injection if agent else None)
+        files += save_series(series, directory / name)
+    return study, phantom, files

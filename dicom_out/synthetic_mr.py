@@ -7,7 +7,7 @@ with Rescale Slope 1), so the node's input path is exercised as in a hospital.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +87,25 @@ def t1_map_series(t1_ms: np.ndarray, study: SyntheticStudy, *, series_descriptio
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
         ds.WindowCenter, ds.WindowWidth = 1000, 1600
         ds.PixelData = np.clip(np.round(plane), 0, 65535).astype(np.uint16).tobytes()
+        datasets.append(ds)
+    return datasets
+
+
+def molli_series(images: np.ndarray, ti_ms, study: SyntheticStudy, *, series_description: str, series_number: int,
+                 acquired: datetime, pixel_mm: float, contrast_agent: str | None = None,
+                 bolus_start: datetime | None = None) -> list[Dataset]:
+    """Raw MOLLI magnitude images of one slice, (n_TI, rows, cols), one instance per inversion time."""
+    datasets = []
+    for k, (image, ti) in enumerate(zip(images, ti_ms)):
+        ds = t1_map_series(image, study, series_description=series_description, series_number=series_number,
+                           acquired=acquired + timedelta(milliseconds=float(ti)), pixel_mm=pixel_mm,
+                           contrast_agent=contrast_agent, bolus_start=bolus_start)[0]
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = derived_uid(ds.SeriesInstanceUID, "ti", k)
+        ds.InstanceNumber = k + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds.ScanningSequence, ds.SequenceVariant = ["GR", "IR"], ["SP", "MP"]
+        ds.InversionTime = float(ti)
+        ds.WindowCenter, ds.WindowWidth = 500, 1000
         datasets.append(ds)
     return datasets
 

@@ -63,6 +63,11 @@ class Route:
     module: str
     destinations: tuple[str, ...]
     scope: str  # one of SCOPES
+    image_type: re.Pattern | None = None   # optional regex, re.search on Image Type joined by backslashes
+
+    def matches(self, series_row) -> bool:
+        return bool(self.series_description.search(series_row["series_description"])) and (
+            self.image_type is None or bool(self.image_type.search(series_row["image_type"] or "")))
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple, bool]]] = {
     },
     "routes": {
         "name": (str, True), "series_description": (str, True), "module": (str, True),
-        "destinations": (list, False), "scope": (str, False),
+        "destinations": (list, False), "scope": (str, False), "image_type": (str, False),
     },
     "inputs": {"hematocrit": (_NUMBER, False), "injection_to_first_map_minutes": (_NUMBER, False),
                "ddce_windows_minutes": (list, False), "relaxivity": (dict, False),
@@ -201,10 +206,8 @@ def _parse_destination(i: int, t: dict) -> Destination:
 def _parse_route(i: int, t: dict, destination_names: set[str]) -> Route:
     where = f"[[routes]][{i}]"
     t = _check_table(where, "routes", t)
-    try:
-        pattern = re.compile(t["series_description"])
-    except re.error as exc:
-        raise ConfigError(f"{where}.series_description: bad regular expression: {exc}") from None
+    pattern = _regex(f"{where}.series_description", t["series_description"])
+    image_type = _regex(f"{where}.image_type", t["image_type"]) if "image_type" in t else None
     module = t["module"]
     if module not in MODULES:
         raise ConfigError(f"{where}.module: unknown module {module!r} (known: {', '.join(MODULES)})")
@@ -216,7 +219,14 @@ def _parse_route(i: int, t: dict, destination_names: set[str]) -> Route:
     if scope not in SCOPES:
         raise ConfigError(f"{where}.scope: must be one of {', '.join(SCOPES)}")
     return Route(name=t["name"], series_description=pattern, module=module,
-                 destinations=tuple(destinations), scope=scope)
+                 destinations=tuple(destinations), scope=scope, image_type=image_type)
+
+
+def _regex(where: str, text: str) -> re.Pattern:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise ConfigError(f"{where}: bad regular expression: {exc}") from None
 
 
 def parse_config(data: dict, base_dir: Path = Path(".")) -> Config:
@@ -279,13 +289,21 @@ def load_config(path: Path | str) -> Config:
 
 DEFAULT_ROUTES_TOML = """
 [[routes]]
+name = "molli"
+series_description = '(?i)(molli|t1.?map)'
+image_type = '(?i)^ORIGINAL'
+module = "molli"
+
+[[routes]]
 name = "ecv"
 series_description = '(?i)^(?!.*ddce).*(t1.?map|molli|moco_t1)'
+image_type = '(?i)^DERIVED'
 module = "ecv"
 
 [[routes]]
 name = "ddce"
 series_description = '(?i)ddce'
+image_type = '(?i)^DERIVED'
 module = "ddce"
 """
 

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS series (
     series_uid TEXT PRIMARY KEY,
     study_uid TEXT NOT NULL,
     series_description TEXT NOT NULL DEFAULT '',
+    image_type TEXT NOT NULL DEFAULT '',
     modality TEXT,
     first_received_at REAL NOT NULL,
     last_received_at REAL NOT NULL,
@@ -99,6 +100,7 @@ class InstanceRecord:
     transfer_syntax: str
     acquisition_datetime: str | None
     calling_ae: str | None
+    image_type: str = ""      # Image Type values joined by backslashes
 
 
 @dataclass(frozen=True)
@@ -170,9 +172,9 @@ class Index:
             ("INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?,?,?)",
              (rec.sop_instance_uid, rec.sop_class_uid, rec.study_uid, rec.series_uid, rec.path, rec.size,
               rec.transfer_syntax, rec.acquisition_datetime, rec.calling_ae, now)),
-            ("INSERT INTO series VALUES (?,?,?,?,?,?,NULL) ON CONFLICT(series_uid) DO UPDATE SET "
+            ("INSERT INTO series VALUES (?,?,?,?,?,?,?,NULL) ON CONFLICT(series_uid) DO UPDATE SET "
              "last_received_at=excluded.last_received_at, completed_at=NULL",
-             (rec.series_uid, rec.study_uid, rec.series_description, rec.modality, now, now)),
+             (rec.series_uid, rec.study_uid, rec.series_description, rec.image_type, rec.modality, now, now)),
             ("INSERT INTO studies VALUES (?,?,NULL) ON CONFLICT(study_uid) DO UPDATE SET "
              "last_received_at=excluded.last_received_at, completed_at=NULL",
              (rec.study_uid, now)),

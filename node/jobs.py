@@ -12,6 +12,7 @@ import json
 import logging
 import multiprocessing
 import shutil
+import sqlite3
 import threading
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -21,6 +22,8 @@ from pathlib import Path
 from node.config import Config
 from node.index import Index, Job
 from node.modules import MODULES, ModuleInput
+from node.receiver import RejectedInstance, ingest_file
+from node.store import Layout
 
 log = logging.getLogger("cmr_node.jobs")
 
@@ -46,21 +49,21 @@ def merge_study_inputs(settings: dict, study_inputs: dict[str, str]) -> dict:
     return merged
 
 
-def write_datasets(datasets, directory: Path) -> list[dict]:
-    """Write datasets as <SOPInstanceUID>.dcm; describe each for the outbox."""
+def write_datasets(datasets, directory: Path, reingest=()) -> list[dict]:
+    """Write datasets as <SOPInstanceUID>.dcm; describe each for the outbox (and for re-ingest)."""
     directory.mkdir(parents=True, exist_ok=True)
     outputs = []
     for ds in datasets:
         path = directory / f"{ds.SOPInstanceUID}.dcm"
         ds.save_as(path, enforce_file_format=True)
         outputs.append({"path": str(path), "sop_instance_uid": str(ds.SOPInstanceUID),
-                        "sop_class_uid": str(ds.SOPClassUID)})
+                        "sop_class_uid": str(ds.SOPClassUID), "reingest": str(ds.SOPInstanceUID) in reingest})
     return outputs
 
 
 def write_outputs(output, directory: Path) -> list[dict]:
     """Write a ModuleOutput's datasets and its numbers (results.json) into directory."""
-    outputs = write_datasets(output.datasets, directory)
+    outputs = write_datasets(output.datasets, directory, set(output.reingest))
     (directory / "results.json").write_text(json.dumps(output.results, indent=2))
     return outputs
 
@@ -92,10 +95,11 @@ def execute_job(job_id: int, module: str, study_uid: str, files: list[str], sett
 
 
 class JobRunner:
-    def __init__(self, config: Config, index: Index, results_root: Path):
+    def __init__(self, config: Config, index: Index, layout: Layout):
         self.config = config
         self.index = index
-        self.results_root = results_root
+        self.layout = layout
+        self.results_root = layout.results
         self._pool: ProcessPoolExecutor | None = None
         self._running: dict[int, Future] = {}
         self._lock = threading.Lock()
@@ -152,6 +156,15 @@ class JobRunner:
             destinations = list(route.destinations) if route else []
             self.index.finish_job(job.id, output_dir, outputs, destinations, job.study_uid)
             log.info("job %d done: %d objects for %d destinations", job.id, len(outputs), len(destinations))
+            self._reingest([o for o in outputs if o.get("reingest")])
+
+    def _reingest(self, outputs: list[dict]) -> None:
+        """Take derived inputs (a T1 map from raw MOLLI) back in, as if a scanner had sent them."""
+        for out in outputs:
+            try:
+                ingest_file(self.layout, self.index, Path(out["path"]))
+            except (OSError, RejectedInstance, sqlite3.Error) as exc:
+                log.error("could not take output %s back in: %s", out["sop_instance_uid"], exc)
 
     def busy(self) -> int:
         return len(self._running)

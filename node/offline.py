@@ -12,7 +12,7 @@ import node
 from node.config import Config
 from node.index import Index, InstanceRecord
 from node.jobs import run_module, write_datasets
-from node.receiver import RejectedInstance, read_header
+from node.receiver import RejectedInstance, instance_record, read_header
 from node.routing import Router
 
 log = logging.getLogger("cmr_node.process")
@@ -22,12 +22,7 @@ def _record(path: Path) -> InstanceRecord:
     raw = path.read_bytes()
     meta = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
     ds = read_header(raw, str(meta.get("SOPClassUID", "")), str(meta.get("SOPInstanceUID", "")))
-    return InstanceRecord(
-        sop_instance_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.get("SOPClassUID", "")),
-        study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
-        series_description=str(ds.get("SeriesDescription", "")), modality=ds.get("Modality"),
-        path=str(path), size=len(raw), transfer_syntax=str(meta.file_meta.get("TransferSyntaxUID", "")),
-        acquisition_datetime=None, calling_ae=None)
+    return instance_record(ds, str(path), len(raw), str(meta.file_meta.get("TransferSyntaxUID", "")), None)
 
 
 def index_folder(input_dir: Path, index: Index) -> list[str]:
@@ -41,6 +36,21 @@ def index_folder(input_dir: Path, index: Index) -> list[str]:
     return skipped
 
 
+def _run_job(job, settings: dict, out_dir: Path, index: Index) -> dict:
+    entry = {"route": job.route, "module": job.module, "study_instance_uid": job.study_uid}
+    try:
+        output = run_module(job.module, job.study_uid, job.inputs["files"], settings, job.input_key)
+        written = write_datasets(output.datasets, out_dir, set(output.reingest))
+        entry.update(state="done", results=output.results, outputs=[Path(o["path"]).name for o in written])
+        for out in written:
+            if out["reingest"]:
+                index.record_instance(_record(Path(out["path"])))
+    except Exception as exc:  # one failing module does not stop the others
+        log.error("route %s failed: %s", job.route, exc)
+        entry.update(state="failed", error=f"{type(exc).__name__}: {exc}")
+    return entry
+
+
 def process_folder(input_dir: Path, out_dir: Path, config: Config) -> dict:
     """Route and run every module on input_dir; write *.dcm and results.json into out_dir."""
     if not input_dir.is_dir():
@@ -48,19 +58,15 @@ def process_folder(input_dir: Path, out_dir: Path, config: Config) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     index = Index(":memory:")
     skipped = index_folder(input_dir, index)
-    Router(config, index).sweep(now=float("inf"))  # everything present is complete
+    router = Router(config, index)
     settings = config.inputs.as_settings()
     report = {"cmr_node_version": node.__version__, "skipped_files": skipped, "jobs": []}
-    for job in index.claim_jobs(limit=1_000_000):
-        entry = {"route": job.route, "module": job.module, "study_instance_uid": job.study_uid}
-        try:
-            output = run_module(job.module, job.study_uid, job.inputs["files"], settings, job.input_key)
-            written = write_datasets(output.datasets, out_dir)
-            entry.update(state="done", results=output.results, outputs=[Path(o["path"]).name for o in written])
-        except Exception as exc:  # one failing module does not stop the others
-            log.error("route %s failed: %s", job.route, exc)
-            entry.update(state="failed", error=f"{type(exc).__name__}: {exc}")
-        report["jobs"].append(entry)
+    # rounds: outputs taken back in (T1 maps from raw MOLLI) can start further routes
+    router.sweep(now=float("inf"))
+    while jobs := index.claim_jobs(limit=1_000_000):
+        for job in jobs:
+            report["jobs"].append(_run_job(job, settings, out_dir, index))
+        router.sweep(now=float("inf"))
     (out_dir / "results.json").write_text(json.dumps(report, indent=2))
     index.close()
     return report

@@ -25,7 +25,8 @@ from node.store import Layout, is_valid_uid, quarantine, write_atomic
 log = logging.getLogger("cmr_node.receive")
 
 _HEADER_TAGS = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-                "SeriesDescription", "Modality", "AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime"]
+                "SeriesDescription", "Modality", "AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime",
+                "ImageType"]
 
 
 class RejectedInstance(Exception):
@@ -49,6 +50,46 @@ def _acquisition_datetime(ds: Dataset) -> str | None:
     if ds.get("AcquisitionDate") and ds.get("AcquisitionTime"):
         return f"{ds.AcquisitionDate}{ds.AcquisitionTime}"
     return None
+
+
+def _joined(value) -> str:
+    """A multi-valued attribute as the backslash-separated text DICOM stores."""
+    if value is None:
+        return ""
+    return "\\".join(str(v) for v in value) if not isinstance(value, str) and hasattr(value, "__iter__") else str(value)
+
+
+def instance_record(ds: Dataset, path: str, size: int, transfer_syntax: str, calling_ae: str | None) -> InstanceRecord:
+    """What the index keeps of an instance whose header passed read_header."""
+    return InstanceRecord(
+        sop_instance_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.get("SOPClassUID", "")),
+        study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
+        series_description=str(ds.get("SeriesDescription", "")), modality=ds.get("Modality"),
+        path=path, size=size, transfer_syntax=str(transfer_syntax),
+        acquisition_datetime=_acquisition_datetime(ds), calling_ae=calling_ae,
+        image_type=_joined(ds.get("ImageType")))
+
+
+def store_instance(layout: Layout, index: Index, raw: bytes, ds: Dataset, transfer_syntax: str,
+                   calling_ae: str | None) -> InstanceRecord:
+    """Write an encoded instance atomically under incoming/ and index it."""
+    path = layout.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    write_atomic(path, raw, layout.tmp)
+    record = instance_record(ds, str(path), len(raw), transfer_syntax, calling_ae)
+    index.record_instance(record)
+    log.debug("stored %s (series %s, %d bytes)", record.sop_instance_uid, record.series_uid, record.size)
+    return record
+
+
+SELF_AE = "CMRNODE-SELF"   # calling AE recorded for instances the node made and took back in
+
+
+def ingest_file(layout: Layout, index: Index, path) -> InstanceRecord:
+    """Store and index a DICOM file made by the node itself (re-ingest of derived inputs)."""
+    raw = path.read_bytes()
+    meta = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+    ds = read_header(raw, str(meta.SOPClassUID), str(meta.SOPInstanceUID))
+    return store_instance(layout, index, raw, ds, str(meta.file_meta.TransferSyntaxUID), SELF_AE)
 
 
 def read_header(raw: bytes, affected_sop_class: str, affected_sop_instance: str) -> Dataset:
@@ -141,17 +182,7 @@ class Receiver:
 
     # -- work ------------------------------------------------------------------------------------
     def _store(self, raw: bytes, ds: Dataset, transfer_syntax: str, calling_ae: str) -> InstanceRecord:
-        path = self.layout.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-        write_atomic(path, raw, self.layout.tmp)
-        record = InstanceRecord(
-            sop_instance_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.get("SOPClassUID", "")),
-            study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
-            series_description=str(ds.get("SeriesDescription", "")), modality=ds.get("Modality"),
-            path=str(path), size=len(raw), transfer_syntax=str(transfer_syntax),
-            acquisition_datetime=_acquisition_datetime(ds), calling_ae=calling_ae)
-        self.index.record_instance(record)
-        log.debug("stored %s (series %s, %d bytes)", record.sop_instance_uid, record.series_uid, record.size)
-        return record
+        return store_instance(self.layout, self.index, raw, ds, transfer_syntax, calling_ae)
 
     def _reject(self, exc: RejectedInstance, raw: bytes, calling_ae: str) -> Dataset:
         with self._counter_lock:

@@ -50,13 +50,12 @@ class Router:
         jobs = []
         study_uid = series_row["study_uid"]
         for route in self.config.routes:
-            if not route.series_description.search(series_row["series_description"]):
+            if not route.matches(series_row):
                 continue
             if route.scope == "series":
                 jobs.append(self._queue(route, study_uid, [series_row]))
             elif route.scope == "study-so-far":
-                matching = [s for s in self.index.complete_series_of_study(study_uid)
-                            if route.series_description.search(s["series_description"])]
+                matching = [s for s in self.index.complete_series_of_study(study_uid) if route.matches(s)]
                 jobs.append(self._queue(route, study_uid, matching))
         return [j for j in jobs if j is not None]
 
@@ -66,7 +65,7 @@ class Router:
         for route in self.config.routes:
             if route.scope != "study":
                 continue
-            matching = [s for s in series if route.series_description.search(s["series_description"])]
+            matching = [s for s in series if route.matches(s)]
             if matching:
                 jobs.append(self._queue(route, study_uid, matching))
         return [j for j in jobs if j is not None]

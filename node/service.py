@@ -26,7 +26,7 @@ class Node:
         self.index = Index(self.layout.index_path)
         self.receiver = Receiver(config.node.ae_title, self.layout, self.index, config.node.allowed_callers)
         self.router = Router(config, self.index)
-        self.runner = JobRunner(config, self.index, self.layout.results)
+        self.runner = JobRunner(config, self.index, self.layout)
         self.dispatcher = Dispatcher(config, self.index)
         self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
         self._stopped = threading.Event()

@@ -39,9 +39,11 @@ class ModuleInput:
 class ModuleOutput:
     datasets: list[pydicom.Dataset] = field(default_factory=list)
     results: dict = field(default_factory=dict)
+    reingest: list[str] = field(default_factory=list)   # SOP Instance UIDs the node takes back in as input
 
 
 MODULES: dict[str, ModuleSpec] = {
     "ecv": ModuleSpec(name="ecv", version="1.0", scope="study", entry_point="node.modules.ecv:run"),
     "ddce": ModuleSpec(name="ddce", version="1.0", scope="study-so-far", entry_point="node.modules.ddce:run"),
+    "molli": ModuleSpec(name="molli", version="1.0", scope="series", entry_point="node.modules.molli:run"),
 }

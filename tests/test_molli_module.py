@@ -1,0 +1,77 @@
+"""Raw MOLLI images -> the node's own T1 maps -> ECV, offline; outputs valid DICOM."""
+import numpy as np
+import pydicom
+import pytest
+
+from analysis.phantoms import Region
+from dicom_out.phantom_studies import write_raw_molli_ecv_study
+from node.config import offline_config
+from node.offline import process_folder
+from tests.conftest import dciodvfy_errors
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory):
+    study, phantom, files = write_raw_molli_ecv_study(tmp_path_factory.mktemp("raw"))
+    out = tmp_path_factory.mktemp("out")
+    return phantom, process_folder(files[0].parent.parent, out, offline_config()), out
+
+
+def test_raw_molli_chains_into_ecv(processed):
+    phantom, report, out = processed
+    assert [(j["module"], j["state"]) for j in report["jobs"]] == [("molli", "done"), ("molli", "done"),
+                                                                   ("ecv", "done")]
+    molli = report["jobs"][0]["results"]["slices"][0]
+    assert molli["inversion_time_source"] == "Inversion Time (0018,0082)"
+    ecv_job = report["jobs"][2]
+    ecv = pydicom.dcmread(out / ecv_job["outputs"][0]).pixel_array
+    for region in (Region.REMOTE, Region.INFARCT, Region.MVO):
+        truth = phantom.truth_by_region[region.name.lower()] * 100
+        assert abs(np.median(ecv[phantom.labels == region]) - truth) < 2.0, region
+
+
+def test_t1_maps_match_truth_within_two_percent(processed):
+    phantom, report, out = processed
+    maps = {pydicom.dcmread(p).SeriesDescription: p for p in out.glob("*.dcm")}
+    derived = pydicom.dcmread(maps["MOLLI_pre_T1MAP_cmrnode"])
+    assert list(derived.ImageType)[:3] == ["DERIVED", "PRIMARY", "T1 MAP"]
+    t1 = derived.pixel_array.astype(float)
+    for region in (Region.REMOTE, Region.INFARCT, Region.LV_BLOOD):
+        truth = phantom.t1_pre_ms[phantom.labels == region].mean()
+        assert abs(np.median(t1[phantom.labels == region]) / truth - 1) < 0.02, region
+    pm = pydicom.dcmread(maps["MOLLI_pre T1 (cmr-node)"])
+    assert np.allclose(pm.pixel_array, t1, atol=0.5)   # same map, float vs rounded ms
+
+
+def test_molli_outputs_are_valid_dicom(processed):
+    _, report, out = processed
+    for name in report["jobs"][0]["outputs"]:
+        assert dciodvfy_errors(out / name) == [], name
+
+
+def test_end_to_end_raw_molli_to_ecv_in_orthanc(tmp_path, orthanc, make_node):
+    from dicom_out.synthetic_mr import SyntheticStudy
+    from node.config import DEFAULT_ROUTES_TOML
+    import tomllib
+    from tests.conftest import PM_SOP_CLASS, node_config_dict, orthanc_destination, storescu, wait_until
+    study, phantom, files = write_raw_molli_ecv_study(tmp_path / "scanner", SyntheticStudy())
+    config = node_config_dict(tmp_path / "data", [orthanc_destination(orthanc)])
+    config["routes"] = [dict(r, destinations=["orthanc"]) for r in tomllib.loads(DEFAULT_ROUTES_TOML)["routes"]]
+    node = make_node(config)
+    assert storescu(node.port, files).returncode == 0
+
+    def descriptions():
+        return {orthanc.instance_tags(i).get("SeriesDescription") for i in orthanc.instances()
+                if orthanc.instance_tags(i).get("StudyInstanceUID") == study.study_uid}
+    wanted = {"MOLLI_pre T1 (cmr-node)", "MOLLI_post15min T1 (cmr-node)", "MOLLI_pre_T1MAP_cmrnode",
+              "MOLLI_post15min_T1MAP_cmrnode", "ECV map (cmr-node)"}
+    wait_until(lambda: wanted <= descriptions(), timeout=180, what="T1 maps and ECV map in Orthanc")
+    assert [j.module for j in node.index.jobs("done")] == ["molli", "molli", "ecv"]
+    assert node.index.jobs("failed") == []
+    ecv_id = next(i for i in orthanc.find_instances(PM_SOP_CLASS)
+                  if orthanc.instance_tags(i).get("SeriesDescription") == "ECV map (cmr-node)"
+                  and orthanc.instance_tags(i).get("StudyInstanceUID") == study.study_uid)
+    path = tmp_path / "ecv.dcm"
+    path.write_bytes(orthanc.instance_file(ecv_id))
+    ecv = pydicom.dcmread(path).pixel_array
+    assert abs(np.median(ecv[phantom.labels == Region.INFARCT]) - 55.0) < 2.0
