@@ -192,12 +192,14 @@ class Index:
             return rows
 
     def complete_quiet_studies(self, quiet_seconds: float, now: float) -> list[str]:
-        """Mark studies quiet for quiet_seconds, whose series are all complete, as complete."""
+        """Mark studies complete: quiet for quiet_seconds, every series complete, and no job of the
+        study queued or running (its outputs, such as T1 maps from raw MOLLI, may come back in)."""
         with self._lock:
             rows = self._query(
                 "SELECT study_uid, last_received_at FROM studies s WHERE completed_at IS NULL "
                 "AND last_received_at <= ? AND NOT EXISTS (SELECT 1 FROM series x "
-                "WHERE x.study_uid = s.study_uid AND x.completed_at IS NULL)", (now - quiet_seconds,))
+                "WHERE x.study_uid = s.study_uid AND x.completed_at IS NULL) AND NOT EXISTS (SELECT 1 FROM jobs j "
+                "WHERE j.study_uid = s.study_uid AND j.state IN ('queued', 'running'))", (now - quiet_seconds,))
             self._tx([("UPDATE studies SET completed_at=? WHERE study_uid=? AND last_received_at=?",
                        (now, r["study_uid"], r["last_received_at"])) for r in rows])
             return [r["study_uid"] for r in rows]

@@ -12,8 +12,12 @@ EXAMPLE = Path(__file__).parent.parent / "deploy" / "node.example.toml"
 def test_example_config_is_valid():
     config = load_config(EXAMPLE)
     assert config.node.ae_title == "CMRNODE"
-    assert config.routes[0].module == "ecv" and config.routes[0].scope == "study"
-    assert config.routes[0].series_description.search("MOLLI_post_MOCO_T1")
+    routes = {r.name: r for r in config.routes}
+    assert routes["ecv"].module == "ecv" and routes["ecv"].scope == "study"
+    assert routes["ecv"].series_description.search("MOLLI_post_MOCO_T1")
+    assert not routes["ecv"].series_description.search("dDCE_post_05.0min_MOCO_T1")
+    assert routes["molli"].image_type.search("ORIGINAL\\PRIMARY\\M\\ND")
+    assert routes["ddce"].scope == "study-so-far"
     assert config.destination("pacs").port == 104
     assert config.inputs.hematocrit == 0.42
 

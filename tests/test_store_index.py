@@ -67,6 +67,8 @@ def test_series_and_study_completion_follow_quiet_times():
     assert len(jobs) == 1
     assert router.sweep(now=t0 + 100) == []
     assert set(index.jobs()[0].inputs["series"]) == {"1.2.3.4", "1.2.3.5"}
+    first = index.claim_jobs(1)[0]
+    index.finish_job(first.id, "/out", [], [], first.study_uid)
     # another map arrives: the study reopens and a new job (re-run) is queued for the larger input
     index.record_instance(record("3.1", series="1.2.3.6", description="MOLLI_post2_MOCO_T1"), now=t0 + 200)
     assert len(router.sweep(now=t0 + 300)) == 1
@@ -106,3 +108,14 @@ def test_outbox_retry_and_dead_letters(tmp_path):
     assert index.status()["outbox"]["pacs"] == {"dead": 1}
     assert index.retry_dead("pacs") == 1
     assert index.status()["outbox"]["pacs"] == {"pending": 1}
+
+
+def test_study_waits_for_its_running_jobs():
+    index = Index(":memory:")
+    index.record_instance(record("1.1"), now=0.0)
+    job = index.add_job("molli", "molli", "1.2.3", "k", {"files": []})
+    assert index.complete_quiet_series(1, now=100.0)
+    assert index.complete_quiet_studies(1, now=100.0) == []        # the job may bring a T1 map back in
+    index.claim_jobs(1)
+    index.fail_job(job, "done with it")
+    assert index.complete_quiet_studies(1, now=100.0) == ["1.2.3"]
