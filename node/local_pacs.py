@@ -6,6 +6,7 @@ own storage folder, no plug-ins.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -117,7 +118,10 @@ class FolderStorageSCP:
     def _handle_store(self, event):
         ds = event.dataset
         ds.file_meta = event.file_meta
-        ds.save_as(self.directory / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
+        target = self.directory / f"{ds.SOPInstanceUID}.dcm"
+        partial = target.with_suffix(".part")      # readers of the folder never see half a file
+        ds.save_as(partial, enforce_file_format=True)
+        os.replace(partial, target)
         return 0x0000
 
     def start(self) -> "FolderStorageSCP":

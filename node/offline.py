@@ -42,12 +42,14 @@ def _run_job(job, settings: dict, out_dir: Path, index: Index) -> dict:
         output = run_module(job.module, job.study_uid, job.inputs["files"], settings, job.input_key)
         written = write_datasets(output.datasets, out_dir, set(output.reingest))
         entry.update(state="done", results=output.results, outputs=[Path(o["path"]).name for o in written])
+        index.finish_job(job.id, str(out_dir), [], [], job.study_uid)
         for out in written:
             if out["reingest"]:
                 index.record_instance(_record(Path(out["path"])))
     except Exception as exc:  # one failing module does not stop the others
         log.error("route %s failed: %s", job.route, exc)
         entry.update(state="failed", error=f"{type(exc).__name__}: {exc}")
+        index.fail_job(job.id, entry["error"])
     return entry
 
 
