@@ -11,6 +11,9 @@
 | Myocardial ECV              | 99CMRN | ECV       | private: PS3.16 (2024c) has no code for ECV          |
 | ECV from T1 (method)        | 99CMRN | ECV-T1    | private: (1-Hct) dR1_tissue / dR1_blood              |
 | T1 by Inversion Recovery    | DCM    | 126351    | PS3.16 CID 4100 (method of the MOLLI T1 map)         |
+| T2                          | DCM    | 113065    | PS3.16 CID 218 / 7180                                |
+| Blood oxygen saturation     | LN     | 20564-1   | PS3.16 CID 3526 Blood Gas Saturation                 |
+| Fit residual (relative)     | 99CMRN | RESID     | private: RMS residual / amplitude of a relaxometry fit |
 | ve                          | DCM    | 126314    | PS3.16 CID 4107 Tracer Kinetic Model Parameter       |
 | vp                          | DCM    | 126331    | PS3.16 CID 4107                                      |
 | 2CX model (method)          | DCM    | 126347    | PS3.16 CID 4101 Tracer Kinetic Model                 |
@@ -47,6 +50,9 @@ UNIT_ML_PER_MIN_PER_G = CodedConcept("ml/min/g", "UCUM", "milliliter per minute 
 
 ECV = CodedConcept("ECV", PRIVATE_SCHEME, "Myocardial extracellular volume fraction")
 T1_BY_INVERSION_RECOVERY = codes.DCM.T1ByInversionRecovery
+T2 = codes.DCM.T2
+BLOOD_OXYGEN_SATURATION = CodedConcept("20564-1", "LN", "Blood Oxygen saturation")
+FIT_RESIDUAL = CodedConcept("RESID", PRIVATE_SCHEME, "Relative RMS residual of model fit")
 VE = codes.DCM.Ve
 VP = codes.DCM.Vp
 TWO_COMPARTMENT_EXCHANGE = codes.DCM.TwoCompartmentExchange2CXModel

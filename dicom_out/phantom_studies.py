@@ -73,3 +73,30 @@ def write_raw_molli_ecv_study(directory: Path, study: SyntheticStudy | None = No
                               bolus_start=injection if agent else None)
         files += save_series(series, directory / name)
     return study, phantom, files
+
+
+def write_oximetry_study(directory: Path, study: SyntheticStudy | None = None, phantom=None,
+                         with_roi: bool = True) -> tuple[SyntheticStudy, object, list[Path]]:
+    """T2-prepared images (3 T) and, with_roi, a SEG of the coronary sinus drawn on the first image."""
+    from pydicom.sr.codedict import codes as sr_codes
+
+    from analysis.phantoms.oximetry import oximetry_phantom
+    from dicom_out.segmentation import Segment, build_segmentation
+    from dicom_out.synthetic_mr import t2prep_series
+    from dicom_out.uids import derived_uid
+    study = study or SyntheticStudy(field_strength_t=3.0)
+    phantom = phantom if phantom is not None else oximetry_phantom()
+    images = t2prep_series(phantom.images, phantom.te_ms, study, series_description="T2prep_oximetry",
+                           series_number=50, acquired=study.study_datetime + timedelta(minutes=20),
+                           pixel_mm=phantom.pixel_mm)
+    files = save_series(images, directory / "t2prep")
+    if with_roi:
+        seg = build_segmentation(
+            phantom.coronary_sinus[None, :, :, None], [images[0]],
+            [Segment("Coronary sinus", sr_codes.SCT.AnatomicalStructure, sr_codes.SCT.CoronarySinus, manual=True)],
+            series_uid=derived_uid(study.study_uid, "cs-seg"), sop_uid=derived_uid(study.study_uid, "cs-seg", 1),
+            series_number=51, series_description="Coronary sinus ROI", software_version="phantom")
+        (directory / "seg").mkdir(parents=True, exist_ok=True)
+        seg.save_as(directory / "seg" / "coronary_sinus.dcm")
+        files.append(directory / "seg" / "coronary_sinus.dcm")
+    return study, phantom, files

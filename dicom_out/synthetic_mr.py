@@ -110,6 +110,23 @@ def molli_series(images: np.ndarray, ti_ms, study: SyntheticStudy, *, series_des
     return datasets
 
 
+def t2prep_series(images: np.ndarray, te_ms, study: SyntheticStudy, *, series_description: str,
+                  series_number: int, acquired: datetime, pixel_mm: float) -> list[Dataset]:
+    """Raw T2-prepared bSSFP images of one slice (n_TE, rows, cols), the preparation time in Image Comments."""
+    datasets = []
+    for k, (image, te) in enumerate(zip(images, te_ms)):
+        ds = t1_map_series(image, study, series_description=series_description, series_number=series_number,
+                           acquired=acquired + timedelta(seconds=4 * k), pixel_mm=pixel_mm)[0]
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = derived_uid(ds.SeriesInstanceUID, "te", k)
+        ds.InstanceNumber = k + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds.ImageComments = f"T2prep {te:g} ms"
+        ds.MagneticFieldStrength = 3.0
+        ds.WindowCenter, ds.WindowWidth = 700, 1400
+        datasets.append(ds)
+    return datasets
+
+
 def save_series(datasets: list[Dataset], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -77,13 +77,16 @@ class Inputs:
     ddce_windows_minutes: tuple[float, ...] = (5.0, 30.0)
     relaxivity: tuple[tuple[str, float], ...] = ()   # agent name -> r1 (L/mmol/s), overrides the table
     t1_noise_fraction: float = 0.03                  # relative SD of scanner T1 maps
+    oximetry_calibration: str = "lu2012_3T"          # key of analysis.oximetry.CALIBRATIONS
+    clinical: tuple[tuple[str, float], ...] = ()     # configured defaults: hb_g_per_dl, sao2, ...
 
     def as_settings(self) -> dict:
         """The module settings these inputs give (per-study values are merged over them)."""
         return {"hematocrit": self.hematocrit,
                 "injection_to_first_map_minutes": self.injection_to_first_map_minutes,
                 "ddce_windows_minutes": list(self.ddce_windows_minutes),
-                "relaxivity": dict(self.relaxivity), "t1_noise_fraction": self.t1_noise_fraction}
+                "relaxivity": dict(self.relaxivity), "t1_noise_fraction": self.t1_noise_fraction,
+                "oximetry_calibration": self.oximetry_calibration, **dict(self.clinical)}
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,10 @@ class Config:
     def destination(self, name: str) -> Destination:
         return next(d for d in self.destinations if d.name == name)
 
+
+# Clinical numbers images do not hold (oximetry); none has a default: missing means not computed.
+CLINICAL_INPUTS = ("hb_g_per_dl", "sao2", "mbf_ml_per_min_per_g", "stroke_volume_ml",
+                   "mean_arterial_pressure_mmhg", "heart_rate_per_min", "lv_mass_g")
 
 # section -> key -> (type, required); types are checked with isinstance.
 _NUMBER = (int, float)
@@ -123,7 +130,8 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple, bool]]] = {
     },
     "inputs": {"hematocrit": (_NUMBER, False), "injection_to_first_map_minutes": (_NUMBER, False),
                "ddce_windows_minutes": (list, False), "relaxivity": (dict, False),
-               "t1_noise_fraction": (_NUMBER, False)},
+               "t1_noise_fraction": (_NUMBER, False), "oximetry_calibration": (str, False),
+               **{key: (_NUMBER, False) for key in CLINICAL_INPUTS}},
 }
 _TABLE_ARRAYS = {"destinations", "routes"}
 
@@ -270,7 +278,15 @@ def _parse_inputs(t: dict) -> Inputs:
     first = t.get("injection_to_first_map_minutes")
     if first is not None and first <= 0:
         raise ConfigError("[inputs].injection_to_first_map_minutes: must be > 0")
+    from analysis.oximetry import CALIBRATIONS
+    calibration = t.get("oximetry_calibration", Inputs.oximetry_calibration)
+    if calibration not in CALIBRATIONS:
+        raise ConfigError(f"[inputs].oximetry_calibration: unknown calibration (known: {', '.join(CALIBRATIONS)})")
+    clinical = tuple((k, float(t[k])) for k in CLINICAL_INPUTS if k in t)
+    if any(v <= 0 for _, v in clinical) or ("sao2" in t and not 0 < t["sao2"] <= 1):
+        raise ConfigError("[inputs]: clinical inputs must be positive, sao2 a fraction")
     return Inputs(hematocrit=hematocrit, injection_to_first_map_minutes=None if first is None else float(first),
+                  oximetry_calibration=calibration, clinical=clinical,
                   ddce_windows_minutes=tuple(sorted(float(w) for w in windows)),
                   relaxivity=tuple((str(k), float(v)) for k, v in relaxivity.items()), t1_noise_fraction=noise)
 

@@ -37,6 +37,13 @@ STUDY_INPUT_TYPES = {
     "hematocrit": float,                      # fraction
     "injection_time": str,                    # YYYYMMDDHHMMSS or HHMMSS (study date) of the contrast bolus
     "injection_to_first_map_minutes": float,  # minutes from injection to the first post-contrast map
+    "hb_g_per_dl": float,                     # haemoglobin, g/dL
+    "sao2": float,                            # arterial saturation, fraction
+    "mbf_ml_per_min_per_g": float,            # myocardial blood flow, mL/min/g
+    "stroke_volume_ml": float,
+    "mean_arterial_pressure_mmhg": float,
+    "heart_rate_per_min": float,
+    "lv_mass_g": float,
 }
 
 

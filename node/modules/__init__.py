@@ -46,4 +46,7 @@ MODULES: dict[str, ModuleSpec] = {
     "ecv": ModuleSpec(name="ecv", version="1.0", scope="study", entry_point="node.modules.ecv:run"),
     "ddce": ModuleSpec(name="ddce", version="1.0", scope="study-so-far", entry_point="node.modules.ddce:run"),
     "molli": ModuleSpec(name="molli", version="1.0", scope="series", entry_point="node.modules.molli:run"),
+    "t2map": ModuleSpec(name="t2map", version="1.0", scope="series", entry_point="node.modules.t2map:run"),
+    "oximetry": ModuleSpec(name="oximetry", version="1.0", scope="study-so-far",
+                           entry_point="node.modules.oximetry:run"),
 }

@@ -15,7 +15,7 @@ from dicom_out import codes
 from dicom_out.derived_mr import derived_map_images
 from dicom_out.parametric_map import MapQuantity, build_parametric_map
 from dicom_out.uids import derived_uid
-from node.inversion_images import read_inversion_series
+from node.prepared_images import read_prepared_series
 from node.modules import ModuleInput, ModuleOutput
 
 T1_QUANTITY = MapQuantity("T1", "T1 from MOLLI, Look-Locker corrected (ms)", codes.UNIT_MS, codes.T1,
@@ -24,16 +24,16 @@ DERIVED_SUFFIX = "_T1MAP_cmrnode"
 
 
 def run(inp: ModuleInput) -> ModuleOutput:
-    slices = read_inversion_series(inp.files)
+    slices = read_prepared_series(inp.files)
     maps, summaries = [], []
     for s in slices:
         n, rows, cols = s.images.shape
-        fit = fit_molli(s.ti_ms, s.images.reshape(n, -1).T)
+        fit = fit_molli(s.times_ms, s.images.reshape(n, -1).T)
         maps.append(fit.t1_ms.reshape(rows, cols))
         tissue = ~fit.failed
         summaries.append({
-            "position_mm": s.position_mm, "inversion_times_ms": s.ti_ms.round(1).tolist(),
-            "inversion_time_source": s.ti_source, "fitted_voxels": int(tissue.sum()),
+            "position_mm": s.position_mm, "inversion_times_ms": s.times_ms.round(1).tolist(),
+            "inversion_time_source": s.time_source, "fitted_voxels": int(tissue.sum()),
             "failed_voxels": int(fit.failed.sum()),
             "t1_ms_median": round(float(np.median(fit.t1_ms[tissue])), 1) if tissue.any() else None,
             "residual_median": round(float(np.median(fit.residual[tissue])), 4) if tissue.any() else None})

@@ -1,0 +1,109 @@
+"""Oximetry module: T2-prepared images (+ a coronary sinus ROI) -> SO2 map, SbO2, MVO2 and MEE.
+
+- Blood T2 -> SO2 through the calibration named by [inputs] oximetry_calibration
+  (analysis/oximetry.py); the SO2 map covers the bright blood (S0 above the
+  body's Otsu threshold) where the calibration applies; other voxels are 0.
+- Coronary sinus: a DICOM SEG of the study (its Series Description must match
+  the route) with a segment whose type is SCT 90219004 "Coronary sinus" (or is
+  labelled so). SbO2 comes from fitting the ROI-mean signal. Without it the SO2
+  map is still sent and the result carries the flag "coronary sinus ROI missing";
+  the route (study-so-far) runs again when the SEG arrives.
+- MVO2 and MEE from SbO2 and the clinical inputs ([inputs] or `cmr-node inputs
+  set`); what cannot be computed is left out and its missing inputs are listed.
+"""
+from __future__ import annotations
+
+import re
+
+import highdicom as hd
+import numpy as np
+import pydicom
+
+import node
+from analysis.blood_pool import otsu_threshold
+from analysis.oximetry import CALIBRATIONS, oxygen_consumption, saturation_from_t2
+from analysis.relaxometry import fit_t2
+from dicom_out import codes
+from dicom_out.parametric_map import MapQuantity, build_parametric_map
+from dicom_out.uids import derived_uid
+from node.modules import ModuleInput, ModuleOutput
+from node.modules.t2map import fit_prepared_slices
+from node.t1_maps import InputError
+
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+CORONARY_SINUS_CODE = "90219004"
+SO2_QUANTITY = MapQuantity("SO2", "Blood oxygen saturation from blood T2 (percent)", codes.UNIT_PERCENT,
+                           codes.BLOOD_OXYGEN_SATURATION, None, 60.0, 80.0)
+CLINICAL = ("hb_g_per_dl", "sao2", "mbf_ml_per_min_per_g", "stroke_volume_ml", "mean_arterial_pressure_mmhg",
+            "heart_rate_per_min", "lv_mass_g")
+
+
+def _coronary_sinus_masks(seg_files: list[str], slices) -> dict[float, np.ndarray]:
+    """Coronary sinus mask per slice position, from any SEG that has such a segment."""
+    masks = {}
+    for path in seg_files:
+        seg = hd.seg.segread(path)
+        numbers = [n for n in seg.get_segment_numbers()
+                   if (d := seg.get_segment_description(n)).segmented_property_type.value == CORONARY_SINUS_CODE
+                   or re.search(r"(?i)coronary\s*sinus", d.segment_label)]
+        if not numbers:
+            continue
+        referenced = {uid for _, _, uid in seg.get_source_image_uids()}
+        for s in slices:
+            uids = [str(d.SOPInstanceUID) for d in s.datasets if str(d.SOPInstanceUID) in referenced]
+            if uids:
+                pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids[:1], segment_numbers=numbers,
+                                                           combine_segments=True)
+                masks[s.position_mm] = np.asarray(pixels[0]).astype(bool).squeeze()
+    return masks
+
+
+def _roi_t2(s, mask: np.ndarray) -> float:
+    """T2 (ms) of the ROI-mean signal: averaging first keeps noise out of the fit."""
+    mean_signal = s.images[:, mask].mean(axis=1)
+    fit = fit_t2(s.times_ms, mean_signal[None])
+    if fit.failed[0]:
+        raise InputError("the coronary sinus ROI signal could not be fitted")
+    return float(fit.t2_ms[0])
+
+
+def run(inp: ModuleInput) -> ModuleOutput:
+    settings = inp.settings
+    hematocrit = float(settings["hematocrit"])
+    calibration = CALIBRATIONS[settings.get("oximetry_calibration", "lu2012_3T")]
+    kinds = {f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in inp.files}
+    seg_files = [f for f, k in kinds.items() if k == SEG_SOP_CLASS]
+    slices, fits = fit_prepared_slices([f for f, k in kinds.items() if k != SEG_SOP_CLASS])
+    masks = _coronary_sinus_masks(seg_files, slices)
+    so2_maps, flags, slice_results = [], [], []
+    sbo2 = None
+    for s, f in zip(slices, fits):
+        body = ~f["failed"]
+        bright = body & (f["s0"] > otsu_threshold(f["s0"][body])) if body.sum() > 10 else body
+        so2, in_range = saturation_from_t2(f["t2_ms"], hematocrit, calibration)
+        so2_maps.append(np.where(bright & in_range, so2 * 100.0, 0.0))
+        entry = {"position_mm": s.position_mm, "blood_voxels": int((bright & in_range).sum())}
+        if s.position_mm in masks and masks[s.position_mm].any():
+            t2_cs = _roi_t2(s, masks[s.position_mm])
+            y, ok = saturation_from_t2(np.array([t2_cs]), hematocrit, calibration)
+            entry.update(coronary_sinus_voxels=int(masks[s.position_mm].sum()), coronary_sinus_t2_ms=round(t2_cs, 1),
+                         sbo2_percent=round(float(y[0]) * 100, 1) if ok[0] else None)
+            if ok[0] and sbo2 is None:
+                sbo2 = float(y[0])
+        slice_results.append(entry)
+    if not masks:
+        flags.append("coronary sinus ROI missing")
+    clinical = {k: float(settings[k]) for k in CLINICAL if settings.get(k) is not None}
+    oxygen = oxygen_consumption(sbo2=sbo2, **clinical)
+    first = [s.datasets[0] for s in slices]
+    pm = build_parametric_map(
+        np.stack(so2_maps).astype(np.float32), first, SO2_QUANTITY, series_uid=derived_uid(inp.job_key, "so2", "s"),
+        sop_uid=derived_uid(inp.job_key, "so2", "i"), series_number=9600, series_description="SO2 map (cmr-node)",
+        content_label="SO2MAP", software_version=node.__version__,
+        further_source_images=[d for s in slices for d in s.datasets[1:]])
+    return ModuleOutput(datasets=[pm], results={
+        "module": "oximetry", "calibration": calibration.source, "hematocrit": hematocrit,
+        "sbo2_percent": None if sbo2 is None else round(sbo2 * 100, 1), "slices": slice_results,
+        "mvo2_ml_per_min_per_g": oxygen.mvo2_ml_per_min_per_g, "mvo2_ml_per_min": oxygen.mvo2_ml_per_min,
+        "mee_percent": oxygen.mee_percent, "missing_inputs": oxygen.missing, "quality_flags": flags,
+        "inputs_used": clinical})
