@@ -100,3 +100,23 @@ def write_oximetry_study(directory: Path, study: SyntheticStudy | None = None, p
         seg.save_as(directory / "seg" / "coronary_sinus.dcm")
         files.append(directory / "seg" / "coronary_sinus.dcm")
     return study, phantom, files
+
+
+def write_raw_molli_ddce_study(directory: Path, phantom, study: SyntheticStudy | None = None,
+                               noise_fraction: float = 0.01) -> tuple[SyntheticStudy, list[Path]]:
+    """A dDCE study as raw MOLLI images: native and every post-contrast time point, one series each."""
+    from analysis.phantoms.molli import SCHEME_5_3_3_MS, molli_images
+    from dicom_out.synthetic_mr import molli_series
+    study = study or SyntheticStudy()
+    injection = study.study_datetime + timedelta(minutes=10)
+    acquisitions = [("dDCE_native_MOLLI", phantom.t1_native_ms, injection - timedelta(minutes=3), None)]
+    acquisitions += [(f"dDCE_post_{m:04.1f}min_MOLLI", phantom.t1_post_ms[k], injection + timedelta(minutes=float(m)),
+                      "Gadobutrol") for k, m in enumerate(phantom.times_min)]
+    files = []
+    for k, (name, t1, acquired, agent) in enumerate(acquisitions):
+        series = molli_series(molli_images(t1, noise_fraction=noise_fraction, seed=100 + k), SCHEME_5_3_3_MS, study,
+                              series_description=name, series_number=200 + k, acquired=acquired,
+                              pixel_mm=phantom.pixel_mm, contrast_agent=agent,
+                              bolus_start=injection if agent else None)
+        files += save_series(series, directory / f"{k:02d}")
+    return study, files

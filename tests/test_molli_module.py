@@ -75,3 +75,28 @@ def test_end_to_end_raw_molli_to_ecv_in_orthanc(tmp_path, orthanc, make_node):
     path.write_bytes(orthanc.instance_file(ecv_id))
     ecv = pydicom.dcmread(path).pixel_array
     assert abs(np.median(ecv[phantom.labels == Region.INFARCT]) - 55.0) < 2.0
+
+
+def test_ddce_from_raw_molli_equals_ddce_from_inline_maps(tmp_path):
+    """The node's own T1 maps change nothing downstream: dDCE from raw MOLLI vs the scanner's inline maps."""
+    from analysis.phantoms import SliceGeometry
+    from analysis.phantoms.ddce import ddce_phantom
+    from dicom_out.phantom_studies import write_ddce_study, write_raw_molli_ddce_study
+    phantom = ddce_phantom(SliceGeometry(matrix=96, pixel_mm=2.5), noise_fraction=0.0)
+    write_ddce_study(tmp_path / "inline", phantom=phantom)
+    write_raw_molli_ddce_study(tmp_path / "raw", phantom)
+    results = {}
+    for kind in ("inline", "raw"):
+        report = process_folder(tmp_path / kind, tmp_path / f"out_{kind}", offline_config())
+        ddce = [j for j in report["jobs"] if j["module"] == "ddce"]
+        assert ddce and all(j["state"] == "done" for j in report["jobs"]), kind
+        maps = {pydicom.dcmread(p).SeriesDescription: pydicom.dcmread(p).pixel_array
+                for p in (tmp_path / f"out_{kind}").glob("*.dcm")
+                if pydicom.dcmread(p, stop_before_pixels=True).SeriesDescription.startswith("dDCE 30min")}
+        results[kind] = maps
+    for region in (Region.REMOTE, Region.INFARCT):
+        mask = phantom.labels == region
+        for name, tolerance in (("ve+vp", 0.02), ("ve", 0.03)):
+            inline = np.median(results["inline"][f"dDCE 30min {name}"][mask])
+            raw = np.median(results["raw"][f"dDCE 30min {name}"][mask])
+            assert abs(inline - raw) < tolerance, (region, name, inline, raw)
