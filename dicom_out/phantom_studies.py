@@ -76,8 +76,9 @@ def write_raw_molli_ecv_study(directory: Path, study: SyntheticStudy | None = No
 
 
 def write_oximetry_study(directory: Path, study: SyntheticStudy | None = None, phantom=None,
-                         with_roi: bool = True) -> tuple[SyntheticStudy, object, list[Path]]:
-    """T2-prepared images (3 T) and, with_roi, a SEG of the coronary sinus drawn on the first image."""
+                         with_roi: bool = True, roi_as: str = "seg") -> tuple[SyntheticStudy, object, list[Path]]:
+    """T2-prepared images (3 T) and, with_roi, the coronary sinus drawn on the first image, as a SEG
+    (roi_as="seg") or as an RT Structure Set contour (roi_as="rtstruct")."""
     from pydicom.sr.codedict import codes as sr_codes
 
     from analysis.phantoms.oximetry import oximetry_phantom
@@ -90,7 +91,21 @@ def write_oximetry_study(directory: Path, study: SyntheticStudy | None = None, p
                            series_number=50, acquired=study.study_datetime + timedelta(minutes=20),
                            pixel_mm=phantom.pixel_mm)
     files = save_series(images, directory / "t2prep")
-    if with_roi:
+    if with_roi and roi_as == "rtstruct":
+        import numpy as np
+
+        from dicom_out.rtstruct import build_rtstruct
+        rows, cols = np.nonzero(phantom.coronary_sinus)
+        centre, radius = np.array([rows.mean(), cols.mean()]), 5.0 / phantom.pixel_mm
+        angles = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+        polygon = centre + radius * np.column_stack([np.sin(angles), np.cos(angles)])
+        rt = build_rtstruct(images[0], "Coronary sinus", polygon, series_uid=derived_uid(study.study_uid, "cs-rt"),
+                            sop_uid=derived_uid(study.study_uid, "cs-rt", 1), series_number=52,
+                            when=study.study_datetime)
+        (directory / "rtstruct").mkdir(parents=True, exist_ok=True)
+        rt.save_as(directory / "rtstruct" / "coronary_sinus.dcm", enforce_file_format=True)
+        files.append(directory / "rtstruct" / "coronary_sinus.dcm")
+    elif with_roi:
         seg = build_segmentation(
             phantom.coronary_sinus[None, :, :, None], [images[0]],
             [Segment("Coronary sinus", sr_codes.SCT.AnatomicalStructure, sr_codes.SCT.CoronarySinus, manual=True)],

@@ -83,3 +83,15 @@ def test_roi_arriving_later_reruns_oximetry_into_orthanc(tmp_path, orthanc, make
                                    and orthanc.instance_tags(i).get("SeriesDescription") == "SO2 map (cmr-node)"],
                           timeout=60, what="SO2 maps in Orthanc")
     assert len(so2_maps) >= 1
+
+
+def test_coronary_sinus_from_rt_structure_set(tmp_path):
+    from analysis.phantoms.oximetry import oximetry_phantom
+    _, phantom, files = write_oximetry_study(tmp_path / "in", phantom=oximetry_phantom(cs_so2=0.55), roi_as="rtstruct")
+    report = process_folder(tmp_path / "in", tmp_path / "out", parse_config({"routes": ROUTES}))
+    results = job(report, "oximetry")["results"]
+    assert results["quality_flags"] == []
+    assert abs(results["sbo2_percent"] - 55.0) < 3.0
+    voxels = results["slices"][0]["coronary_sinus_voxels"]
+    assert abs(voxels - phantom.coronary_sinus.sum()) <= 8      # rasterised contour of the same 5 mm vessel
+    assert dciodvfy_errors(files[-1]) == []

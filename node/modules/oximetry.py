@@ -5,7 +5,7 @@
   body's Otsu threshold) where the calibration applies; other voxels are 0.
 - Coronary sinus: a DICOM SEG of the study (its Series Description must match
   the route) with a segment whose type is SCT 90219004 "Coronary sinus" (or is
-  labelled so). SbO2 comes from fitting the ROI-mean signal. Without it the SO2
+  labelled so), or an RT Structure Set with an ROI named so (node/roi.py). SbO2 comes from fitting the ROI-mean signal. Without it the SO2
   map is still sent and the result carries the flag "coronary sinus ROI missing";
   the route (study-so-far) runs again when the SEG arrives.
 - MVO2 and MEE from SbO2 and the clinical inputs ([inputs] or `cmr-node inputs
@@ -13,9 +13,6 @@
 """
 from __future__ import annotations
 
-import re
-
-import highdicom as hd
 import numpy as np
 import pydicom
 
@@ -28,33 +25,28 @@ from dicom_out.parametric_map import MapQuantity, build_parametric_map
 from dicom_out.uids import derived_uid
 from node.modules import ModuleInput, ModuleOutput
 from node.modules.t2map import fit_prepared_slices
+from node.roi import RTSTRUCT_SOP_CLASS, SEG_SOP_CLASS, rtstruct_masks, seg_masks
 from node.t1_maps import InputError
 
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 CORONARY_SINUS_CODE = "90219004"
+CORONARY_SINUS_NAME = r"(?i)coronary\s*sinus|\bCS\b"
 SO2_QUANTITY = MapQuantity("SO2", "Blood oxygen saturation from blood T2 (percent)", codes.UNIT_PERCENT,
                            codes.BLOOD_OXYGEN_SATURATION, None, 60.0, 80.0)
 CLINICAL = ("hb_g_per_dl", "sao2", "mbf_ml_per_min_per_g", "stroke_volume_ml", "mean_arterial_pressure_mmhg",
             "heart_rate_per_min", "lv_mass_g")
 
 
-def _coronary_sinus_masks(seg_files: list[str], slices) -> dict[float, np.ndarray]:
-    """Coronary sinus mask per slice position, from any SEG that has such a segment."""
+def _coronary_sinus_masks(roi_files: dict[str, str], slices) -> dict[float, np.ndarray]:
+    """Coronary sinus mask per slice position, from SEG segments or RT Structure Set contours."""
     masks = {}
-    for path in seg_files:
-        seg = hd.seg.segread(path)
-        numbers = [n for n in seg.get_segment_numbers()
-                   if (d := seg.get_segment_description(n)).segmented_property_type.value == CORONARY_SINUS_CODE
-                   or re.search(r"(?i)coronary\s*sinus", d.segment_label)]
-        if not numbers:
-            continue
-        referenced = {uid for _, _, uid in seg.get_source_image_uids()}
+    for path, sop_class in roi_files.items():
         for s in slices:
-            uids = [str(d.SOPInstanceUID) for d in s.datasets if str(d.SOPInstanceUID) in referenced]
-            if uids:
-                pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids[:1], segment_numbers=numbers,
-                                                           combine_segments=True)
-                masks[s.position_mm] = np.asarray(pixels[0]).astype(bool).squeeze()
+            if sop_class == SEG_SOP_CLASS:
+                found = seg_masks(path, CORONARY_SINUS_CODE, CORONARY_SINUS_NAME, s.datasets)
+            else:
+                found = rtstruct_masks(path, CORONARY_SINUS_NAME, s.datasets)
+            for mask in found.values():
+                masks[s.position_mm] = masks.get(s.position_mm, np.zeros_like(mask)) | mask
     return masks
 
 
@@ -72,9 +64,9 @@ def run(inp: ModuleInput) -> ModuleOutput:
     hematocrit = float(settings["hematocrit"])
     calibration = CALIBRATIONS[settings.get("oximetry_calibration", "lu2012_3T")]
     kinds = {f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in inp.files}
-    seg_files = [f for f, k in kinds.items() if k == SEG_SOP_CLASS]
-    slices, fits = fit_prepared_slices([f for f, k in kinds.items() if k != SEG_SOP_CLASS])
-    masks = _coronary_sinus_masks(seg_files, slices)
+    roi_files = {f: k for f, k in kinds.items() if k in (SEG_SOP_CLASS, RTSTRUCT_SOP_CLASS)}
+    slices, fits = fit_prepared_slices([f for f in kinds if f not in roi_files])
+    masks = _coronary_sinus_masks(roi_files, slices)
     so2_maps, flags, slice_results = [], [], []
     sbo2 = None
     for s, f in zip(slices, fits):

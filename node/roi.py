@@ -1,0 +1,79 @@
+"""Regions of interest received from elsewhere: DICOM SEG segments and RT Structure Set contours, as masks.
+
+An RT Structure Set contour (patient coordinates, mm) is rasterised on the
+image it references: pixel centres inside the closed polygon (even-odd rule).
+"""
+from __future__ import annotations
+
+import re
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+
+
+def seg_masks(path: str, property_code: str, label_pattern: str, images: list[Dataset]) -> dict[str, np.ndarray]:
+    """Masks by referenced image SOP Instance UID, for segments of the coded type or matching label."""
+    seg = hd.seg.segread(path)
+    numbers = [n for n in seg.get_segment_numbers()
+               if (d := seg.get_segment_description(n)).segmented_property_type.value == property_code
+               or re.search(label_pattern, d.segment_label)]
+    if not numbers:
+        return {}
+    referenced = {uid for _, _, uid in seg.get_source_image_uids()}
+    masks = {}
+    for image in images:
+        uid = str(image.SOPInstanceUID)
+        if uid in referenced:
+            pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=[uid], segment_numbers=numbers,
+                                                       combine_segments=True)
+            masks[uid] = np.asarray(pixels[0]).astype(bool).squeeze()
+    return masks
+
+
+def _polygon_mask(rows: int, cols: int, poly_rc: np.ndarray) -> np.ndarray:
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
+    inside = np.zeros((rows, cols), dtype=bool)
+    y, x = poly_rc[:, 0], poly_rc[:, 1]
+    for i in range(len(poly_rc)):
+        j = i - 1
+        crosses = (y[i] > yy) != (y[j] > yy)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_cross = (x[j] - x[i]) * (yy - y[i]) / (y[j] - y[i]) + x[i]
+        inside ^= crosses & (xx < x_cross)
+    return inside
+
+
+def _to_pixels(points_mm: np.ndarray, image: Dataset) -> np.ndarray:
+    """(row, col) of patient-coordinate points on the image plane."""
+    origin = np.asarray(image.ImagePositionPatient, dtype=float)
+    orientation = np.asarray(image.ImageOrientationPatient, dtype=float)
+    spacing = np.asarray(image.PixelSpacing, dtype=float)     # row spacing, column spacing
+    offset = points_mm - origin
+    return np.column_stack([offset @ orientation[3:] / spacing[0], offset @ orientation[:3] / spacing[1]])
+
+
+def rtstruct_masks(path: str, name_pattern: str, images: list[Dataset]) -> dict[str, np.ndarray]:
+    """Masks by referenced image SOP Instance UID, for ROIs whose name matches name_pattern."""
+    ds = pydicom.dcmread(path)
+    wanted = {int(r.ROINumber) for r in ds.get("StructureSetROISequence", [])
+              if re.search(name_pattern, str(r.get("ROIName", "")))}
+    by_uid = {str(i.SOPInstanceUID): i for i in images}
+    masks: dict[str, np.ndarray] = {}
+    for roi in ds.get("ROIContourSequence", []):
+        if int(roi.ReferencedROINumber) not in wanted:
+            continue
+        for contour in roi.get("ContourSequence", []):
+            refs = [str(r.ReferencedSOPInstanceUID) for r in contour.get("ContourImageSequence", [])]
+            image = next((by_uid[u] for u in refs if u in by_uid), None)
+            if image is None or contour.get("ContourGeometricType") != "CLOSED_PLANAR":
+                continue
+            points = np.asarray(contour.ContourData, dtype=float).reshape(-1, 3)
+            mask = _polygon_mask(int(image.Rows), int(image.Columns), _to_pixels(points, image))
+            uid = str(image.SOPInstanceUID)
+            masks[uid] = masks.get(uid, np.zeros_like(mask)) | mask
+    return masks
