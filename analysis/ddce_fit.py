@@ -138,8 +138,7 @@ def _levenberg_marquardt(t, y, sigma, u, aif, iterations, priors):
         small_step = np.max(np.abs(delta), axis=1) < 1e-4
         done = (better & ((old_cost - trial_cost) < 1e-8 + 1e-6 * old_cost)) | (~better & small_step) | (lam[active] >= 1e9)
         active = active[~done]
-    data_cost = np.sum(residual[:, : y.shape[1]] ** 2, axis=1)
-    return u, cost, data_cost
+    return u, cost
 
 
 def _relative_se_ve_vp(t, y, p, aif) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +203,7 @@ def _fit_block(t_min, ct_mM, aif, sigma_mM, iterations, priors, weighted) -> Tcx
         if todo.size == 0:
             break
         start = np.column_stack([v0[todo], np.full(todo.size, f0), np.full(todo.size, fp0), np.full(todo.size, ps0)])
-        u_new, cost_new, _ = _levenberg_marquardt(t, y[todo], sigma[todo], _unconstrained(start), aif, iterations,
+        u_new, cost_new = _levenberg_marquardt(t, y[todo], sigma[todo], _unconstrained(start), aif, iterations,
                                                   priors)
         if u is None:
             u, cost = u_new, cost_new

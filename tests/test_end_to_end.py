@@ -7,11 +7,9 @@ import sqlite3
 import subprocess
 import sys
 import time
-from io import BytesIO
 
 import numpy as np
 import pydicom
-import pytest
 
 from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_ecv_study
