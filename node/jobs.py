@@ -19,7 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from node.config import Config
+from node.config import CLINICAL_INPUTS, Config
 from node.index import Index, Job
 from node.modules import MODULES, ModuleInput
 from node.receiver import RejectedInstance, ingest_file
@@ -37,13 +37,7 @@ STUDY_INPUT_TYPES = {
     "hematocrit": float,                      # fraction
     "injection_time": str,                    # YYYYMMDDHHMMSS or HHMMSS (study date) of the contrast bolus
     "injection_to_first_map_minutes": float,  # minutes from injection to the first post-contrast map
-    "hb_g_per_dl": float,                     # haemoglobin, g/dL
-    "sao2": float,                            # arterial saturation, fraction
-    "mbf_ml_per_min_per_g": float,            # myocardial blood flow, mL/min/g
-    "stroke_volume_ml": float,
-    "mean_arterial_pressure_mmhg": float,
-    "heart_rate_per_min": float,
-    "lv_mass_g": float,
+    **{key: float for key in CLINICAL_INPUTS},  # oximetry: Hb (g/dL), SaO2 (fraction), MBF, SV, MAP, HR, LV mass
 }
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-from io import BytesIO
 from pathlib import Path
 
 import pydicom
@@ -12,17 +11,15 @@ import node
 from node.config import Config
 from node.index import Index, InstanceRecord
 from node.jobs import run_module, write_datasets
-from node.receiver import RejectedInstance, instance_record, read_header
+from node.receiver import RejectedInstance, instance_record, read_file_header
 from node.routing import Router
 
 log = logging.getLogger("cmr_node.process")
 
 
 def _record(path: Path) -> InstanceRecord:
-    raw = path.read_bytes()
-    meta = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
-    ds = read_header(raw, str(meta.get("SOPClassUID", "")), str(meta.get("SOPInstanceUID", "")))
-    return instance_record(ds, str(path), len(raw), str(meta.file_meta.get("TransferSyntaxUID", "")), None)
+    raw, ds, transfer_syntax = read_file_header(path)
+    return instance_record(ds, str(path), len(raw), transfer_syntax, None)
 
 
 def index_folder(input_dir: Path, index: Index) -> list[str]:

@@ -84,12 +84,18 @@ def store_instance(layout: Layout, index: Index, raw: bytes, ds: Dataset, transf
 SELF_AE = "CMRNODE-SELF"   # calling AE recorded for instances the node made and took back in
 
 
-def ingest_file(layout: Layout, index: Index, path) -> InstanceRecord:
-    """Store and index a DICOM file made by the node itself (re-ingest of derived inputs)."""
+def read_file_header(path) -> tuple[bytes, Dataset, str]:
+    """(bytes, checked header, transfer syntax) of a DICOM file on disk, with read_header's checks."""
     raw = path.read_bytes()
     meta = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
-    ds = read_header(raw, str(meta.SOPClassUID), str(meta.SOPInstanceUID))
-    return store_instance(layout, index, raw, ds, str(meta.file_meta.TransferSyntaxUID), SELF_AE)
+    ds = read_header(raw, str(meta.get("SOPClassUID", "")), str(meta.get("SOPInstanceUID", "")))
+    return raw, ds, str(meta.file_meta.get("TransferSyntaxUID", ""))
+
+
+def ingest_file(layout: Layout, index: Index, path) -> InstanceRecord:
+    """Store and index a DICOM file made by the node itself (re-ingest of derived inputs)."""
+    raw, ds, transfer_syntax = read_file_header(path)
+    return store_instance(layout, index, raw, ds, transfer_syntax, SELF_AE)
 
 
 def read_header(raw: bytes, affected_sop_class: str, affected_sop_instance: str) -> Dataset:

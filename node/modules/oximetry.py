@@ -23,6 +23,7 @@ from analysis.relaxometry import fit_t2
 from dicom_out import codes
 from dicom_out.parametric_map import MapQuantity, build_parametric_map
 from dicom_out.uids import derived_uid
+from node.config import CLINICAL_INPUTS
 from node.modules import ModuleInput, ModuleOutput
 from node.modules.t2map import fit_prepared_slices
 from node.roi import RTSTRUCT_SOP_CLASS, SEG_SOP_CLASS, rtstruct_masks, seg_masks
@@ -32,21 +33,21 @@ CORONARY_SINUS_CODE = "90219004"
 CORONARY_SINUS_NAME = r"(?i)coronary\s*sinus|\bCS\b"
 SO2_QUANTITY = MapQuantity("SO2", "Blood oxygen saturation from blood T2 (percent)", codes.UNIT_PERCENT,
                            codes.BLOOD_OXYGEN_SATURATION, None, 60.0, 80.0)
-CLINICAL = ("hb_g_per_dl", "sao2", "mbf_ml_per_min_per_g", "stroke_volume_ml", "mean_arterial_pressure_mmhg",
-            "heart_rate_per_min", "lv_mass_g")
 
 
 def _coronary_sinus_masks(roi_files: dict[str, str], slices) -> dict[float, np.ndarray]:
     """Coronary sinus mask per slice position, from SEG segments or RT Structure Set contours."""
-    masks = {}
-    for path, sop_class in roi_files.items():
-        for s in slices:
-            if sop_class == SEG_SOP_CLASS:
-                found = seg_masks(path, CORONARY_SINUS_CODE, CORONARY_SINUS_NAME, s.datasets)
-            else:
-                found = rtstruct_masks(path, CORONARY_SINUS_NAME, s.datasets)
-            for mask in found.values():
-                masks[s.position_mm] = masks.get(s.position_mm, np.zeros_like(mask)) | mask
+    position_of = {str(d.SOPInstanceUID): s.position_mm for s in slices for d in s.datasets}
+    images = [d for s in slices for d in s.datasets]
+    masks: dict[float, np.ndarray] = {}
+    for path, sop_class in roi_files.items():   # each ROI file read once, for every image it references
+        if sop_class == SEG_SOP_CLASS:
+            found = seg_masks(path, CORONARY_SINUS_CODE, CORONARY_SINUS_NAME, images)
+        else:
+            found = rtstruct_masks(path, CORONARY_SINUS_NAME, images)
+        for uid, mask in found.items():
+            position = position_of[uid]
+            masks[position] = masks.get(position, np.zeros_like(mask)) | mask
     return masks
 
 
@@ -85,7 +86,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
         slice_results.append(entry)
     if not masks:
         flags.append("coronary sinus ROI missing")
-    clinical = {k: float(settings[k]) for k in CLINICAL if settings.get(k) is not None}
+    clinical = {k: float(settings[k]) for k in CLINICAL_INPUTS if settings.get(k) is not None}
     oxygen = oxygen_consumption(sbo2=sbo2, **clinical)
     first = [s.datasets[0] for s in slices]
     pm = build_parametric_map(
