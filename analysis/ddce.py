@@ -29,7 +29,7 @@ from analysis.ecv import MAX_T1_MS, MIN_T1_MS, relative_r1_change
 from analysis.registration import align
 from analysis.tcxm import BiexpAif, fit_biexp_aif
 
-TISSUE_DENSITY_G_PER_ML = 1.05
+TISSUE_DENSITY_G_PER_ML = 1.05   # myocardium (Vinnakota & Bassingthwaighte, AJP 2004;286:H1742)
 WINDOW_JITTER_MIN = 0.5   # acquisition-timing slack: a window is reached, and a map is in it, within this
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from analysis.ddce import TISSUE_DENSITY_G_PER_ML
 from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_ddce_study, write_ecv_study
 from node.config import parse_config
@@ -86,7 +87,7 @@ def _ddce_summary(maps: dict[str, np.ndarray], phantom) -> list[str]:
     for region in (Region.REMOTE, Region.INFARCT, Region.MVO):
         truth = phantom.truth[region.name.lower()]
         expected = {"ve+vp": truth["ve"] + truth["vp"], "ve": truth["ve"], "vp": truth["vp"],
-                    "PS": truth["ps"] / 1.05, "Fp": truth["fp"] / 1.05}
+                    "PS": truth["ps"] / TISSUE_DENSITY_G_PER_ML, "Fp": truth["fp"] / TISSUE_DENSITY_G_PER_ML}
         for window in ("5min", "30min"):
             cells = [f"{float(np.median(maps[f'dDCE {window} {label}'][phantom.labels == region])):6.2f}/"
                      f"{expected[label]:<6.2f}" for label in DDCE_LABELS]

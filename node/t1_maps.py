@@ -18,6 +18,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 
+POSITION_TOLERANCE_MM = 1.0   # slices of different series within this distance are the same slice
 _PRE = re.compile(r"(?i)(pre|native|nativ)")
 _POST = re.compile(r"(?i)post")
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from analysis.ddce import TISSUE_DENSITY_G_PER_ML
 from analysis.phantoms.short_axis import Region, SliceGeometry, short_axis_labels
 from analysis.phantoms.t1_ecv import NATIVE_T1_MS
 
-TISSUE_DENSITY_G_PER_ML = 1.05   # myocardium (Vinnakota & Bassingthwaighte, AJP 2004;286:H1742)
 DEFAULT_TIMES_MIN = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 23, 26, 30)
 
 

@@ -26,15 +26,14 @@ from datetime import datetime, timedelta
 import numpy as np
 
 import node
-from analysis.ddce import WINDOW_JITTER_MIN, analyse_slice, covered_windows
+from analysis.ddce import TISSUE_DENSITY_G_PER_ML, WINDOW_JITTER_MIN, analyse_slice, covered_windows
 from analysis.relaxivity import UnknownAgent, r1_per_mM_s
 from dicom_out import codes
 from dicom_out.parametric_map import MapQuantity, build_parametric_map
 from dicom_out.uids import derived_uid
 from node.modules import MODULES, ModuleInput, ModuleOutput
-from node.t1_maps import InputError, T1Slice, classify, group_by_series, read_t1_slice
+from node.t1_maps import POSITION_TOLERANCE_MM, InputError, T1Slice, classify, group_by_series, read_t1_slice
 
-POSITION_TOLERANCE_MM = 1.0
 _TWO_CX = codes.TWO_COMPARTMENT_EXCHANGE
 
 # analysis map name -> (label in descriptions, quantity)
@@ -90,11 +89,6 @@ def _relaxivity(posts: list[list[T1Slice]], settings: dict) -> tuple[float, str,
         raise InputError(str(exc)) from None
 
 
-def _at_position(series: list[T1Slice], position: float) -> T1Slice | None:
-    best = min(series, key=lambda s: abs(s.position_mm - position))
-    return best if abs(best.position_mm - position) <= POSITION_TOLERANCE_MM else None
-
-
 def _window_key(used: list[T1Slice], settings: dict, r1: float, injection: datetime) -> str:
     digest = hashlib.sha256(f"ddce {MODULES['ddce'].version} {settings['hematocrit']} {r1} {injection}".encode())
     for uid in sorted(str(s.dataset.SOPInstanceUID) for s in used):
@@ -147,7 +141,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
     output = ModuleOutput(results={
         "module": "ddce", "classified_by": how, "injection_time": injection.isoformat(),
         "injection_time_source": injection_source, "contrast_agent": agent, "field_strength_t": field,
-        "r1_per_mM_s": r1, "hematocrit": settings["hematocrit"], "tissue_density_g_per_ml": 1.05,
+        "r1_per_mM_s": r1, "hematocrit": settings["hematocrit"], "tissue_density_g_per_ml": TISSUE_DENSITY_G_PER_ML,
         "last_map_min": round(max((t for t, _ in timed), default=0.0), 2), "windows": []})
     for n, window in enumerate(windows):
         maps, slices, used = _fit_window(window, native, timed, settings, r1)

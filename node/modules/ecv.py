@@ -14,9 +14,8 @@ from dicom_out import codes
 from dicom_out.parametric_map import MapQuantity, build_parametric_map
 from dicom_out.uids import derived_uid
 from node.modules import ModuleInput, ModuleOutput
-from node.t1_maps import InputError, T1Slice, classify, group_by_series, read_t1_slice
+from node.t1_maps import POSITION_TOLERANCE_MM, InputError, T1Slice, classify, group_by_series, read_t1_slice
 
-POSITION_TOLERANCE_MM = 1.0
 
 ECV_QUANTITY = MapQuantity(
     lut_label="ECV", explanation="Extracellular volume fraction (percent)", unit=codes.UNIT_PERCENT,
@@ -54,7 +53,8 @@ def run(inp: ModuleInput) -> ModuleOutput:
         "module": "ecv", "hematocrit": hematocrit, "classified_by": how,
         "native_series_uid": pre[0].series_uid, "maps": []})
     for n, post in enumerate(posts):
-        results = [ecv_map(_partner(s, pre).t1_ms, s.t1_ms, hematocrit, s.pixel_mm) for s in post]
+        natives = [_partner(s, pre) for s in post]
+        results = [ecv_map(native.t1_ms, s.t1_ms, hematocrit, s.pixel_mm) for native, s in zip(natives, post)]
         percent = np.clip(np.stack([r.ecv for r in results]) * 100.0, 0.0, 100.0)
         series_uid = derived_uid(inp.job_key, "ecv", post[0].series_uid, "series")
         pm = build_parametric_map(
@@ -62,7 +62,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
             series_uid=series_uid, sop_uid=derived_uid(inp.job_key, "ecv", post[0].series_uid, "instance"),
             series_number=9000 + n, series_description="ECV map (cmr-node)", content_label="ECV",
             software_version=node.__version__,
-            further_source_images=[_partner(s, pre).dataset for s in post])
+            further_source_images=[native.dataset for native in natives])
         output.datasets.append(pm)
         output.results["maps"].append({
             "series_instance_uid": series_uid, "sop_instance_uid": str(pm.SOPInstanceUID),
