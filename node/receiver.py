@@ -129,11 +129,9 @@ class ReceiveCounters:
 class Receiver:
     """Owns the pynetdicom AE and its handlers."""
 
-    def __init__(self, ae_title: str, layout: Layout, index: Index, allowed_callers: tuple[str, ...] = (),
-                 on_stored=None):
+    def __init__(self, ae_title: str, layout: Layout, index: Index, allowed_callers: tuple[str, ...] = ()):
         self.layout = layout
         self.index = index
-        self.on_stored = on_stored
         self.counters = ReceiveCounters()
         self._counter_lock = threading.Lock()
         self.ae = AE(ae_title=ae_title)
@@ -173,7 +171,7 @@ class Receiver:
                                                  keep=False), b"", calling_ae)
         try:
             ds = read_header(raw, request.AffectedSOPClassUID, request.AffectedSOPInstanceUID)
-            record = self._store(raw, ds, event.context.transfer_syntax, calling_ae)
+            record = store_instance(self.layout, self.index, raw, ds, event.context.transfer_syntax, calling_ae)
         except RejectedInstance as exc:
             return self._reject(exc, raw, calling_ae)
         except (OSError, sqlite3.Error) as exc:
@@ -182,14 +180,9 @@ class Receiver:
         with self._counter_lock:
             self.counters.instances += 1
             self.counters.bytes += record.size
-        if self.on_stored:
-            self.on_stored(record)
         return status.SUCCESS
 
     # -- work ------------------------------------------------------------------------------------
-    def _store(self, raw: bytes, ds: Dataset, transfer_syntax: str, calling_ae: str) -> InstanceRecord:
-        return store_instance(self.layout, self.index, raw, ds, transfer_syntax, calling_ae)
-
     def _reject(self, exc: RejectedInstance, raw: bytes, calling_ae: str) -> Dataset:
         with self._counter_lock:
             self.counters.rejected += 1
