@@ -100,3 +100,22 @@ def test_ddce_from_raw_molli_equals_ddce_from_inline_maps(tmp_path):
             inline = np.median(results["inline"][f"dDCE 30min {name}"][mask])
             raw = np.median(results["raw"][f"dDCE 30min {name}"][mask])
             assert abs(inline - raw) < tolerance, (region, name, inline, raw)
+
+
+@pytest.mark.parametrize("damage, message", [("no_times", "no usable preparation times"),
+                                             ("too_few", "at least 5 are needed")])
+def test_unusable_molli_series_fails_with_a_clear_error(tmp_path, damage, message):
+    _, _, files = write_raw_molli_ecv_study(tmp_path / "raw")
+    pre = [f for f in files if f.parent.name == "MOLLI_pre"]
+    if damage == "no_times":
+        for f in pre:
+            ds = pydicom.dcmread(f)
+            del ds.InversionTime
+            ds.save_as(f)
+    else:
+        for f in pre[4:]:
+            f.unlink()
+    report = process_folder(tmp_path / "raw", tmp_path / "out", offline_config())
+    failed = [j for j in report["jobs"] if j["module"] == "molli" and j["state"] == "failed"]
+    assert len(failed) == 1 and message in failed[0]["error"]
+    assert [j["state"] for j in report["jobs"] if j["module"] == "molli"].count("done") == 1   # the other series
