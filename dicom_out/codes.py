@@ -20,9 +20,27 @@
 | ve + vp                     | 99CMRN | VEVP      | private: no code for the total distribution volume   |
 | PS                          | 99CMRN | PS        | private: OSIPI CAPLEX Q.PH1.004, no DICOM code        |
 | Fp (plasma flow)            | 99CMRN | FP        | private: OSIPI CAPLEX Q.PH1.002; DCM 126390 is blood  |
-| Fit R^2                     | 99CMRN | R2FIT     | private: coefficient of determination of the fit     |
+| Fit R^2                     | DCM    | 126220    | PS3.16 CID 218 / 7180 "R2-Coefficient"               |
 | No units (unit)             | UCUM   | 1         | PS3.16 CID 7181                                      |
 | mL/min/g (unit)             | UCUM   | ml/min/g  | PS3.16 CID 7181                                      |
+| mL, mm, mL/min (units)      | UCUM   | ml mm ml/min | UCUM; PS3.16 CID 7181 (ml/min), CID 7460 (mm)     |
+| Mean / SD / Median          | SCT    | 373098007 / 386136009 / 373099004 | PS3.16 CID 7464 (derivation) |
+| Volume                      | SCT    | 118565006 | PS3.16 CID 7469                                      |
+| Sum of segmented voxels     | DCM    | 126030    | PS3.16 CID 7474 (method of a volume)                 |
+| Procedure: MRI of heart     | SCT    | 241620005 | PS3.16 CID 3206 / 3820 (procedure reported)          |
+| Left ventricle myocardium   | SCT    | 49848007  | PS3.16 CID 12305                                     |
+| Left ventricle              | SCT    | 87878005  | PS3.16 CID 4 / 3010 (finding site of the blood pool) |
+| Blood                       | SCT    | 87612001  | PS3.16 CID 7151 (finding type of blood pools)        |
+| Coronary sinus              | SCT    | 90219004  | PS3.16 CID 4 / 3010                                  |
+| Anatomical structure / Tissue | SCT  | 91723000 / 85756007 | PS3.16 CID 7150 (finding/segment category) |
+| Segmentation Method         | DCM    | 122554    | PS3.16 DCM; values SCT 8359006 Automated / 87982008 Manual (CID 7230) |
+| Analysis Quality Rating     | DCM    | 111693    | PS3.16 DCM; values DCM 111237 / 111236 / 111235 (CID 6044) |
+| Patient motion              | DCM    | 128553    | PS3.16 CID 10034 (largest shift between maps, mm)    |
+| Venous oxygen saturation    | LN     | 2711-0    | PS3.16 CID 3526 (SbO2, coronary sinus)               |
+| Hematocrit                  | LN     | 20570-8   | PS3.16 CID 4110 Tracer Kinetic Modeling Covariate    |
+| Oxygen consumption (MVO2)   | DCM    | 122239    | PS3.16 DCM "Oxygen Consumption"                      |
+| Myocardial external efficiency | 99CMRN | MEE    | private: no standard code                            |
+| Failed-fit fraction         | 99CMRN | FAILFRAC  | private: voxels whose fit failed / voxels fitted     |
 
 Private codes use the designator PRIVATE_SCHEME (a "99" prefix marks a
 private scheme, PS3.16 section 8) and are declared in the object's Coding
@@ -59,7 +77,7 @@ TWO_COMPARTMENT_EXCHANGE = codes.DCM.TwoCompartmentExchange2CXModel
 VE_PLUS_VP = CodedConcept("VEVP", PRIVATE_SCHEME, "Total distribution volume ve + vp")
 PS = CodedConcept("PS", PRIVATE_SCHEME, "Permeability surface area product")
 FP = CodedConcept("FP", PRIVATE_SCHEME, "Plasma flow")
-FIT_R2 = CodedConcept("R2FIT", PRIVATE_SCHEME, "Coefficient of determination of model fit")
+FIT_R2 = codes.DCM.R2Coefficient
 ECV_FROM_T1 = CodedConcept("ECV-T1", PRIVATE_SCHEME, "ECV from native and post-contrast T1")
 
 
@@ -72,3 +90,38 @@ def declare_private_scheme(ds: Dataset) -> None:
     existing = list(ds.get("CodingSchemeIdentificationSequence", []))
     if not any(i.get("CodingSchemeDesignator") == PRIVATE_SCHEME for i in existing):
         ds.CodingSchemeIdentificationSequence = existing + [item]
+
+
+UNIT_ML = CodedConcept("ml", "UCUM", "milliliter")
+UNIT_MM = CodedConcept("mm", "UCUM", "millimeter")
+UNIT_ML_PER_MIN = CodedConcept("ml/min", "UCUM", "milliliter per minute")
+
+MEAN = codes.SCT.Mean
+STANDARD_DEVIATION = codes.SCT.StandardDeviation
+MEDIAN = codes.SCT.Median
+VOLUME = codes.SCT.Volume
+SUM_OF_SEGMENTED_VOXELS = codes.DCM.SumOfSegmentedVoxelMethodForVolume
+CARDIAC_MRI = codes.SCT.MagneticResonanceImagingOfHeart
+
+LV_MYOCARDIUM = codes.SCT.LeftVentricleMyocardium
+LEFT_VENTRICLE = codes.SCT.LeftVentricle
+BLOOD = codes.SCT.Blood
+CORONARY_SINUS = codes.SCT.CoronarySinus
+ANATOMICAL_STRUCTURE = codes.SCT.AnatomicalStructure
+TISSUE = codes.SCT.Tissue
+
+SEGMENTATION_METHOD = codes.DCM.SegmentationMethod
+AUTOMATED = codes.SCT.Automated
+MANUAL = codes.SCT.Manual
+ANALYSIS_QUALITY = codes.DCM.AnalysisQualityRating
+QUALITY_MEETS_STANDARD = CodedConcept("111237", "DCM", "Usable - Meets the quality control standard")
+QUALITY_BELOW_STANDARD = CodedConcept("111236", "DCM", "Usable - Does not meet the quality control standard")
+QUALITY_UNUSABLE = CodedConcept("111235", "DCM", "Unusable - Quality renders image unusable")
+PATIENT_MOTION = codes.DCM.PatientMotion
+
+VENOUS_OXYGEN_SATURATION = CodedConcept("2711-0", "LN", "Venous Oxygen saturation")
+HEMATOCRIT = CodedConcept("20570-8", "LN", "Hematocrit")
+OXYGEN_CONSUMPTION = codes.DCM.OxygenConsumption
+EXTERNAL_EFFICIENCY = CodedConcept("MEE", PRIVATE_SCHEME, "Myocardial external efficiency")
+FAILED_FIT_FRACTION = CodedConcept("FAILFRAC", PRIVATE_SCHEME, "Fraction of voxels whose model fit failed")
+DEVICE = codes.DCM.Device

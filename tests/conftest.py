@@ -14,6 +14,8 @@ from node.local_pacs import Orthanc, free_port
 from node.service import Node
 
 PM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 
 
 def require_tool(name: str) -> str:
@@ -27,6 +29,32 @@ def dciodvfy_errors(path: Path) -> list[str]:
     """Lines dciodvfy reports as errors for a file (empty list = valid)."""
     result = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60)
     return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+
+
+def sr_groups(path: Path) -> dict[str, dict]:
+    """Measurement groups of a TID 1500 SR read back with highdicom: label -> {(code, derivation): (value, unit)}."""
+    import highdicom as hd
+    content = hd.sr.srread(path).content
+    groups = list(content.get_volumetric_roi_measurement_groups()) + list(content.get_image_measurement_groups()) \
+        + list(content.get_planar_roi_measurement_groups())
+    found = {}
+    for g in groups:
+        found[g.tracking_identifier] = {
+            (m.name.value, m.name.scheme_designator, m.derivation.meaning if m.derivation else None):
+            (m.value, m.unit.value) for m in g.get_measurements()}
+    return found
+
+
+def assert_report_matches(sr_path: Path, measurements: list[dict]) -> None:
+    """Every number of results.json's measurements is in the SR with the same code and unit."""
+    found = sr_groups(sr_path)
+    assert set(found) == {g["region"] for g in measurements}
+    for g in measurements:
+        for m in g["measurements"]:
+            key = (m["name"]["value"], m["name"]["scheme"], m["derivation"])
+            value, unit = found[g["region"]][key]
+            assert unit == m["unit"], (g["region"], key)
+            assert abs(value - m["value"]) <= 1e-6 * max(1.0, abs(m["value"])), (g["region"], key)
 
 
 def storescu(port: int, files: list[Path], calling_ae: str = "SCANNER", called_ae: str = "CMRNODE",

@@ -11,7 +11,7 @@ from dicom_out.phantom_studies import write_ddce_study
 from dicom_out.synthetic_mr import SyntheticStudy
 from node.config import offline_config
 from node.offline import process_folder
-from tests.conftest import (PM_SOP_CLASS, dciodvfy_errors, node_config_dict, orthanc_destination, storescu,
+from tests.conftest import (PM_SOP_CLASS, SEG_SOP_CLASS, assert_report_matches, dciodvfy_errors, sr_groups, node_config_dict, orthanc_destination, storescu,
                             wait_until)
 
 DDCE_ROUTE = {"name": "ddce", "series_description": "(?i)ddce", "module": "ddce"}
@@ -34,7 +34,29 @@ def ddce_job(report):
 
 
 def maps_by_description(out):
-    return {pydicom.dcmread(p).SeriesDescription: p for p in out.glob("*.dcm")}
+    return {ds.SeriesDescription: p for p in out.glob("*.dcm")
+            if (ds := pydicom.dcmread(p, stop_before_pixels=True)).SOPClassUID == PM_SOP_CLASS}
+
+
+def test_report_has_the_wall_per_window_and_every_number(processed, ddce_study):
+    report, out = processed
+    results = ddce_job(report)["results"]
+    sr_path = out / f"{results['report_sop_instance_uid']}.dcm"
+    assert dciodvfy_errors(sr_path) == []
+    assert_report_matches(sr_path, results["measurements"])
+    groups = sr_groups(sr_path)
+    assert set(groups) == {"LV myocardium, 5-min window", "LV myocardium, 30-min window", "LV blood pool"}
+    truth = ddce_study[1].truth["remote"]
+    for window in (5, 30):
+        wall = groups[f"LV myocardium, {window}-min window"]
+        # the wall is mostly remote myocardium: its median total distribution volume is remote's
+        assert abs(wall[("VEVP", "99CMRN", "Median")][0] - (truth["ve"] + truth["vp"])) < 0.03
+        assert wall[("VEVP", "99CMRN", "Median")][1] == "1"
+        assert wall[("PS", "99CMRN", "Mean")][1] == "ml/min/g"
+        assert wall[("FAILFRAC", "99CMRN", None)][0] < 5.0
+        assert wall[("128553", "DCM", None)][1] == "mm"
+    seg = next(p for p in out.glob("*.dcm") if pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID == SEG_SOP_CLASS)
+    assert dciodvfy_errors(seg) == []
 
 
 def test_outputs_every_parameter_for_both_windows(processed):

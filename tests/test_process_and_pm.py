@@ -12,7 +12,7 @@ import pytest
 from analysis.phantoms import Region
 from node.offline import process_folder
 from node.config import offline_config
-from tests.conftest import PM_SOP_CLASS, dciodvfy_errors
+from tests.conftest import PM_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, assert_report_matches, dciodvfy_errors, sr_groups
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +37,53 @@ def test_process_writes_map_and_results(processed):
     slice_result = results["maps"][0]["slices"][0]
     assert abs(slice_result["blood_t1_post_ms"] - 400) < 10
     assert abs(slice_result["blood_t1_native_ms"] - 1550) < 30
-    assert job["outputs"] == [f"{results['maps'][0]['sop_instance_uid']}.dcm"]
-    assert len(list(out.glob("*.dcm"))) == 1
+    assert f"{results['maps'][0]['sop_instance_uid']}.dcm" in job["outputs"]
+    assert f"{results['report_sop_instance_uid']}.dcm" in job["outputs"]
+    kinds = sorted(str(pydicom.dcmread(out / f, stop_before_pixels=True).SOPClassUID) for f in job["outputs"])
+    assert kinds == sorted([PM_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS])  # map, regions, report
+
+
+def _output(out, sop_class):
+    return next(p for p in out.glob("*.dcm") if pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID == sop_class)
+
+
+def test_ecv_report_holds_every_number_with_code_and_unit(processed):
+    study, phantom, out = processed
+    results = json.loads((out / "results.json").read_text())["jobs"][0]["results"]
+    sr_path = out / f"{results['report_sop_instance_uid']}.dcm"
+    assert dciodvfy_errors(sr_path) == []
+    assert_report_matches(sr_path, results["measurements"])
+    groups = sr_groups(sr_path)
+    myocardium = groups["LV myocardium"]
+    # the automatic wall holds remote (ECV 25 %) and infarct (55 %): the median is remote's
+    assert abs(myocardium[("ECV", "99CMRN", "Median")][0] - 25.0) < 2.0
+    assert abs(myocardium[("113063", "DCM", "Median")][0] - 1000.0) < 30
+    assert groups["LV blood pool"][("20570-8", "LN", None)] == (42.0, "%")
+    assert abs(groups["LV blood pool post-contrast"][("113063", "DCM", "Median")][0] - 400) < 10
+    sr = hd.sr.srread(sr_path)
+    referenced = {str(i.ReferencedSOPInstanceUID) for e in sr.CurrentRequestedProcedureEvidenceSequence
+                  for s in e.ReferencedSeriesSequence for i in s.ReferencedSOPSequence}
+    seg_uid = str(pydicom.dcmread(_output(out, SEG_SOP_CLASS), stop_before_pixels=True).SOPInstanceUID)
+    assert {results["maps"][0]["sop_instance_uid"], seg_uid} < referenced   # and the source images
+
+
+def test_ecv_segmentation_holds_wall_and_blood_pool(processed):
+    _, phantom, out = processed
+    seg_path = _output(out, SEG_SOP_CLASS)
+    assert dciodvfy_errors(seg_path) == []
+    seg = hd.seg.segread(seg_path)
+    labels = [seg.get_segment_description(n).segment_label for n in seg.get_segment_numbers()]
+    assert labels == ["LV myocardium", "LV blood pool"]
+    masks = np.asarray(seg.get_volume(combine_segments=False).array)[0]
+    wall, pool = masks[..., 0] > 0, masks[..., 1] > 0
+    truth = np.isin(phantom.labels, [Region.REMOTE, Region.INFARCT, Region.MVO])
+    assert 2 * (wall & truth).sum() / (wall.sum() + truth.sum()) > 0.9
+    assert np.all(phantom.labels[pool] == Region.LV_BLOOD)
 
 
 def test_ecv_map_values_match_phantom(processed):
     _, phantom, out = processed
-    pm = hd.pm.ParametricMap.from_file(next(out.glob("*.dcm")))
+    pm = hd.pm.ParametricMap.from_file(_output(out, PM_SOP_CLASS))
     ecv_percent = np.asarray(pm.get_volume().array)[0]
     for region in (Region.REMOTE, Region.INFARCT, Region.MVO):
         truth = phantom.truth_by_region[region.name.lower()] * 100
@@ -52,7 +92,7 @@ def test_ecv_map_values_match_phantom(processed):
 
 def test_ecv_map_is_valid_dicom_with_codes_and_references(processed, ecv_study):
     _, _, files = ecv_study
-    path = next(processed[2].glob("*.dcm"))
+    path = _output(processed[2], PM_SOP_CLASS)
     assert dciodvfy_errors(path) == []
     ds = pydicom.dcmread(path)
     assert ds.SOPClassUID == PM_SOP_CLASS

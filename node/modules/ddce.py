@@ -31,7 +31,9 @@ from analysis.relaxivity import UnknownAgent, r1_per_mM_s
 from dicom_out import codes
 from dicom_out.parametric_map import MapQuantity, build_parametric_map
 from dicom_out.uids import derived_uid
+from dicom_out.report import Measure, RegionGroup, fit_quality, segmentation_method, statistics, volume
 from node.modules import MODULES, ModuleInput, ModuleOutput
+from node.modules.reporting import LvRegions, add_report, lv_regions, lv_segmentation, voxel_ml
 from node.t1_maps import POSITION_TOLERANCE_MM, InputError, T1Slice, classify, group_by_series, read_t1_slice
 
 _TWO_CX = codes.TWO_COMPARTMENT_EXCHANGE
@@ -97,10 +99,10 @@ def _window_key(used: list[T1Slice], settings: dict, r1: float, injection: datet
 
 
 def _fit_window(window: float, native: list[T1Slice], timed: list[tuple[float, T1Slice]], settings: dict,
-                r1: float) -> tuple[dict[str, np.ndarray], list[dict], list[T1Slice]]:
-    """Maps stacked over slice positions, per-slice results and the post slices used."""
-    stacks: dict[str, list[np.ndarray]] = {name: [] for name in QUANTITIES}
-    slices, used = [], []
+                r1: float) -> tuple[dict[str, np.ndarray], list[dict], list[T1Slice], list]:
+    """Maps stacked over slice positions, per-slice summaries, the post slices used and per-slice results."""
+    stacks: dict[str, list[np.ndarray]] = {name: [] for name in (*QUANTITIES, "failed")}
+    slices, used, results = [], [], []
     for base in native:
         here = sorted(((t, s) for t, s in timed if abs(s.position_mm - base.position_mm) <= POSITION_TOLERANCE_MM
                        and t <= window + WINDOW_JITTER_MIN), key=lambda pair: pair[0])
@@ -111,7 +113,8 @@ def _fit_window(window: float, native: list[T1Slice], timed: list[tuple[float, T
                                hematocrit=float(settings["hematocrit"]), r1_per_mM_s=r1, pixel_mm=base.pixel_mm,
                                windows_min=[window], t1_noise_fraction=float(settings["t1_noise_fraction"]))
         fitted = result.windows[0]
-        for name in QUANTITIES:
+        results.append(result)
+        for name in (*QUANTITIES, "failed"):
             stacks[name].append(fitted.maps[name])
         tissue = result.valid & ~result.blood_pool & (fitted.maps["failed"] == 0)
         slices.append({
@@ -127,7 +130,31 @@ def _fit_window(window: float, native: list[T1Slice], timed: list[tuple[float, T
                                   for name in QUANTITIES},
         })
         used += [s for _, s in here]
-    return {name: np.stack(v) for name, v in stacks.items()}, slices, used
+    return {name: np.stack(v) for name, v in stacks.items()}, slices, used, results
+
+
+# parameters summarised per region in the report (R^2 only as a median)
+REPORTED = ("ve", "vp", "ve_plus_vp", "ps", "fp")
+
+
+def _window_group(window: float, maps: dict[str, np.ndarray], pms: dict[str, object], regions: LvRegions,
+                  seg, results: list, voxel: float) -> RegionGroup:
+    """The LV myocardium's 2CXM parameters in one window."""
+    myocardium = regions.masks()[..., 0] & np.stack([r.valid for r in results])
+    ok = myocardium & (maps["failed"] == 0)
+    failed_fraction = float((myocardium & ~ok).sum() / max(myocardium.sum(), 1))
+    measures = []
+    for name in REPORTED:
+        quantity = QUANTITIES[name][1]
+        measures += statistics(quantity.quantity, quantity.unit, maps[name][ok], source=pms[name])
+    r2 = QUANTITIES["r_squared"][1]
+    measures += statistics(r2.quantity, r2.unit, maps["r_squared"][ok], source=pms["r_squared"])[2:]
+    measures += [Measure(codes.FAILED_FIT_FRACTION, round(failed_fraction * 100, 2), codes.UNIT_PERCENT),
+                 Measure(codes.PATIENT_MOTION, round(max(float(np.linalg.norm(r.shifts_mm, axis=1).max()) for r in results), 2),
+                         codes.UNIT_MM), volume(int(myocardium.sum()), voxel)]
+    return RegionGroup(f"LV myocardium, {window:g}-min window", codes.LV_MYOCARDIUM,
+                       category=codes.ANATOMICAL_STRUCTURE, segment=(seg, 1), measures=measures,
+                       evaluations=[segmentation_method(manual=False), fit_quality(failed_fraction)])
 
 
 def run(inp: ModuleInput) -> ModuleOutput:
@@ -143,10 +170,18 @@ def run(inp: ModuleInput) -> ModuleOutput:
         "injection_time_source": injection_source, "contrast_agent": agent, "field_strength_t": field,
         "r1_per_mM_s": r1, "hematocrit": settings["hematocrit"], "tissue_density_g_per_ml": TISSUE_DENSITY_G_PER_ML,
         "last_map_min": round(max((t for t, _ in timed), default=0.0), 2), "windows": []})
-    for n, window in enumerate(windows):
-        maps, slices, used = _fit_window(window, native, timed, settings, r1)
+    fitted = [_fit_window(window, native, timed, settings, r1) for window in windows]
+    # one set of regions for every window: the wall from the native map, the blood pool of the first window
+    regions = lv_regions([s.t1_ms for s in native], [r.blood_pool for r in fitted[0][3]] if fitted else [],
+                         [s.pixel_mm for s in native], [s.position_mm for s in native])
+    output.results["quality_flags"] = regions.flags
+    seg = lv_segmentation(regions, [s.dataset for s in native], inp, "ddce", 9190, "dDCE regions (cmr-node)") \
+        if fitted else None
+    groups = []
+    for n, (window, (maps, slices, used, results)) in enumerate(zip(windows, fitted)):
         key = _window_key(used, settings, r1, injection)
         entry = {"window_min": window, "slices": slices, "maps": []}
+        pms = {}
         for k, (name, (label, quantity)) in enumerate(QUANTITIES.items()):
             series_uid = derived_uid(key, name, "series")
             pm = build_parametric_map(
@@ -155,7 +190,18 @@ def run(inp: ModuleInput) -> ModuleOutput:
                 series_description=f"dDCE {window:g}min {label}", content_label=f"DDCE{int(window)}",
                 software_version=node.__version__, further_source_images=[s.dataset for s in used])
             output.datasets.append(pm)
+            pms[name] = pm
             entry["maps"].append({"parameter": name, "unit": quantity.unit.value, "series_instance_uid": series_uid,
                                   "sop_instance_uid": str(pm.SOPInstanceUID)})
         output.results["windows"].append(entry)
+        groups.append(_window_group(window, maps, pms, regions, seg, results, voxel_ml(native[0].dataset)))
+    if seg is not None:
+        output.datasets.append(seg)
+        blood = np.stack(regions.blood_pool)
+        groups.append(RegionGroup(
+            "LV blood pool", codes.BLOOD, site=codes.LEFT_VENTRICLE, category=codes.TISSUE, segment=(seg, 2),
+            measures=[Measure(codes.HEMATOCRIT, round(float(settings["hematocrit"]) * 100, 1), codes.UNIT_PERCENT),
+                      volume(int(blood.sum()), voxel_ml(native[0].dataset))],
+            evaluations=[segmentation_method(manual=False)]))
+        add_report(output, inp, "ddce", groups, [s.dataset for s in native] + [s.dataset for _, s in timed], "dDCE")
     return output

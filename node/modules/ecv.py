@@ -12,8 +12,10 @@ import node
 from analysis.ecv import ecv_map
 from dicom_out import codes
 from dicom_out.parametric_map import MapQuantity, build_parametric_map
+from dicom_out.report import Measure, RegionGroup, median, segmentation_method, statistics, volume
 from dicom_out.uids import derived_uid
 from node.modules import ModuleInput, ModuleOutput
+from node.modules.reporting import add_report, lv_regions, lv_segmentation, voxel_ml
 from node.t1_maps import POSITION_TOLERANCE_MM, InputError, T1Slice, classify, group_by_series, read_t1_slice
 
 
@@ -45,13 +47,41 @@ def _slice_summary(result, post: T1Slice) -> dict:
     }
 
 
+def _groups(label: str, percent: np.ndarray, natives, post, results, regions, pm, seg, hematocrit) -> list[RegionGroup]:
+    """LV myocardium (ECV, T1) and LV blood pool (T1, hematocrit) of one post-contrast series."""
+    valid = np.stack([r.valid for r in results])
+    myocardium = regions.masks()[..., 0] & valid
+    blood = np.stack(regions.blood_pool) & valid
+    native = np.stack([s.t1_ms for s in natives])
+    post_t1 = np.stack([s.t1_ms for s in post])
+    voxel = voxel_ml(post[0].dataset)
+    myo = RegionGroup(
+        f"LV myocardium{label}", codes.LV_MYOCARDIUM, category=codes.ANATOMICAL_STRUCTURE, segment=(seg, 1),
+        measures=statistics(codes.ECV, codes.UNIT_PERCENT, percent[myocardium], source=pm, decimals=2)
+        + statistics(codes.T1, codes.UNIT_MS, native[myocardium], decimals=1)
+        + [volume(int(myocardium.sum()), voxel)],
+        evaluations=[segmentation_method(manual=False)])
+    pool = RegionGroup(
+        f"LV blood pool{label}", codes.BLOOD, site=codes.LEFT_VENTRICLE, category=codes.TISSUE, segment=(seg, 2),
+        measures=[median(codes.T1, codes.UNIT_MS, native[blood], decimals=1),
+                  Measure(codes.HEMATOCRIT, round(hematocrit * 100, 1), codes.UNIT_PERCENT),
+                  volume(int(blood.sum()), voxel)],
+        evaluations=[segmentation_method(manual=False)])
+    # a separate group: the same concept (T1 median) at a second time point must not share a group
+    pool_post = RegionGroup(
+        f"LV blood pool post-contrast{label}", codes.BLOOD, site=codes.LEFT_VENTRICLE, category=codes.TISSUE,
+        segment=(seg, 2), measures=[median(codes.T1, codes.UNIT_MS, post_t1[blood], decimals=1)])
+    return ([myo] if myocardium.any() else []) + [pool, pool_post]
+
+
 def run(inp: ModuleInput) -> ModuleOutput:
     hematocrit = float(inp.settings["hematocrit"])
     groups = group_by_series([read_t1_slice(f) for f in inp.files])
     pre, posts, how = classify(groups)
     output = ModuleOutput(results={
         "module": "ecv", "hematocrit": hematocrit, "classified_by": how,
-        "native_series_uid": pre[0].series_uid, "maps": []})
+        "native_series_uid": pre[0].series_uid, "maps": [], "quality_flags": []})
+    groups, sources = [], [s.dataset for s in pre]
     for n, post in enumerate(posts):
         natives = [_partner(s, pre) for s in post]
         results = [ecv_map(native.t1_ms, s.t1_ms, hematocrit, s.pixel_mm) for native, s in zip(natives, post)]
@@ -63,9 +93,17 @@ def run(inp: ModuleInput) -> ModuleOutput:
             series_number=9000 + n, series_description="ECV map (cmr-node)", content_label="ECV",
             software_version=node.__version__,
             further_source_images=[native.dataset for native in natives])
-        output.datasets.append(pm)
+        regions = lv_regions([s.t1_ms for s in natives], [r.blood_pool for r in results], [s.pixel_mm for s in post],
+                             [s.position_mm for s in post])
+        seg = lv_segmentation(regions, [s.dataset for s in post], inp, f"ecv-{n}", 9050 + n, "ECV regions (cmr-node)")
+        output.datasets += [pm, seg]
+        output.results["quality_flags"] += regions.flags
+        label = f" ({post[0].series_description})" if len(posts) > 1 else ""
+        groups += _groups(label, percent, natives, post, results, regions, pm, seg, hematocrit)
+        sources += [s.dataset for s in post]
         output.results["maps"].append({
             "series_instance_uid": series_uid, "sop_instance_uid": str(pm.SOPInstanceUID),
             "post_contrast_series_uid": post[0].series_uid, "unit": "%",
             "slices": [_slice_summary(r, s) for r, s in zip(results, post)]})
+    add_report(output, inp, "ecv", groups, sources, "ECV")
     return output

@@ -1,0 +1,49 @@
+"""Automatic LV myocardium from a native T1 map and the blood pool."""
+import numpy as np
+import pytest
+
+from analysis.blood_pool import find_blood_pool
+from analysis.ecv import relative_r1_change
+from analysis.myocardium import MyocardiumNotFound, find_lv_myocardium
+from analysis.phantoms import MYOCARDIUM, Region, SliceGeometry
+from analysis.phantoms.t1_ecv import ecv_phantom
+
+
+def _found(geometry, seed):
+    p = ecv_phantom(geometry, seed=seed)
+    pool = find_blood_pool(relative_r1_change(p.t1_pre_ms, p.t1_post_ms), p.pixel_mm)
+    return p, find_lv_myocardium(p.t1_pre_ms, pool, p.pixel_mm)
+
+
+@pytest.mark.parametrize("geometry,seed", [
+    (SliceGeometry(), 1),
+    (SliceGeometry(infarct_transmurality=1.0, mvo_width_deg=0.0), 2),
+    (SliceGeometry(lv_endo_radius_mm=25.0, lv_epi_radius_mm=36.0), 3),
+])
+def test_myocardium_matches_phantom_wall(geometry, seed):
+    p, found = _found(geometry, seed)
+    truth = np.isin(p.labels, MYOCARDIUM)
+    dice = 2 * (found.mask & truth).sum() / (found.mask.sum() + truth.sum())
+    assert dice > 0.9
+    assert not (found.mask & np.isin(p.labels, [Region.LV_BLOOD, Region.RV_BLOOD])).any()
+    # the infarct (native T1 raised) is inside the wall, not cut out
+    assert (found.mask & (p.labels == Region.INFARCT)).sum() >= 0.9 * (p.labels == Region.INFARCT).sum()
+    assert abs(found.myocardial_t1_ms - 1000) < 30
+
+
+def test_depth_runs_from_endocardium_to_epicardium():
+    p, found = _found(SliceGeometry(), 4)
+    remote = found.mask & (p.labels == Region.REMOTE)
+    assert np.nanmin(found.depth) >= 0 and np.nanmax(found.depth) <= 1
+    # MVO sits in the inner 30 % of the wall
+    assert np.nanmedian(found.depth[found.mask & (p.labels == Region.MVO)]) < 0.3
+    assert 0.35 < np.nanmedian(found.depth[remote]) < 0.65
+    assert found.cavity[p.labels == Region.LV_BLOOD].mean() > 0.95
+
+
+def test_no_wall_around_a_pool_in_flat_tissue():
+    t1 = np.full((96, 96), 1500.0)
+    pool = np.zeros((96, 96), dtype=bool)
+    pool[40:56, 40:56] = True
+    with pytest.raises(MyocardiumNotFound):
+        find_lv_myocardium(t1, pool, 1.5)
