@@ -80,8 +80,9 @@ def statistics(name: CodedConcept, unit: CodedConcept, values: np.ndarray, *, so
                                   (codes.MEDIAN, np.median))]
 
 
-def median(name: CodedConcept, unit: CodedConcept, values: np.ndarray, *, decimals: int = 4) -> Measure:
-    return Measure(name, round(float(np.median(values)), decimals), unit, codes.MEDIAN)
+def median(name: CodedConcept, unit: CodedConcept, values: np.ndarray, *, decimals: int = 4,
+           source: Dataset | None = None) -> Measure:
+    return Measure(name, round(float(np.median(values)), decimals), unit, codes.MEDIAN, source=source)
 
 
 def volume(voxels: int, voxel_ml: float) -> Measure:
@@ -112,6 +113,25 @@ def _measurement(m: Measure, algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.
                              algorithm_id=algorithm, referenced_images=references)
 
 
+def _referenced_segment(seg: Dataset, number: int) -> hd.sr.ReferencedSegment:
+    """A segment and the source images of its frames.
+
+    Built here rather than with ReferencedSegment.from_segmentation: that (0.28) looks for Segment
+    Identification only per frame, but highdicom itself moves it to the shared groups for one segment.
+    No frame numbers: PS3.3 (and dciodvfy) forbid Referenced Frame Number beside Referenced Segment Number."""
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    sources = {}
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        ident = item.get("SegmentIdentificationSequence") or shared.get("SegmentIdentificationSequence")
+        if ident and int(ident[0].ReferencedSegmentNumber) == number:
+            for derivation in item.get("DerivationImageSequence", []):
+                for src in derivation.get("SourceImageSequence", []):
+                    sources[str(src.ReferencedSOPInstanceUID)] = str(src.ReferencedSOPClassUID)
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=number,
+        source_images=[hd.sr.SourceImageForSegmentation(cls, uid) for uid, cls in sources.items()] or None)
+
+
 def _group(g: RegionGroup, uid_seed: str, algorithm: hd.sr.AlgorithmIdentification):
     common = dict(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=derived_uid(uid_seed, g.label), identifier=g.label),
@@ -122,7 +142,7 @@ def _group(g: RegionGroup, uid_seed: str, algorithm: hd.sr.AlgorithmIdentificati
     if g.segment is not None:
         seg, number = g.segment
         return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            referenced_segment=hd.sr.ReferencedSegment.from_segmentation(seg, number), **common)
+            referenced_segment=_referenced_segment(seg, number), **common)
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(d) for d in g.images] or None,
         **common)

@@ -1,4 +1,4 @@
-"""Command line: serve, process, demo, status, retry, inputs."""
+"""Command line: serve, process, demo, status, retry, inputs, registry."""
 from __future__ import annotations
 
 import argparse
@@ -76,6 +76,44 @@ def _inputs(args) -> int:
     return 0
 
 
+def _since(text: str | None) -> str | None:
+    """--since as YYYY-MM-DD (YYYYMMDD accepted)."""
+    if text is None:
+        return None
+    from datetime import date
+    digits = text.replace("-", "")
+    try:
+        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8])).isoformat() if len(digits) == 8 else \
+            date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: expected a date YYYY-MM-DD") from None
+
+
+def _registry(args) -> int:
+    import csv
+    from node.registry import ingest_file, open_registry
+    from node.registry.store import EXPORT_COLUMNS
+    registry = open_registry(load_config(args.config))
+    if args.action == "summary":
+        print(json.dumps(registry.summary(), indent=2))
+    elif args.action == "ingest":
+        for path in args.files:
+            print(f"{Path(path).name}: {ingest_file(registry, Path(path))}")
+    else:
+        rows = registry.rows(since=_since(args.since), history=args.history)
+        out = open(args.out, "w", newline="") if args.out else sys.stdout
+        if args.format == "json":
+            json.dump(rows, out, indent=2)
+            out.write("\n")
+        else:
+            writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        if args.out:
+            out.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmr-node", description=__doc__)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -105,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("values", nargs="*", help="key=value")
     p.add_argument("--config", required=True)
     p.set_defaults(func=_inputs)
+    p = sub.add_parser("registry", help="the CMR registry: export, summary, ingest SR files")
+    p.add_argument("action", choices=["export", "summary", "ingest"])
+    p.add_argument("files", nargs="*", help="SR files (ingest)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--format", choices=["csv", "json"], default="csv")
+    p.add_argument("--since", help="study date YYYY-MM-DD, inclusive")
+    p.add_argument("--history", action="store_true", help="also rows of reports a revision replaced")
+    p.add_argument("--out", help="file to write (default: standard output)")
+    p.set_defaults(func=_registry)
     return parser
 
 

@@ -44,12 +44,21 @@ class DispatchSettings:
 
 
 @dataclass(frozen=True)
+class RegistrySettings:
+    path: Path | None = None        # default <data_dir>/registry.sqlite
+    salt: str | None = None         # pseudonym salt; default: a random one in salt_file
+    salt_file: Path | None = None   # default <data_dir>/registry.salt (created once, mode 600)
+
+
+@dataclass(frozen=True)
 class Destination:
     name: str
     host: str
     port: int
     ae_title: str
 
+
+VIEWER_KINDS = ("grayscale", "colour")   # viewer-ready companions of each Parametric Map (node/modules/viewer.py)
 
 # series: each complete series alone; study: all matching series once the study is complete;
 # study-so-far: all matching complete series of the study, each time one more completes.
@@ -64,6 +73,7 @@ class Route:
     destinations: tuple[str, ...]
     scope: str  # one of SCOPES
     image_type: re.Pattern | None = None   # optional regex, re.search on Image Type joined by backslashes
+    viewer_images: tuple[str, ...] = ("grayscale",)   # companions of each map: "grayscale", "colour"
 
     def matches(self, series_row) -> bool:
         return bool(self.series_description.search(series_row["series_description"])) and (
@@ -97,6 +107,7 @@ class Config:
     destinations: tuple[Destination, ...] = ()
     routes: tuple[Route, ...] = ()
     inputs: Inputs = field(default_factory=Inputs)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
 
     def destination(self, name: str) -> Destination:
         return next(d for d in self.destinations if d.name == name)
@@ -127,7 +138,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple, bool]]] = {
     "routes": {
         "name": (str, True), "series_description": (str, True), "module": (str, True),
         "destinations": (list, False), "scope": (str, False), "image_type": (str, False),
+        "viewer_images": (list, False),
     },
+    "registry": {"path": (str, False), "salt": (str, False), "salt_file": (str, False)},
     "inputs": {"hematocrit": (_NUMBER, False), "injection_to_first_map_minutes": (_NUMBER, False),
                "ddce_windows_minutes": (list, False), "relaxivity": (dict, False),
                "t1_noise_fraction": (_NUMBER, False), "oximetry_calibration": (str, False),
@@ -226,8 +239,12 @@ def _parse_route(i: int, t: dict, destination_names: set[str]) -> Route:
     scope = t.get("scope", MODULES[module].scope)
     if scope not in SCOPES:
         raise ConfigError(f"{where}.scope: must be one of {', '.join(SCOPES)}")
-    return Route(name=t["name"], series_description=pattern, module=module,
-                 destinations=tuple(destinations), scope=scope, image_type=image_type)
+    viewer = t.get("viewer_images", list(Route.viewer_images))
+    for j, kind in enumerate(viewer):
+        if kind not in VIEWER_KINDS:
+            raise ConfigError(f"{where}.viewer_images[{j}]: {kind!r} is not one of {', '.join(VIEWER_KINDS)}")
+    return Route(name=t["name"], series_description=pattern, module=module, destinations=tuple(destinations),
+                 scope=scope, image_type=image_type, viewer_images=tuple(viewer))
 
 
 def _regex(where: str, text: str) -> re.Pattern:
@@ -258,7 +275,16 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> Config:
         completion=_parse_numbers("completion", data.get("completion", {}), CompletionSettings),
         dispatch=_parse_numbers("dispatch", data.get("dispatch", {}), DispatchSettings),
         destinations=destinations, routes=routes, inputs=inputs,
+        registry=_parse_registry(_check_table("[registry]", "registry", data.get("registry", {})), base_dir),
     )
+
+
+def _parse_registry(t: dict, base_dir: Path) -> RegistrySettings:
+    def path(key):
+        return None if key not in t else (Path(t[key]) if Path(t[key]).is_absolute() else base_dir / t[key])
+    if "salt" in t and len(t["salt"]) < 16:
+        raise ConfigError("[registry].salt: at least 16 characters (a short salt makes pseudonyms guessable)")
+    return RegistrySettings(path=path("path"), salt=t.get("salt"), salt_file=path("salt_file"))
 
 
 def _parse_inputs(t: dict) -> Inputs:

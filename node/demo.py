@@ -9,6 +9,7 @@ beside the truth, and where to look.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from io import BytesIO
 from pathlib import Path
@@ -37,8 +38,9 @@ def demo_config(workdir: Path, pacs_port: int, pacs_ae: str) -> dict:
         "dispatch": {"retry_base_seconds": 1, "interval_seconds": 0.5},
         "destinations": [{"name": "pacs", "host": "127.0.0.1", "port": pacs_port, "ae_title": pacs_ae}],
         "routes": [{"name": "ecv", "series_description": "(?i)^(?!.*ddce).*(t1.?map|molli|moco_t1)", "module": "ecv",
-                    "destinations": ["pacs"]},
-                   {"name": "ddce", "series_description": "(?i)ddce", "module": "ddce", "destinations": ["pacs"]}],
+                    "destinations": ["pacs"], "viewer_images": ["grayscale", "colour"]},
+                   {"name": "ddce", "series_description": "(?i)ddce", "module": "ddce", "destinations": ["pacs"],
+                    "viewer_images": ["grayscale", "colour"]}],
     }
 
 
@@ -95,6 +97,35 @@ def _ddce_summary(maps: dict[str, np.ndarray], phantom) -> list[str]:
     return lines
 
 
+def _wait_for_registry(node: Node, timeout: float) -> list[dict]:
+    """Registry rows once both studies' reports (dDCE with its 30-min window) are in."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = node.registry.rows()
+        regions = {(r["producer"], r["region"]) for r in rows}
+        if {("cmr-node ecv", "LV myocardium"), ("cmr-node ddce", "LV myocardium, 30-min window")} <= regions:
+            return rows
+        time.sleep(0.5)
+    raise TimeoutError(f"the reports did not reach the registry within {timeout:.0f} s")
+
+
+def _registry_summary(rows: list[dict]) -> list[str]:
+    wanted = {"ECV": "ECV (%)", "VEVP": "ve+vp", "PS": "PS (mL/min/g)", "FP": "Fp (mL/min/g)"}
+    lines = ["registry (from the Structured Reports; median over the automatic LV myocardium):"]
+    for r in rows:
+        if r["concept_code"] in wanted and r["derivation"] == "Median" and r["region"].startswith("LV myocardium"):
+            lines.append(f"  {r['producer']:14s} {r['region']:30s} {wanted[r['concept_code']]:14s} {r['value']:.3g}")
+    return lines
+
+
+def _collect_previews(data_dir: Path, target: Path) -> int:
+    target.mkdir(parents=True, exist_ok=True)
+    previews = sorted(data_dir.glob("results/*/previews/*.png"))
+    for png in previews:
+        shutil.copy(png, target / png.name)
+    return len(previews)
+
+
 def run_demo(workdir: Path, keep_running: bool = False, timeout: float = 180.0) -> int:
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +153,11 @@ def run_demo(workdir: Path, keep_running: bool = False, timeout: float = 180.0) 
         maps = _wait_for_maps(pacs, ddce_study.study_uid, wanted, timeout)
         print(f"\ndDCE Parametric Maps (5 and 30 min, 2CXM) arrived {time.time() - started:.1f} s after the push\n")
         print("\n".join(_ddce_summary(maps, ddce_phantom_)))
-        print(f"\nnode data (inputs, index, results/*/results.json): {workdir / 'node-data'}")
+        print()
+        print("\n".join(_registry_summary(_wait_for_registry(node, timeout))))
+        count = _collect_previews(workdir / "node-data", workdir / "previews")
+        print(f"\n{count} PNG previews of the maps: {workdir / 'previews'}")
+        print(f"node data (inputs, index, results/*/results.json, registry.sqlite): {workdir / 'node-data'}")
         print(f"PACS: {where}")
         if keep_running:
             print("running until Ctrl-C")

@@ -226,6 +226,11 @@ class Index:
         return {r["key"]: r["value"] for r in self._query(
             "SELECT key, value FROM study_inputs WHERE study_uid=? ORDER BY key", (study_uid,))}
 
+    def instances_of_classes(self, sop_classes: list[str]) -> list[sqlite3.Row]:
+        marks = ",".join("?" * len(sop_classes))
+        return self._query(f"SELECT * FROM instances WHERE sop_class_uid IN ({marks}) ORDER BY received_at",
+                           tuple(sop_classes))
+
     def instances_of_series(self, series_uid: str) -> list[sqlite3.Row]:
         return self._query("SELECT * FROM instances WHERE series_uid=? ORDER BY sop_instance_uid", (series_uid,))
 

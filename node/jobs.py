@@ -23,6 +23,8 @@ from node.config import CLINICAL_INPUTS, Config
 from node.index import Index, Job
 from node.modules import MODULES, ModuleInput
 from node.receiver import RejectedInstance, ingest_file
+from node.registry import SR_SOP_CLASSES, Registry
+from node.registry import ingest_file as register_report
 from node.store import Layout
 
 log = logging.getLogger("cmr_node.jobs")
@@ -62,17 +64,29 @@ def write_datasets(datasets, directory: Path, reingest=()) -> list[dict]:
     return outputs
 
 
+def write_previews(previews: dict[str, bytes], directory: Path) -> None:
+    """PNG previews into directory/previews/, for a person without a viewer."""
+    if previews:
+        (directory / "previews").mkdir(parents=True, exist_ok=True)
+        for name, data in previews.items():
+            (directory / "previews" / name).write_bytes(data)
+
+
 def write_outputs(output, directory: Path) -> list[dict]:
-    """Write a ModuleOutput's datasets and its numbers (results.json) into directory."""
+    """Write a ModuleOutput's datasets, previews and its numbers (results.json) into directory."""
     outputs = write_datasets(output.datasets, directory, set(output.reingest))
+    write_previews(output.previews, directory)
     (directory / "results.json").write_text(json.dumps(output.results, indent=2))
     return outputs
 
 
 def run_module(module: str, study_uid: str, files: list[str], settings: dict, job_key: str):
-    """Run one module in this process and return its ModuleOutput."""
+    """Run one module in this process and return its ModuleOutput, with the route's viewer images added."""
     spec = MODULES[module]
-    return spec.load()(ModuleInput(study_uid=study_uid, files=files, settings=settings, job_key=job_key))
+    output = spec.load()(ModuleInput(study_uid=study_uid, files=files, settings=settings, job_key=job_key))
+    from node.modules.viewer import add_viewer_outputs   # here: the receive path never loads the imaging code
+    add_viewer_outputs(output, settings.get("viewer_images", ["grayscale"]))
+    return output
 
 
 def execute_job(job_id: int, module: str, study_uid: str, files: list[str], settings: dict, job_key: str,
@@ -96,8 +110,9 @@ def execute_job(job_id: int, module: str, study_uid: str, files: list[str], sett
 
 
 class JobRunner:
-    def __init__(self, config: Config, index: Index, layout: Layout):
+    def __init__(self, config: Config, index: Index, layout: Layout, registry: Registry | None = None):
         self.config = config
+        self.registry = registry
         self.index = index
         self.layout = layout
         self.results_root = layout.results
@@ -128,9 +143,11 @@ class JobRunner:
 
     def _submit(self, job: Job) -> None:
         log.info("job %d started: module %s, attempt %d", job.id, job.module, job.attempts)
+        route = next((r for r in self.config.routes if r.name == job.route), None)
+        settings = dict(self.settings(job.study_uid), viewer_images=list(route.viewer_images) if route else [])
         try:
             future = self._executor().submit(execute_job, job.id, job.module, job.study_uid, job.inputs["files"],
-                                             self.settings(job.study_uid), job.input_key, str(self.results_root))
+                                             settings, job.input_key, str(self.results_root))
         except (BrokenProcessPool, RuntimeError) as exc:
             self._pool = None
             self.index.fail_job(job.id, f"could not start worker: {exc}")
@@ -158,6 +175,15 @@ class JobRunner:
             self.index.finish_job(job.id, output_dir, outputs, destinations, job.study_uid)
             log.info("job %d done: %d objects for %d destinations", job.id, len(outputs), len(destinations))
             self._reingest([o for o in outputs if o.get("reingest")])
+            self._register([o for o in outputs if o["sop_class_uid"] in SR_SOP_CLASSES])
+
+    def _register(self, outputs: list[dict]) -> None:
+        """Our own reports into the registry, parsed from the files just written (as anyone's would be)."""
+        for out in outputs if self.registry is not None else []:
+            try:
+                register_report(self.registry, Path(out["path"]))
+            except sqlite3.Error as exc:   # the feeder's sweep does not see job outputs: say so loudly
+                log.error("registry: could not store report %s: %s", out["sop_instance_uid"], exc)
 
     def _reingest(self, outputs: list[dict]) -> None:
         """Take derived inputs (a T1 map from raw MOLLI) back in, as if a scanner had sent them."""

@@ -10,7 +10,7 @@ import pydicom
 import node
 from node.config import Config
 from node.index import Index, InstanceRecord
-from node.jobs import run_module, write_datasets
+from node.jobs import run_module, write_datasets, write_previews
 from node.receiver import RejectedInstance, instance_record, read_file_header
 from node.routing import Router
 
@@ -38,6 +38,8 @@ def _run_job(job, settings: dict, out_dir: Path, index: Index) -> dict:
     try:
         output = run_module(job.module, job.study_uid, job.inputs["files"], settings, job.input_key)
         written = write_datasets(output.datasets, out_dir, set(output.reingest))
+        write_previews(output.previews, out_dir)
+        entry["previews"] = sorted(output.previews)
         entry.update(state="done", results=output.results, outputs=[Path(o["path"]).name for o in written])
         index.finish_job(job.id, str(out_dir), [], [], job.study_uid)
         for out in written:
@@ -64,7 +66,9 @@ def process_folder(input_dir: Path, out_dir: Path, config: Config) -> dict:
     router.sweep(now=float("inf"))
     while jobs := index.claim_jobs(limit=1_000_000):
         for job in jobs:
-            report["jobs"].append(_run_job(job, settings, out_dir, index))
+            route = next(r for r in config.routes if r.name == job.route)
+            report["jobs"].append(_run_job(job, dict(settings, viewer_images=list(route.viewer_images)), out_dir,
+                                           index))
         router.sweep(now=float("inf"))
     (out_dir / "results.json").write_text(json.dumps(report, indent=2))
     index.close()

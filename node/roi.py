@@ -6,6 +6,7 @@ image it references: pixel centres inside the closed polygon (even-odd rule).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import highdicom as hd
 import numpy as np
@@ -16,14 +17,24 @@ SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 
 
-def seg_masks(path: str, property_code: str, label_pattern: str, images: list[Dataset]) -> dict[str, np.ndarray]:
+@dataclass
+class RoiSource:
+    """Where a region came from: a SEG and its segment number (None for an RT Structure Set), and who drew it."""
+    dataset: Dataset
+    segment_number: int | None
+    manual: bool
+
+
+def seg_masks(path: str, property_code: str, label_pattern: str,
+              images: list[Dataset]) -> tuple[dict[str, np.ndarray], RoiSource | None]:
     """Masks by referenced image SOP Instance UID, for segments of the coded type or matching label."""
     seg = hd.seg.segread(path)
     numbers = [n for n in seg.get_segment_numbers()
                if (d := seg.get_segment_description(n)).segmented_property_type.value == property_code
                or re.search(label_pattern, d.segment_label)]
     if not numbers:
-        return {}
+        return {}, None
+    manual = seg.get_segment_description(numbers[0]).algorithm_type == hd.seg.SegmentAlgorithmTypeValues.MANUAL
     referenced = {uid for _, _, uid in seg.get_source_image_uids()}
     masks = {}
     for image in images:
@@ -32,7 +43,7 @@ def seg_masks(path: str, property_code: str, label_pattern: str, images: list[Da
             pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=[uid], segment_numbers=numbers,
                                                        combine_segments=True)
             masks[uid] = np.asarray(pixels[0]).astype(bool).squeeze()
-    return masks
+    return masks, RoiSource(seg, numbers[0], manual)
 
 
 def _polygon_mask(rows: int, cols: int, poly_rc: np.ndarray) -> np.ndarray:
@@ -57,11 +68,14 @@ def _to_pixels(points_mm: np.ndarray, image: Dataset) -> np.ndarray:
     return np.column_stack([offset @ orientation[3:] / spacing[0], offset @ orientation[:3] / spacing[1]])
 
 
-def rtstruct_masks(path: str, name_pattern: str, images: list[Dataset]) -> dict[str, np.ndarray]:
+def rtstruct_masks(path: str, name_pattern: str,
+                   images: list[Dataset]) -> tuple[dict[str, np.ndarray], RoiSource | None]:
     """Masks by referenced image SOP Instance UID, for ROIs whose name matches name_pattern."""
     ds = pydicom.dcmread(path)
-    wanted = {int(r.ROINumber) for r in ds.get("StructureSetROISequence", [])
-              if re.search(name_pattern, str(r.get("ROIName", "")))}
+    rois = [r for r in ds.get("StructureSetROISequence", []) if re.search(name_pattern, str(r.get("ROIName", "")))]
+    wanted = {int(r.ROINumber) for r in rois}
+    # ROI Generation Algorithm (3006,0036): MANUAL, SEMIAUTOMATIC or AUTOMATIC
+    manual = bool(rois) and str(rois[0].get("ROIGenerationAlgorithm", "")).upper() == "MANUAL"
     by_uid = {str(i.SOPInstanceUID): i for i in images}
     masks: dict[str, np.ndarray] = {}
     for roi in ds.get("ROIContourSequence", []):
@@ -76,4 +90,4 @@ def rtstruct_masks(path: str, name_pattern: str, images: list[Dataset]) -> dict[
             mask = _polygon_mask(int(image.Rows), int(image.Columns), _to_pixels(points, image))
             uid = str(image.SOPInstanceUID)
             masks[uid] = masks.get(uid, np.zeros_like(mask)) | mask
-    return masks
+    return masks, (RoiSource(ds, None, manual) if masks else None)

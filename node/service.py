@@ -12,6 +12,7 @@ from node.dispatch import Dispatcher
 from node.index import Index
 from node.jobs import JobRunner
 from node.receiver import Receiver
+from node.registry import RegistryFeeder, open_registry
 from node.routing import Router
 from node.store import Layout
 
@@ -26,7 +27,9 @@ class Node:
         self.index = Index(self.layout.index_path)
         self.receiver = Receiver(config.node.ae_title, self.layout, self.index, config.node.allowed_callers)
         self.router = Router(config, self.index)
-        self.runner = JobRunner(config, self.index, self.layout)
+        self.registry = open_registry(config)
+        self.feeder = RegistryFeeder(self.registry, self.index)
+        self.runner = JobRunner(config, self.index, self.layout, self.registry)
         self.dispatcher = Dispatcher(config, self.index)
         self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
         self._stopped = threading.Event()
@@ -44,6 +47,7 @@ class Node:
         self.scheduler.add_job(self.router.sweep, "interval", seconds=c.sweep_interval_seconds, id="completion")
         self.scheduler.add_job(self.runner.poll, "interval", seconds=0.5, id="jobs")
         self.scheduler.add_job(self.dispatcher.send_due, "interval", seconds=d.interval_seconds, id="dispatch")
+        self.scheduler.add_job(self.feeder.sweep, "interval", seconds=c.sweep_interval_seconds, id="registry")
         self.scheduler.start()
 
     def stop(self) -> None:
@@ -56,6 +60,7 @@ class Node:
         self.scheduler.shutdown(wait=True)
         self.runner.shutdown()
         self.index.close()
+        self.registry.close()
         log.info("stopped")
 
     def serve_forever(self) -> None:

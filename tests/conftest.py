@@ -16,6 +16,7 @@ from node.service import Node
 PM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
+SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 
 
 def require_tool(name: str) -> str:

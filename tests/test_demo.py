@@ -2,8 +2,12 @@
 import subprocess
 import sys
 
+from collections import Counter
+
+import pydicom
+
 import node.demo
-from tests.conftest import require_tool
+from tests.conftest import PM_SOP_CLASS, SC_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, require_tool
 
 
 def test_demo_with_orthanc(tmp_path):
@@ -14,6 +18,7 @@ def test_demo_with_orthanc(tmp_path):
     assert "ECV Parametric Map arrived in the PACS" in result.stdout
     assert "dDCE Parametric Maps (5 and 30 min, 2CXM) arrived" in result.stdout
     assert "Orthanc at http://127.0.0.1:" in result.stdout
+    assert "registry (from the Structured Reports" in result.stdout
     remote = next(line for line in result.stdout.splitlines() if line.startswith("remote"))
     assert abs(float(remote.split()[1]) - 25.0) < 2.0
 
@@ -23,4 +28,8 @@ def test_demo_without_orthanc_uses_builtin_scp(tmp_path, monkeypatch, capsys):
     assert node.demo.run_demo(tmp_path) == 0
     out = capsys.readouterr().out
     assert "built-in storage SCP" in out
-    assert len(list((tmp_path / "pacs").glob("*.dcm"))) == 1 + 12   # ECV map, 6 dDCE maps per window
+    kinds = Counter(str(pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID) for p in (tmp_path / "pacs").glob("*.dcm"))
+    assert kinds[PM_SOP_CLASS] == 1 + 12          # ECV map, 6 dDCE maps per window
+    assert kinds[SR_SOP_CLASS] >= 2 and kinds[SEG_SOP_CLASS] >= 2
+    assert kinds[SC_SOP_CLASS] >= 2 * 13           # grayscale and colour companions of every map
+    assert "LV myocardium, 30-min window" in out and len(list((tmp_path / "previews").glob("*.png"))) >= 13

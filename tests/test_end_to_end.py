@@ -49,10 +49,16 @@ def test_scanner_to_pacs(tmp_path, orthanc, make_node, caplog):
         assert abs(np.median(ecv[phantom.labels == region]) - truth) < 2.0
     # status command: everything accounted for
     toml = write_toml(config, tmp_path / "node.toml")
-    wait_until(lambda: json.loads(cli("status", "--config", str(toml)).stdout)["outbox"]["orthanc"] == {"sent": 1},
-               what="outbox marked sent")
+    wait_until(lambda: json.loads(cli("status", "--config", str(toml)).stdout)["outbox"]["orthanc"] == {"sent": 4},
+               what="outbox marked sent (map, regions, report, view)")
     status = json.loads(cli("status", "--config", str(toml)).stdout)
     assert status["instances"] == len(files) and status["jobs"] == {"done": 1}
+    # the phantom's numbers are in the registry, under a pseudonym
+    rows = json.loads(cli("registry", "export", "--format", "json", "--config", str(toml)).stdout)
+    ecv = {(r["region"], r["derivation"]): r["value"] for r in rows if r["concept_code"] == "ECV"}
+    assert abs(ecv[("LV myocardium", "Median")] - phantom.truth_by_region["remote"] * 100) < 2.0
+    assert {r["producer"] for r in rows} == {"cmr-node ecv"} and {r["study_uid"] for r in rows} == {study.study_uid}
+    assert study.patient_id not in json.dumps(rows) and study.patient_name not in json.dumps(rows)
     # no patient data in the node's log lines
     text = caplog.text
     assert caplog.records and study.patient_name not in text and study.patient_id not in text
@@ -71,7 +77,7 @@ def test_results_queued_while_pacs_down_arrive_later(tmp_path, fresh_orthanc, ma
     wait_until(lambda: maps_in_orthanc(fresh_orthanc, study.study_uid), timeout=60, what="map after outage")
     time.sleep(2)
     assert len(maps_in_orthanc(fresh_orthanc, study.study_uid)) == 1
-    assert [r["state"] for r in node.index.outbox_rows()] == ["sent"]
+    assert [r["state"] for r in node.index.outbox_rows()] == ["sent"] * 4   # map, regions, report, view
 
 
 def test_dead_letters_are_visible_and_can_be_retried(tmp_path, make_node):
@@ -83,9 +89,9 @@ def test_dead_letters_are_visible_and_can_be_retried(tmp_path, make_node):
     assert storescu(node.port, files).returncode == 0
     toml = write_toml(config, tmp_path / "node.toml")
     wait_until(lambda: json.loads(cli("status", "--config", str(toml)).stdout)["outbox"].get("offline")
-               == {"dead": 1}, timeout=90, what="dead letter")
+               == {"dead": 4}, timeout=90, what="dead letters")
     result = cli("retry", "--config", str(toml))
-    assert result.returncode == 0 and "1 dead letter" in result.stdout
+    assert result.returncode == 0 and "4 dead letter" in result.stdout
     row = node.index.outbox_rows()[0]
     assert row["state"] in ("pending", "dead") and row["attempts"] <= 1
 

@@ -7,7 +7,7 @@ from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_raw_molli_ecv_study
 from node.config import offline_config
 from node.offline import process_folder
-from tests.conftest import dciodvfy_errors
+from tests.conftest import assert_report_matches, sr_groups, dciodvfy_errors
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,11 @@ def test_molli_outputs_are_valid_dicom(processed):
     _, report, out = processed
     for name in report["jobs"][0]["outputs"]:
         assert dciodvfy_errors(out / name) == [], name
+    results = report["jobs"][0]["results"]
+    sr_path = out / f"{results['report_sop_instance_uid']}.dcm"
+    assert_report_matches(sr_path, results["measurements"])
+    fitted = sr_groups(sr_path)["Fitted voxels"]
+    assert fitted[("113063", "DCM", "Median")][1] == "ms" and fitted[("RESID", "99CMRN", "Median")][0] < 0.05
 
 
 def test_end_to_end_raw_molli_to_ecv_in_orthanc(tmp_path, orthanc, make_node):

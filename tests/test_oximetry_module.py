@@ -8,7 +8,8 @@ from dicom_out.phantom_studies import write_oximetry_study
 from dicom_out.synthetic_mr import SyntheticStudy
 from node.config import parse_config
 from node.offline import process_folder
-from tests.conftest import PM_SOP_CLASS, dciodvfy_errors, node_config_dict, orthanc_destination, storescu, wait_until
+from tests.conftest import (PM_SOP_CLASS, assert_report_matches, dciodvfy_errors, node_config_dict,
+                            orthanc_destination, sr_groups, storescu, wait_until)
 
 ROUTES = [{"name": "t2map", "series_description": "(?i)t2prep", "image_type": "(?i)^ORIGINAL", "module": "t2map"},
           {"name": "oximetry", "series_description": "(?i)(t2prep|coronary|oximetry)", "module": "oximetry"}]
@@ -44,6 +45,14 @@ def test_mvo2_and_mee_with_configured_inputs(tmp_path):
     assert 10 < results["mee_percent"] < 30
     for name in job(report, "oximetry")["outputs"] + job(report, "t2map")["outputs"]:
         assert dciodvfy_errors(out / name) == [], name
+    for module in ("oximetry", "t2map"):
+        found = job(report, module)["results"]
+        assert_report_matches(out / f"{found['report_sop_instance_uid']}.dcm", found["measurements"])
+    groups = sr_groups(out / f"{results['report_sop_instance_uid']}.dcm")
+    assert groups["Coronary sinus"][("2711-0", "LN", None)] == (results["sbo2_percent"], "%")
+    consumption = groups["LV myocardium (oxygen consumption)"]
+    assert consumption[("122239", "DCM", None)] == (results["mvo2_ml_per_min_per_g"], "ml/min/g")
+    assert consumption[("MEE", "99CMRN", None)] == (results["mee_percent"], "%")
 
 
 def test_t2_map_matches_phantom(tmp_path):
@@ -60,7 +69,9 @@ def test_missing_roi_is_flagged_and_the_map_still_sent(tmp_path):
     report = process_folder(tmp_path / "in", tmp_path / "out", parse_config({"routes": ROUTES}))
     oxi = job(report, "oximetry")
     assert oxi["state"] == "done" and oxi["results"]["quality_flags"] == ["coronary sinus ROI missing"]
-    assert oxi["results"]["sbo2_percent"] is None and len(oxi["outputs"]) == 1
+    assert oxi["results"]["sbo2_percent"] is None and len(oxi["outputs"]) == 3   # SO2 map, its view, report
+    groups = sr_groups(tmp_path / "out" / f"{oxi['results']['report_sop_instance_uid']}.dcm")
+    assert groups == {"SO2 map": {}}
 
 
 def test_roi_arriving_later_reruns_oximetry_into_orthanc(tmp_path, orthanc, make_node):

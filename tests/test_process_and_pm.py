@@ -12,7 +12,8 @@ import pytest
 from analysis.phantoms import Region
 from node.offline import process_folder
 from node.config import offline_config
-from tests.conftest import PM_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, assert_report_matches, dciodvfy_errors, sr_groups
+from tests.conftest import (PM_SOP_CLASS, SC_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, assert_report_matches,
+                            dciodvfy_errors, sr_groups)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,8 @@ def test_process_writes_map_and_results(processed):
     assert f"{results['maps'][0]['sop_instance_uid']}.dcm" in job["outputs"]
     assert f"{results['report_sop_instance_uid']}.dcm" in job["outputs"]
     kinds = sorted(str(pydicom.dcmread(out / f, stop_before_pixels=True).SOPClassUID) for f in job["outputs"])
-    assert kinds == sorted([PM_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS])  # map, regions, report
+    assert kinds == sorted([PM_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, SC_SOP_CLASS])  # map, regions, report, view
+    assert job["previews"] == ["ECV_map_cmr-node.png"] and (out / "previews" / "ECV_map_cmr-node.png").stat().st_size > 1000
 
 
 def _output(out, sop_class):

@@ -40,6 +40,7 @@ class ModuleOutput:
     datasets: list[pydicom.Dataset] = field(default_factory=list)
     results: dict = field(default_factory=dict)
     reingest: list[str] = field(default_factory=list)   # SOP Instance UIDs the node takes back in as input
+    previews: dict[str, bytes] = field(default_factory=dict)   # PNG file name -> content, written, never sent
 
 
 MODULES: dict[str, ModuleSpec] = {

@@ -18,6 +18,7 @@ from dicom_out.parametric_map import MapQuantity, build_parametric_map
 from dicom_out.uids import derived_uid
 from node.prepared_images import read_prepared_series
 from node.modules import ModuleInput, ModuleOutput
+from node.modules.reporting import add_report, fitted_voxels_group
 
 RESIDUAL_QUANTITY = MapQuantity("T1 residual", "RMS residual of the MOLLI fit relative to A", codes.UNIT_NONE,
                                 codes.FIT_RESIDUAL, None, 0.05, 0.1)
@@ -28,12 +29,13 @@ DERIVED_SUFFIX = "_T1MAP_cmrnode"
 
 def run(inp: ModuleInput) -> ModuleOutput:
     slices = read_prepared_series(inp.files)
-    maps, residuals, summaries = [], [], []
+    maps, residuals, failures, summaries = [], [], [], []
     for s in slices:
         n, rows, cols = s.images.shape
         fit = fit_molli(s.times_ms, s.images.reshape(n, -1).T)
         maps.append(fit.t1_ms.reshape(rows, cols))
         residuals.append(np.where(fit.failed, 0.0, fit.residual).reshape(rows, cols))
+        failures.append(fit.failed.reshape(rows, cols))
         tissue = ~fit.failed
         summaries.append({
             "position_mm": s.position_mm, "inversion_times_ms": s.times_ms.round(1).tolist(),
@@ -64,6 +66,10 @@ def run(inp: ModuleInput) -> ModuleOutput:
         series_description=f"{description}{DERIVED_SUFFIX}", image_type_value3="T1 MAP",
         derivation="MOLLI three-parameter fit with polarity restoration, Look-Locker corrected (cmr-node)",
         window=(1000, 1600), software_version=node.__version__)
-    return ModuleOutput(datasets=[pm, residual_pm] + derived, reingest=[str(d.SOPInstanceUID) for d in derived],
-                        results={"module": "molli", "slices": summaries, "unit": "ms",
-                                 "derived_series_description": f"{description}{DERIVED_SUFFIX}"})
+    output = ModuleOutput(datasets=[pm, residual_pm] + derived, reingest=[str(d.SOPInstanceUID) for d in derived],
+                          results={"module": "molli", "slices": summaries, "unit": "ms",
+                                   "derived_series_description": f"{description}{DERIVED_SUFFIX}"})
+    group = fitted_voxels_group(t1, np.stack(residuals), np.stack(failures), pm, residual_pm, T1_QUANTITY,
+                                RESIDUAL_QUANTITY)
+    add_report(output, inp, "molli", [group], [d for s in slices for d in s.datasets], description)
+    return output

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 import node
 from analysis.myocardium import Myocardium, MyocardiumNotFound, find_lv_myocardium
 from dicom_out import codes
-from dicom_out.report import RegionGroup, build_measurement_report
+from dicom_out.report import RegionGroup, build_measurement_report, median
 from dicom_out.segmentation import Segment, build_segmentation
 from dicom_out.uids import derived_uid
 from node.modules import MODULES, ModuleInput, ModuleOutput
@@ -58,6 +58,17 @@ def lv_segmentation(regions: LvRegions, sources: list[Dataset], inp: ModuleInput
         series_number=series_number, series_description=description, software_version=node.__version__)
 
 
+def fitted_voxels_group(values: np.ndarray, residuals: np.ndarray, failed: np.ndarray, value_pm, residual_pm,
+                        quantity, residual_quantity) -> RegionGroup:
+    """Whole-slice summary of a relaxometry fit: median value and median relative residual of the fitted voxels."""
+    ok = ~failed
+    return RegionGroup(
+        "Fitted voxels", codes.HEART, category=codes.ANATOMICAL_STRUCTURE, images=[value_pm],
+        measures=[median(quantity.quantity, quantity.unit, values[ok], decimals=1, source=value_pm),
+                  median(residual_quantity.quantity, residual_quantity.unit, residuals[ok], source=residual_pm)]
+        if ok.any() else [])
+
+
 def voxel_ml(ds: Dataset) -> float:
     """Volume of one voxel (mL) from Pixel Spacing and Slice Thickness (mm); 0 when thickness is unknown."""
     spacing = [float(v) for v in ds.PixelSpacing]
@@ -65,10 +76,12 @@ def voxel_ml(ds: Dataset) -> float:
 
 
 def add_report(output: ModuleOutput, inp: ModuleInput, module: str, groups: list[RegionGroup],
-               source_images: list[Dataset], description: str) -> None:
-    """Append the module's TID 1500 report to output, and its groups to results.json."""
+               source_images: list[Dataset], description: str, evidence: list[Dataset] = ()) -> None:
+    """Append the module's TID 1500 report to output, and its groups to results.json.
+
+    evidence: objects the groups reference that the module did not make (a received SEG)."""
     sr = build_measurement_report(
-        groups, source_images=source_images, derived=list(output.datasets), algorithm_name=f"cmr-node {module}",
+        groups, source_images=source_images, derived=list(output.datasets) + list(evidence), algorithm_name=f"cmr-node {module}",
         algorithm_version=MODULES[module].version, series_uid=derived_uid(inp.job_key, module, "sr-series"),
         sop_uid=derived_uid(inp.job_key, module, "sr"), series_number=REPORT_SERIES_NUMBER[module],
         series_description=f"{description} report (cmr-node)", software_version=node.__version__)

@@ -13,6 +13,7 @@ from dicom_out import codes
 from dicom_out.parametric_map import MapQuantity, build_parametric_map
 from dicom_out.uids import derived_uid
 from node.modules import ModuleInput, ModuleOutput
+from node.modules.reporting import add_report, fitted_voxels_group
 from node.prepared_images import T2PREP_TIME_SOURCES, read_prepared_series
 
 T2_QUANTITY = MapQuantity("T2", "T2 from T2-prepared images, mono-exponential (ms)", codes.UNIT_MS, codes.T2,
@@ -42,11 +43,15 @@ def run(inp: ModuleInput) -> ModuleOutput:
          "preparation_time_source": s.time_source, "failed_voxels": int(f["failed"].sum()),
          "t2_ms_median": round(float(np.median(f["t2_ms"][~f["failed"]])), 1) if (~f["failed"]).any() else None}
         for s, f in zip(slices, fits)]})
+    stacks = {}
     for n, (name, quantity) in enumerate((("t2_ms", T2_QUANTITY), ("residual", RESIDUAL_QUANTITY))):
-        values = np.stack([np.where(f["failed"], 0.0, f[name]) for f in fits]).astype(np.float32)
+        values = stacks[name] = np.stack([np.where(f["failed"], 0.0, f[name]) for f in fits]).astype(np.float32)
         output.datasets.append(build_parametric_map(
             values, first, quantity, series_uid=derived_uid(inp.job_key, name, "series"),
             sop_uid=derived_uid(inp.job_key, name, "instance"), series_number=9500 + n,
             series_description=f"{description} {quantity.lut_label} (cmr-node)", content_label="T2MAP",
             software_version=node.__version__, further_source_images=further))
+    group = fitted_voxels_group(stacks["t2_ms"], stacks["residual"], np.stack([f["failed"] for f in fits]),
+                                *output.datasets[:2], T2_QUANTITY, RESIDUAL_QUANTITY)
+    add_report(output, inp, "t2map", [group], [d for s in slices for d in s.datasets], description)
     return output

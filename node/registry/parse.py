@@ -1,0 +1,150 @@
+"""Reading a TID 1500 Measurement Report into plain rows, from the SR itself and nothing else.
+
+Works for any system's report, not only cmr-node's: highdicom parses the
+template (Enhanced, Comprehensive and Comprehensive 3D SR); a report without a
+Content Template Sequence is still recognised by its title, (126000, DCM)
+"Imaging Measurement Report".
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+
+SR_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.88.22": hd.sr.EnhancedSR,
+    "1.2.840.10008.5.1.4.1.1.88.33": hd.sr.ComprehensiveSR,
+    "1.2.840.10008.5.1.4.1.1.88.34": hd.sr.Comprehensive3DSR,
+}
+REPORT_TITLE = ("126000", "DCM")
+ALGORITHM_NAME = ("111001", "DCM")
+DEVICE_OBSERVER_NAME = ("121013", "DCM")
+
+
+class NotAMeasurementReport(ValueError):
+    """The SR is not a readable TID 1500 report; the message says why."""
+
+
+@dataclass
+class Code:
+    value: str
+    scheme: str
+    meaning: str
+
+    @classmethod
+    def of(cls, concept) -> Code | None:
+        if concept is None:
+            return None
+        return cls(str(concept.value), str(concept.scheme_designator), str(concept.meaning))
+
+
+@dataclass
+class MeasuredValue:
+    name: Code
+    value: float
+    unit: str
+    derivation: str | None
+
+
+@dataclass
+class Group:
+    region: str                # tracking identifier
+    tracking_uid: str | None
+    finding: Code | None
+    site: Code | None
+    measurements: list[MeasuredValue] = field(default_factory=list)
+    evaluations: list[tuple[Code, Code]] = field(default_factory=list)
+
+
+@dataclass
+class ParsedReport:
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    patient_id: str
+    study_date: str | None     # YYYY-MM-DD
+    accession_number: str | None
+    content_datetime: str      # YYYYMMDDHHMMSS, for ordering revisions
+    producer: str              # algorithm or device that made the report
+    groups: list[Group]
+
+
+def _walk_text(items, concept: tuple[str, str]):
+    """First TEXT value anywhere in the content tree whose concept name is concept."""
+    for item in items or []:
+        name = item.get("ConceptNameCodeSequence")
+        if name and (name[0].CodeValue, name[0].CodingSchemeDesignator) == concept and "TextValue" in item:
+            return str(item.TextValue)
+        found = _walk_text(item.get("ContentSequence"), concept)
+        if found:
+            return found
+    return None
+
+
+def _report_content(ds: Dataset):
+    cls = SR_SOP_CLASSES.get(str(ds.get("SOPClassUID", "")))
+    if cls is None:
+        raise NotAMeasurementReport(f"SOP class {ds.get('SOPClassUID', '?')} is not an SR class highdicom parses")
+    title = ds.get("ConceptNameCodeSequence")
+    if not title or (title[0].CodeValue, title[0].CodingSchemeDesignator) != REPORT_TITLE:
+        raise NotAMeasurementReport("document title is not (126000, DCM) Imaging Measurement Report")
+    if "ContentTemplateSequence" not in ds:   # recognised by its title: tell highdicom which template it is
+        ds = copy.deepcopy(ds)
+        template = Dataset()
+        template.MappingResource, template.TemplateIdentifier = "DCMR", "1500"
+        ds.ContentTemplateSequence = [template]
+    try:
+        content = cls.from_dataset(ds, copy=True).content
+        if not isinstance(content, hd.sr.MeasurementReport):
+            raise NotAMeasurementReport("the content tree is not TID 1500")
+    except (ValueError, AttributeError, TypeError, KeyError, IndexError) as exc:
+        raise NotAMeasurementReport(f"not a valid TID 1500 tree: {type(exc).__name__}: {exc}") from None
+    return content
+
+
+def _groups(content) -> list[Group]:
+    groups = []
+    found = list(content.get_volumetric_roi_measurement_groups()) + \
+        list(content.get_planar_roi_measurement_groups()) + list(content.get_image_measurement_groups())
+    for g in found:
+        sites = g.finding_sites
+        group = Group(region=str(g.tracking_identifier or ""), tracking_uid=str(g.tracking_uid or "") or None,
+                      finding=Code.of(g.finding_type), site=Code.of(sites[0].value) if sites else None)
+        for m in g.get_measurements():
+            if m.value is None:
+                continue
+            group.measurements.append(MeasuredValue(Code.of(m.name), float(m.value), str(m.unit.value),
+                                                    m.derivation.meaning if m.derivation else None))
+        for e in g.get_qualitative_evaluations():
+            group.evaluations.append((Code.of(e.name), Code.of(e.value)))
+        groups.append(group)
+    return groups
+
+
+def _iso_date(text) -> str | None:
+    text = str(text or "")
+    return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) >= 8 and text[:8].isdigit() else None
+
+
+def parse_report(ds: Dataset) -> ParsedReport:
+    """The rows of one TID 1500 report. Raises NotAMeasurementReport for anything else."""
+    for keyword in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"):
+        if not ds.get(keyword):
+            raise NotAMeasurementReport(f"missing {keyword}")
+    content = _report_content(ds)
+    try:
+        groups = _groups(content)
+    except (ValueError, AttributeError, TypeError, KeyError, IndexError) as exc:
+        raise NotAMeasurementReport(f"unreadable measurement groups: {type(exc).__name__}: {exc}") from None
+    if not any(g.measurements or g.evaluations for g in groups):
+        raise NotAMeasurementReport("the report holds no measurements")
+    producer = (_walk_text(ds.ContentSequence, ALGORITHM_NAME) or _walk_text(ds.ContentSequence, DEVICE_OBSERVER_NAME)
+                or f"{ds.get('Manufacturer', '')} {ds.get('SeriesDescription', '')}".strip() or "unknown")
+    return ParsedReport(
+        sop_instance_uid=str(ds.SOPInstanceUID), series_instance_uid=str(ds.SeriesInstanceUID),
+        study_instance_uid=str(ds.StudyInstanceUID), patient_id=str(ds.get("PatientID", "") or ""),
+        study_date=_iso_date(ds.get("StudyDate")), accession_number=str(ds.get("AccessionNumber", "") or "") or None,
+        content_datetime=f"{ds.get('ContentDate', '')}{str(ds.get('ContentTime', '')).split('.')[0]}",
+        producer=producer, groups=groups)

@@ -1,0 +1,200 @@
+"""The CMR registry: SR parsing, idempotence, revisions, pseudonyms, export, and SRs sent by others."""
+import copy
+import csv
+import io
+import json
+import logging
+import subprocess
+import sys
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from pydicom.sr.codedict import codes
+
+from node.config import parse_config
+from node.offline import process_folder
+from node.registry import Registry, ingest_file
+from node.registry.parse import NotAMeasurementReport, parse_report
+from node.registry.store import pseudonym
+from tests.conftest import node_config_dict, storescu, wait_until, write_toml
+
+SALT = b"test-salt-0123456789"
+
+
+@pytest.fixture(scope="module")
+def ecv_report(tmp_path_factory, ecv_study):
+    """The ECV module's SR (path) and results of the phantom study, from `process`."""
+    out = tmp_path_factory.mktemp("processed")
+    job = process_folder(ecv_study[2][0].parent.parent, out, parse_config({"routes": [
+        {"name": "ecv", "series_description": "(?i)moco_t1", "module": "ecv"}]}))["jobs"][0]
+    return out / f"{job['results']['report_sop_instance_uid']}.dcm", job["results"]
+
+
+@pytest.fixture()
+def registry(tmp_path):
+    r = Registry(tmp_path / "registry.sqlite", SALT)
+    yield r
+    r.close()
+
+
+def revised(path, tmp_path, content_time: str, name: str):
+    """A re-issued report of the same study and producer: new SOP Instance UID, another content time."""
+    ds = pydicom.dcmread(path)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.ContentTime = content_time
+    target = tmp_path / name
+    ds.save_as(target, enforce_file_format=True)
+    return target, str(ds.SOPInstanceUID)
+
+
+def test_parse_finds_every_number_with_code_and_unit(ecv_report):
+    path, results = ecv_report
+    parsed = parse_report(pydicom.dcmread(path))
+    assert parsed.producer == "cmr-node ecv"
+    found = {(g.region, m.name.value, m.derivation): (m.value, m.unit) for g in parsed.groups for m in g.measurements}
+    expected = {(g["region"], m["name"]["value"], m["derivation"]): (m["value"], m["unit"])
+                for g in results["measurements"] for m in g["measurements"]}
+    assert found.keys() == expected.keys()
+    for key, (value, unit) in expected.items():
+        assert found[key][1] == unit and found[key][0] == pytest.approx(value, rel=1e-6)
+    evaluations = {(g.region, n.meaning, v.meaning) for g in parsed.groups for n, v in g.evaluations}
+    assert ("LV myocardium", "Segmentation Method", "Automated") in evaluations
+
+
+def test_same_report_twice_gives_one_set_of_rows(registry, ecv_report):
+    path, _ = ecv_report
+    assert ingest_file(registry, path) == "ingested"
+    rows = registry.rows()
+    assert ingest_file(registry, path) == "duplicate"
+    assert registry.rows() == rows and len(rows) > 5
+
+
+def test_revision_replaces_and_keeps_history(registry, ecv_report, tmp_path):
+    path, _ = ecv_report
+    ingest_file(registry, path)
+    later, later_uid = revised(path, tmp_path, "235959", "later.dcm")
+    earlier, _ = revised(path, tmp_path, "000001", "earlier.dcm")
+    assert ingest_file(registry, later) == "replaced"
+    assert ingest_file(registry, earlier) == "history"     # arrived last, but older: not current
+    current = registry.rows()
+    assert {r["report_sop_instance_uid"] for r in current} == {later_uid}
+    everything = registry.rows(history=True)
+    assert len({r["report_sop_instance_uid"] for r in everything}) == 3 and len(everything) == 3 * len(current)
+    summary = registry.summary()
+    assert (summary["reports_current"], summary["reports_history"], summary["studies"]) == (1, 2, 1)
+
+
+def test_patient_only_as_salted_pseudonym(registry, ecv_report, ecv_study):
+    path, _ = ecv_report
+    ingest_file(registry, path)
+    study = ecv_study[0]
+    rows = registry.rows()
+    assert {r["pseudonym"] for r in rows} == {pseudonym(study.patient_id, SALT)}
+    assert pseudonym(study.patient_id, SALT) != pseudonym(study.patient_id, b"another-salt-000000")
+    assert {(r["study_date"], r["accession_number"]) for r in rows} == {
+        (study.study_datetime.date().isoformat(), study.accession_number)}
+    registry.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw = registry.path.read_bytes()
+    assert study.patient_id.encode() not in raw and study.patient_name.encode() not in raw
+
+
+def _foreign_report(source: pydicom.Dataset, with_template: bool = True) -> pydicom.Dataset:
+    """A TID 1500 report another system might send: a person observer, a planar ROI, no cmr-node codes."""
+    region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.CIRCLE,
+                               graphic_data=np.array([[80.0, 80.0], [80.0, 90.0]]),
+                               source_image=hd.sr.SourceImageForRegion.from_source_image(source))
+    group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(identifier="Septum ROI", uid=pydicom.uid.generate_uid()),
+        referenced_region=region, finding_type=codes.SCT.LeftVentricleMyocardium,
+        measurements=[hd.sr.Measurement(name=codes.DCM.T1, value=1003.5, unit=codes.UCUM.Millisecond,
+                                        derivation=codes.SCT.Mean)])
+    context = hd.sr.ObservationContext(observer_person_context=hd.sr.ObserverContext(
+        observer_type=codes.DCM.Person,
+        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name="Reader^A")))
+    report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=codes.SCT.MagneticResonanceImagingOfHeart,
+                                     imaging_measurements=[group], referenced_images=[source])
+    sr = hd.sr.Comprehensive3DSR(evidence=[source], content=report, series_instance_uid=pydicom.uid.generate_uid(),
+                                 series_number=700, sop_instance_uid=pydicom.uid.generate_uid(), instance_number=1,
+                                 manufacturer="Other Vendor", series_description="Workstation T1 ROI")
+    if not with_template:
+        del sr.ContentTemplateSequence
+    return sr
+
+
+@pytest.mark.parametrize("with_template", [True, False])
+def test_another_systems_report_is_ingested(registry, ecv_study, tmp_path, with_template):
+    source = pydicom.dcmread(ecv_study[2][0])
+    path = tmp_path / "foreign.dcm"
+    _foreign_report(source, with_template).save_as(path, enforce_file_format=True)
+    assert ingest_file(registry, path) == "ingested"
+    [row] = registry.rows()
+    assert (row["region"], row["concept_code"], row["derivation"], row["value"], row["unit"]) == (
+        "Septum ROI", "113063", "Mean", 1003.5, "ms")
+    assert row["producer"] == "Other Vendor Workstation T1 ROI"
+
+
+def test_malformed_and_other_srs_are_not_ingested(registry, ecv_study, ecv_report, tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    basic = _foreign_report(pydicom.dcmread(ecv_study[2][0]))
+    basic.ConceptNameCodeSequence[0].CodeValue = "18748-4"          # a diagnostic imaging report, not TID 1500
+    basic.ConceptNameCodeSequence[0].CodingSchemeDesignator = "LN"
+    basic.save_as(tmp_path / "other.dcm", enforce_file_format=True)
+    broken = pydicom.dcmread(ecv_report[0])
+    container = next(i for i in broken.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "126010")
+    del container.ContentSequence                                     # the Imaging Measurements container emptied
+    broken.SOPInstanceUID = pydicom.uid.generate_uid()
+    broken.save_as(tmp_path / "broken.dcm", enforce_file_format=True)
+    (tmp_path / "garbage.dcm").write_bytes(b"\0" * 200)
+    for name in ("other.dcm", "broken.dcm", "garbage.dcm"):
+        assert ingest_file(registry, tmp_path / name) == "not ingested", name
+    assert registry.rows() == [] and registry.summary()["not_ingested"] == 2
+    assert "not ingested" in caplog.text and "Imaging Measurement Report" in caplog.text
+
+
+def test_not_a_report_raises_clearly():
+    ds = pydicom.Dataset()
+    ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID = "1.2.3", "1.2.4", "1.2.5"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    with pytest.raises(NotAMeasurementReport, match="not an SR class"):
+        parse_report(ds)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "node.cli", "registry", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_ingest_export_and_summary(tmp_path, ecv_report, ecv_study):
+    toml = write_toml(node_config_dict(tmp_path / "data", registry={"salt": SALT.decode()}), tmp_path / "node.toml")
+    result = _cli("ingest", str(ecv_report[0]), "--config", str(toml))
+    assert result.returncode == 0 and "ingested" in result.stdout
+    rows = list(csv.DictReader(io.StringIO(_cli("export", "--config", str(toml)).stdout)))
+    assert rows and rows[0]["pseudonym"] == pseudonym(ecv_study[0].patient_id, SALT)
+    date = ecv_study[0].study_datetime.date().isoformat()
+    assert json.loads(_cli("export", "--format", "json", "--since", "2999-01-01", "--config", str(toml)).stdout) == []
+    assert len(json.loads(_cli("export", "--format", "json", "--since", date, "--config", str(toml)).stdout)) == len(rows)
+    summary = json.loads(_cli("summary", "--config", str(toml)).stdout)
+    ecv = next(m for m in summary["measures"] if m["code"] == "ECV^99CMRN" and m["derivation"] == "Median")
+    assert ecv["n"] == 1 and ecv["region"] == "LV myocardium" and ecv["unit"] == "%"
+    bad = _cli("export", "--since", "yesterday", "--config", str(toml))
+    assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+def test_node_ingests_reports_sent_to_it(tmp_path, ecv_study, ecv_report, make_node):
+    """A report that arrives by C-STORE (from a workstation, or our own sent back) reaches the registry."""
+    config = node_config_dict(tmp_path / "data")
+    config["routes"] = []
+    node = make_node(config)
+    foreign = tmp_path / "foreign.dcm"
+    _foreign_report(pydicom.dcmread(ecv_study[2][0])).save_as(foreign, enforce_file_format=True)
+    other = tmp_path / "other.dcm"
+    ds = copy.deepcopy(pydicom.dcmread(foreign))
+    ds.ConceptNameCodeSequence[0].CodeValue, ds.ConceptNameCodeSequence[0].CodingSchemeDesignator = "18748-4", "LN"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(other, enforce_file_format=True)
+    assert storescu(node.port, [ecv_report[0], foreign, other], extra=["-R"]).returncode == 0
+    wait_until(lambda: node.registry.summary()["reports_current"] == 2 and node.registry.summary()["not_ingested"] == 1,
+               timeout=30, what="two reports ingested and one refused")
+    assert node.index.status()["instances"] == 3     # the refused one is stored all the same
