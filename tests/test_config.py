@@ -58,3 +58,14 @@ def test_cli_reports_config_error(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "[node].colour" in result.stderr
+
+
+def test_registry_section():
+    from node.config import ConfigError, parse_config
+    config = parse_config({"node": {"data_dir": "/srv/cmr"}, "registry": {"salt": "0123456789abcdef!"}}, Path("/etc"))
+    assert config.registry.salt == "0123456789abcdef!" and config.registry.path is None
+    assert parse_config({"registry": {"path": "reg.sqlite"}}, Path("/etc")).registry.path == Path("/etc/reg.sqlite")
+    with pytest.raises(ConfigError, match=r"\[registry\].salt"):
+        parse_config({"registry": {"salt": "short"}})
+    with pytest.raises(ConfigError, match=r"\[registry\].owner"):
+        parse_config({"registry": {"owner": "x"}})

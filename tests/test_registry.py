@@ -198,3 +198,15 @@ def test_node_ingests_reports_sent_to_it(tmp_path, ecv_study, ecv_report, make_n
     wait_until(lambda: node.registry.summary()["reports_current"] == 2 and node.registry.summary()["not_ingested"] == 1,
                timeout=30, what="two reports ingested and one refused")
     assert node.index.status()["instances"] == 3     # the refused one is stored all the same
+
+
+def test_without_a_configured_salt_the_node_makes_its_own_once(tmp_path):
+    from node.registry import open_registry
+    config = parse_config({"node": {"data_dir": str(tmp_path / "data")}})
+    first = open_registry(config)
+    salt_file = tmp_path / "data" / "registry.salt"
+    assert salt_file.stat().st_mode & 0o777 == 0o600 and len(salt_file.read_text()) == 64
+    again = open_registry(config)
+    assert first.salt == again.salt     # the same patient keeps the same pseudonym across restarts
+    first.close()
+    again.close()
