@@ -1,4 +1,5 @@
 """Viewer-ready companions of the Parametric Maps: grayscale and colour Secondary Captures, PNG previews."""
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
@@ -6,7 +7,7 @@ from PIL import Image
 
 from node.config import ConfigError, parse_config
 from node.offline import process_folder
-from tests.conftest import PM_SOP_CLASS, SC_SOP_CLASS, dciodvfy_errors
+from tests.conftest import PM_SOP_CLASS, SC_SOP_CLASS, dciodvfy_errors, storescu
 
 ROUTE = {"name": "ecv", "series_description": "(?i)moco_t1", "module": "ecv"}
 
@@ -66,3 +67,13 @@ def test_route_without_viewer_images_sends_only_the_map(tmp_path, ecv_study):
 def test_unknown_viewer_kind_is_a_config_error():
     with pytest.raises(ConfigError, match=r"viewer_images\[0\]"):
         parse_config({"routes": [dict(ROUTE, viewer_images=["sepia"])]})
+
+
+def test_viewer_images_read_back_and_accepted_by_orthanc(outputs, orthanc):
+    _, by_kind = outputs
+    paths = [by_kind[("MONOCHROME2", SC_SOP_CLASS)][0], by_kind[("RGB", SC_SOP_CLASS)][0]]
+    for path in paths:
+        assert hd.imread(path).SOPClassUID == SC_SOP_CLASS     # highdicom reads them as images
+    assert storescu(orthanc.dicom_port, paths, called_ae=orthanc.ae_title).returncode == 0
+    stored = {orthanc.instance_tags(i).get("SOPInstanceUID") for i in orthanc.find_instances(SC_SOP_CLASS)}
+    assert {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths} <= stored
