@@ -54,6 +54,15 @@ def _first_crossing(condition: np.ndarray, start: np.ndarray, default: int) -> n
     return np.where(hit.any(axis=1), hit.argmax(axis=1), default)
 
 
+def _subsample_crossing(profiles: np.ndarray, index: np.ndarray, level: float, radii_px: np.ndarray) -> np.ndarray:
+    """Radius where each profile crosses level, interpolated between the samples before and at index."""
+    rays = np.arange(len(index))
+    before, at = profiles[rays, np.maximum(index - 1, 0)], profiles[rays, index]
+    fraction = np.clip((before - level) / np.where(before != at, before - at, 1.0), 0.0, 1.0)
+    step = radii_px[1] - radii_px[0]
+    return radii_px[index] - step + fraction * step * (index > 0) + step * (index == 0)
+
+
 def _circular_median(values: np.ndarray, width: int) -> np.ndarray:
     return ndimage.median_filter(values, size=width, mode="wrap")
 
@@ -82,13 +91,15 @@ def find_lv_myocardium(t1_native_ms: np.ndarray, blood_pool: np.ndarray, pixel_m
                                      f"wall {myocardial_t1:.0f} ms)")
         upper = 0.5 * (blood_t1 + myocardial_t1)
         lower = MYOCARDIAL_BAND_LOW * myocardial_t1
-        endo = _first_crossing(profiles < upper, pool_edge, len(radii_px) - 1)
+        # searched from well inside the pool: a pool that leaked into enhancing infarct must not push the
+        # endocardium out; isolated inner crossings (papillary muscles) are what the angular median removes
+        endo = _first_crossing(profiles < upper, (0.6 * pool_edge).astype(int), len(radii_px) - 1)
         outside = (profiles < lower) | (profiles > upper)
         # the wall ends where two consecutive samples (1 px) leave the band
         leaves = outside & np.roll(outside, -1, axis=1)
         epi = _first_crossing(leaves, endo + 1, len(radii_px) - 1)
         epi = np.minimum(epi, endo + int(MAX_WALL_MM / pixel_mm / step_px))
-        endo_r = _circular_median(radii_px[endo], SMOOTHING_RAYS)
+        endo_r = _circular_median(_subsample_crossing(profiles, endo, upper, radii_px), SMOOTHING_RAYS)
         epi_r = np.maximum(_circular_median(radii_px[epi], SMOOTHING_RAYS), endo_r + 2.0 / pixel_mm)
         wall = (radii_px[None, :] >= endo_r[:, None]) & (radii_px[None, :] < epi_r[:, None])
         myocardial_t1 = float(np.median(profiles[wall]))
