@@ -41,6 +41,13 @@
 | Oxygen consumption (MVO2)   | DCM    | 122239    | PS3.16 DCM "Oxygen Consumption"                      |
 | Myocardial external efficiency | 99CMRN | MEE    | private: no standard code                            |
 | Failed-fit fraction         | 99CMRN | FAILFRAC  | private: voxels whose fit failed / voxels fitted     |
+| Myocardial infarction       | SCT    | 22298006  | PS3.16 CID 3121 (finding / SEG segment type)         |
+| Morphologically abnormal structure | SCT | 49755003 | PS3.16 CID 7150 (segment category)               |
+| Microvascular obstruction   | 99CMRN | MVO       | private: no SCT/DCM concept found (PS3.16 2024c)     |
+| Infarct size (% of LV myocardium) | 99CMRN | INFSIZE | private                                           |
+| Transmurality (mean radial extent) | 99CMRN | TRANSMUR | private; SCT 103354007 is only a qualifier   |
+| MVO (% of LV myocardium)    | 99CMRN | MVOSIZE   | private                                              |
+| CNR infarct-to-blood / -to-remote | 99CMRN | CNRIB / CNRIR | private: PS3.16 has Signal to noise, no CNR   |
 
 Private codes use the designator PRIVATE_SCHEME (a "99" prefix marks a
 private scheme, PS3.16 section 8) and are declared in the object's Coding
@@ -125,3 +132,11 @@ OXYGEN_CONSUMPTION = codes.DCM.OxygenConsumption
 EXTERNAL_EFFICIENCY = CodedConcept("MEE", PRIVATE_SCHEME, "Myocardial external efficiency")
 FAILED_FIT_FRACTION = CodedConcept("FAILFRAC", PRIVATE_SCHEME, "Fraction of voxels whose model fit failed")
 DEVICE = codes.DCM.Device
+MYOCARDIAL_INFARCTION = codes.SCT.MyocardialInfarction
+ABNORMAL_STRUCTURE = codes.SCT.MorphologicallyAbnormalStructure
+MVO = CodedConcept("MVO", PRIVATE_SCHEME, "Microvascular obstruction")
+INFARCT_SIZE = CodedConcept("INFSIZE", PRIVATE_SCHEME, "Infarct size as percent of LV myocardium")
+TRANSMURALITY = CodedConcept("TRANSMUR", PRIVATE_SCHEME, "Mean transmural extent of infarct")
+MVO_SIZE = CodedConcept("MVOSIZE", PRIVATE_SCHEME, "Microvascular obstruction as percent of LV myocardium")
+CNR_INFARCT_BLOOD = CodedConcept("CNRIB", PRIVATE_SCHEME, "Contrast-to-noise ratio infarct to blood")
+CNR_INFARCT_REMOTE = CodedConcept("CNRIR", PRIVATE_SCHEME, "Contrast-to-noise ratio infarct to remote myocardium")

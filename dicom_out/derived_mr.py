@@ -28,8 +28,11 @@ def _reference(ds: Dataset) -> Dataset:
 
 def derived_map_images(values_ms: np.ndarray, sources: list[list[Dataset]], *, series_uid: str, sop_uids: list[str],
                        series_number: int, series_description: str, image_type_value3: str,
-                       derivation: str, window: tuple[float, float], software_version: str) -> list[Dataset]:
-    """One image per slice: values_ms (slices, rows, cols); sources[i] are the images slice i came from."""
+                       derivation: str, window: tuple[float, float], software_version: str,
+                       rescale: tuple[float, float] = (1.0, 0.0)) -> list[Dataset]:
+    """One image per slice: values_ms (slices, rows, cols); sources[i] are the images slice i came from.
+
+    rescale: (slope, intercept) with value = stored * slope + intercept; window in values."""
     images = []
     for k, (plane, slice_sources) in enumerate(zip(values_ms, sources)):
         ds = copy.deepcopy(slice_sources[0])
@@ -50,8 +53,10 @@ def derived_map_images(values_ms: np.ndarray, sources: list[list[Dataset]], *, s
             ds.InversionTime = None   # a map has no single inversion time (Type 2C: present, empty)
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
+        slope, intercept = rescale
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = f"{intercept:g}", f"{slope:g}", "US"
         ds.WindowCenter, ds.WindowWidth = window
-        ds.add_new(0x7FE00010, "OW", np.clip(np.round(plane), 0, 65535).astype(np.uint16).tobytes())
+        stored = np.clip(np.round((plane - intercept) / slope), 0, 65535).astype(np.uint16)
+        ds.add_new(0x7FE00010, "OW", stored.tobytes())
         images.append(ds)
     return images

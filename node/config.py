@@ -89,6 +89,10 @@ class Inputs:
     t1_noise_fraction: float = 0.03                  # relative SD of scanner T1 maps
     oximetry_calibration: str = "lu2012_3T"          # key of analysis.oximetry.CALIBRATIONS
     clinical: tuple[tuple[str, float], ...] = ()     # configured defaults: hb_g_per_dl, sao2, ...
+    lge_target_minutes: float = 15.0                 # synthetic LGE: time after injection it shows
+    lge_fit_window_minutes: float = 5.0              # synthetic LGE: the dDCE window it is made from
+    lge_infarct_method: str = "nsd"                  # "nsd" (mean + n SD of remote) or "fwhm"
+    lge_n_sd: float = 5.0
 
     def as_settings(self) -> dict:
         """The module settings these inputs give (per-study values are merged over them)."""
@@ -96,7 +100,9 @@ class Inputs:
                 "injection_to_first_map_minutes": self.injection_to_first_map_minutes,
                 "ddce_windows_minutes": list(self.ddce_windows_minutes),
                 "relaxivity": dict(self.relaxivity), "t1_noise_fraction": self.t1_noise_fraction,
-                "oximetry_calibration": self.oximetry_calibration, **dict(self.clinical)}
+                "oximetry_calibration": self.oximetry_calibration, **dict(self.clinical),
+                "lge_target_minutes": self.lge_target_minutes, "lge_fit_window_minutes": self.lge_fit_window_minutes,
+                "lge_infarct_method": self.lge_infarct_method, "lge_n_sd": self.lge_n_sd}
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,8 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple, bool]]] = {
     "inputs": {"hematocrit": (_NUMBER, False), "injection_to_first_map_minutes": (_NUMBER, False),
                "ddce_windows_minutes": (list, False), "relaxivity": (dict, False),
                "t1_noise_fraction": (_NUMBER, False), "oximetry_calibration": (str, False),
+               "lge_target_minutes": (_NUMBER, False), "lge_fit_window_minutes": (_NUMBER, False),
+               "lge_infarct_method": (str, False), "lge_n_sd": (_NUMBER, False),
                **{key: (_NUMBER, False) for key in CLINICAL_INPUTS}},
 }
 _TABLE_ARRAYS = {"destinations", "routes"}
@@ -311,7 +319,13 @@ def _parse_inputs(t: dict) -> Inputs:
     clinical = tuple((k, float(t[k])) for k in CLINICAL_INPUTS if k in t)
     if any(v <= 0 for _, v in clinical) or ("sao2" in t and not 0 < t["sao2"] <= 1):
         raise ConfigError("[inputs]: clinical inputs must be positive, sao2 a fraction")
-    return Inputs(hematocrit=hematocrit, injection_to_first_map_minutes=None if first is None else float(first),
+    lge = {key: float(t[key]) for key in ("lge_target_minutes", "lge_fit_window_minutes", "lge_n_sd") if key in t}
+    if any(v <= 0 for v in lge.values()):
+        raise ConfigError("[inputs]: lge_target_minutes, lge_fit_window_minutes and lge_n_sd must be > 0")
+    if t.get("lge_infarct_method", "nsd") not in ("nsd", "fwhm"):
+        raise ConfigError("[inputs].lge_infarct_method: must be \"nsd\" or \"fwhm\"")
+    lge["lge_infarct_method"] = t.get("lge_infarct_method", "nsd")
+    return Inputs(**lge, hematocrit=hematocrit, injection_to_first_map_minutes=None if first is None else float(first),
                   oximetry_calibration=calibration, clinical=clinical,
                   ddce_windows_minutes=tuple(sorted(float(w) for w in windows)),
                   relaxivity=tuple((str(k), float(v)) for k, v in relaxivity.items()), t1_noise_fraction=noise)
@@ -347,6 +361,12 @@ name = "ddce"
 series_description = '(?i)ddce'
 image_type = '(?i)^DERIVED'
 module = "ddce"
+
+[[routes]]
+name = "lge"
+series_description = '(?i)ddce|myocard'
+image_type = '(?i)^DERIVED'
+module = "lge"
 """
 
 

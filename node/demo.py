@@ -40,7 +40,8 @@ def demo_config(workdir: Path, pacs_port: int, pacs_ae: str) -> dict:
         "routes": [{"name": "ecv", "series_description": "(?i)^(?!.*ddce).*(t1.?map|molli|moco_t1)", "module": "ecv",
                     "destinations": ["pacs"], "viewer_images": ["grayscale", "colour"]},
                    {"name": "ddce", "series_description": "(?i)ddce", "module": "ddce", "destinations": ["pacs"],
-                    "viewer_images": ["grayscale", "colour"]}],
+                    "viewer_images": ["grayscale", "colour"]},
+                   {"name": "lge", "series_description": "(?i)ddce", "module": "lge", "destinations": ["pacs"]}],
     }
 
 
@@ -103,19 +104,26 @@ def _wait_for_registry(node: Node, timeout: float) -> list[dict]:
     while time.time() < deadline:
         rows = node.registry.rows()
         regions = {(r["producer"], r["region"]) for r in rows}
-        if {("cmr-node ecv", "LV myocardium"), ("cmr-node ddce", "LV myocardium, 30-min window")} <= regions:
+        if {("cmr-node ecv", "LV myocardium"), ("cmr-node ddce", "LV myocardium, 30-min window"),
+                ("cmr-node lge", "LV myocardium (LGE_standard)")} <= regions:
             return rows
         time.sleep(0.5)
     raise TimeoutError(f"the reports did not reach the registry within {timeout:.0f} s")
 
 
 def _registry_summary(rows: list[dict]) -> list[str]:
-    wanted = {"ECV": "ECV (%)", "VEVP": "ve+vp", "PS": "PS (mL/min/g)", "FP": "Fp (mL/min/g)"}
-    lines = ["registry (from the Structured Reports; median over the automatic LV myocardium):"]
+    wanted = {"ECV": "ECV (%)", "VEVP": "ve+vp", "PS": "PS (mL/min/g)", "FP": "Fp (mL/min/g)",
+              "INFSIZE": "infarct (% LV)", "TRANSMUR": "transmural %", "MVOSIZE": "MVO (% LV)", "CNRIB": "CNR inf-blood"}
+    lines = ["registry (from the Structured Reports; medians over the automatic LV myocardium):"]
     for r in rows:
-        if r["concept_code"] in wanted and r["derivation"] == "Median" and r["region"].startswith("LV myocardium"):
+        if r["concept_code"] in wanted and r["derivation"] in ("Median", None) and r["region"].startswith("LV myo"):
             lines.append(f"  {r['producer']:14s} {r['region']:30s} {wanted[r['concept_code']]:14s} {r['value']:.3g}")
     return lines
+
+
+def _infarct_truth(phantom) -> float:
+    myocardium = np.isin(phantom.labels, (Region.REMOTE, Region.INFARCT, Region.MVO)).sum()
+    return 100.0 * np.isin(phantom.labels, (Region.INFARCT, Region.MVO)).sum() / myocardium
 
 
 def _collect_previews(data_dir: Path, target: Path) -> int:
@@ -155,6 +163,7 @@ def run_demo(workdir: Path, keep_running: bool = False, timeout: float = 180.0) 
         print("\n".join(_ddce_summary(maps, ddce_phantom_)))
         print()
         print("\n".join(_registry_summary(_wait_for_registry(node, timeout))))
+        print(f"phantom truth: infarct {_infarct_truth(ddce_phantom_):.1f} % of LV myocardium, transmurality 60 %")
         count = _collect_previews(workdir / "node-data", workdir / "previews")
         print(f"\n{count} PNG previews of the maps: {workdir / 'previews'}")
         print(f"node data (inputs, index, results/*/results.json, registry.sqlite): {workdir / 'node-data'}")

@@ -32,4 +32,4 @@ def test_demo_without_orthanc_uses_builtin_scp(tmp_path, monkeypatch, capsys):
     assert kinds[PM_SOP_CLASS] == 1 + 12          # ECV map, 6 dDCE maps per window
     assert kinds[SR_SOP_CLASS] >= 2 and kinds[SEG_SOP_CLASS] >= 2
     assert kinds[SC_SOP_CLASS] >= 2 * 13           # grayscale and colour companions of every map
-    assert "LV myocardium, 30-min window" in out and len(list((tmp_path / "previews").glob("*.png"))) >= 13
+    assert "LV myocardium, 30-min window" in out and "LV myocardium (LGE_dDCE)" in out and len(list((tmp_path / "previews").glob("*.png"))) >= 13

@@ -103,3 +103,19 @@ def ddce_phantom(geometry: SliceGeometry = SliceGeometry(), times_min=DEFAULT_TI
     return DdcePhantom(labels=labels, times_min=times, t1_native_ms=maps[0], t1_post_ms=maps[1:],
                        hematocrit=hematocrit, r1_per_mM_s=r1_per_mM_s, pixel_mm=geometry.pixel_mm,
                        shifts_px=shifts, truth={r.name.lower(): dict(p) for r, p in parameters.items()})
+
+
+def infarct_matching_blood_t1(target_min: float = 15.0, hematocrit: float = 0.42, r1_per_mM_s: float = 5.2) -> dict:
+    """2CXM parameters (as TRUE_PARAMETERS) whose infarct T1 equals blood T1 at target_min: the case where
+    standard LGE cannot tell a subendocardial infarct from the cavity. The infarct's ve is solved by bisection."""
+    def plasma(t):
+        return blood_aif_mM(t) / (1.0 - hematocrit)
+    r1_blood = 1000.0 / NATIVE_T1_MS[Region.LV_BLOOD] + r1_per_mM_s * float(blood_aif_mM(np.array([target_min]))[0])
+    wanted = (r1_blood - 1000.0 / NATIVE_T1_MS[Region.INFARCT]) / r1_per_mM_s      # infarct Ct (mmol/L)
+    base = dict(TRUE_PARAMETERS[Region.INFARCT])
+    low, high = 0.05, 0.95
+    for _ in range(30):
+        ve = 0.5 * (low + high)
+        ct = tissue_curve_numerical(np.array([target_min]), ve, base["vp"], base["fp"], base["ps"], plasma, dt=0.002)
+        low, high = (ve, high) if ct[0] < wanted else (low, ve)
+    return {**TRUE_PARAMETERS, Region.INFARCT: dict(base, ve=0.5 * (low + high))}

@@ -48,6 +48,7 @@ MODULES: dict[str, ModuleSpec] = {
     "ddce": ModuleSpec(name="ddce", version="1.0", scope="study-so-far", entry_point="node.modules.ddce:run"),
     "molli": ModuleSpec(name="molli", version="1.0", scope="series", entry_point="node.modules.molli:run"),
     "t2map": ModuleSpec(name="t2map", version="1.0", scope="series", entry_point="node.modules.t2map:run"),
+    "lge": ModuleSpec(name="lge", version="1.0", scope="study-so-far", entry_point="node.modules.lge:run"),
     "oximetry": ModuleSpec(name="oximetry", version="1.0", scope="study-so-far",
                            entry_point="node.modules.oximetry:run"),
 }

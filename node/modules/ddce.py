@@ -79,7 +79,7 @@ def injection_time(posts: list[list[T1Slice]], settings: dict) -> tuple[datetime
                      "per-study injection_time and no [inputs] injection_to_first_map_minutes")
 
 
-def _relaxivity(posts: list[list[T1Slice]], settings: dict) -> tuple[float, str, float]:
+def relaxivity(posts: list[list[T1Slice]], settings: dict) -> tuple[float, str, float]:
     header = posts[0][0].dataset
     agent = str(header.get("ContrastBolusAgent", "") or "")
     field = float(header.get("MagneticFieldStrength", 0) or 0)
@@ -91,14 +91,14 @@ def _relaxivity(posts: list[list[T1Slice]], settings: dict) -> tuple[float, str,
         raise InputError(str(exc)) from None
 
 
-def _window_key(used: list[T1Slice], settings: dict, r1: float, injection: datetime) -> str:
+def window_key(used: list[T1Slice], settings: dict, r1: float, injection: datetime) -> str:
     digest = hashlib.sha256(f"ddce {MODULES['ddce'].version} {settings['hematocrit']} {r1} {injection}".encode())
     for uid in sorted(str(s.dataset.SOPInstanceUID) for s in used):
         digest.update(uid.encode())
     return digest.hexdigest()
 
 
-def _fit_window(window: float, native: list[T1Slice], timed: list[tuple[float, T1Slice]], settings: dict,
+def fit_window(window: float, native: list[T1Slice], timed: list[tuple[float, T1Slice]], settings: dict,
                 r1: float) -> tuple[dict[str, np.ndarray], list[dict], list[T1Slice], list]:
     """Maps stacked over slice positions, per-slice summaries, the post slices used and per-slice results."""
     stacks: dict[str, list[np.ndarray]] = {name: [] for name in (*QUANTITIES, "failed")}
@@ -161,7 +161,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
     settings = inp.settings
     native, posts, how = classify(group_by_series([read_t1_slice(f) for f in inp.files]))
     injection, injection_source = injection_time(posts, settings)
-    r1, agent, field = _relaxivity(posts, settings)
+    r1, agent, field = relaxivity(posts, settings)
     timed = [((s.acquired - injection).total_seconds() / 60.0, s) for series in posts for s in series if s.acquired]
     timed = [(t, s) for t, s in timed if t > 0]
     windows = covered_windows(np.array([t for t, _ in timed]), settings["ddce_windows_minutes"])
@@ -170,7 +170,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
         "injection_time_source": injection_source, "contrast_agent": agent, "field_strength_t": field,
         "r1_per_mM_s": r1, "hematocrit": settings["hematocrit"], "tissue_density_g_per_ml": TISSUE_DENSITY_G_PER_ML,
         "last_map_min": round(max((t for t, _ in timed), default=0.0), 2), "windows": []})
-    fitted = [_fit_window(window, native, timed, settings, r1) for window in windows]
+    fitted = [fit_window(window, native, timed, settings, r1) for window in windows]
     # one set of regions for every window: the wall from the native map, the blood pool of the first window
     regions = lv_regions([s.t1_ms for s in native], [r.blood_pool for r in fitted[0][3]] if fitted else [],
                          [s.pixel_mm for s in native], [s.position_mm for s in native])
@@ -179,7 +179,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
         if fitted else None
     groups = []
     for n, (window, (maps, slices, used, results)) in enumerate(zip(windows, fitted)):
-        key = _window_key(used, settings, r1, injection)
+        key = window_key(used, settings, r1, injection)
         entry = {"window_min": window, "slices": slices, "maps": []}
         pms = {}
         for k, (name, (label, quantity)) in enumerate(QUANTITIES.items()):

@@ -22,7 +22,7 @@ from node.modules import MODULES, ModuleInput, ModuleOutput
 
 LV_MYOCARDIUM_SEGMENT = Segment("LV myocardium", codes.ANATOMICAL_STRUCTURE, codes.LV_MYOCARDIUM)
 LV_BLOOD_SEGMENT = Segment("LV blood pool", codes.TISSUE, codes.BLOOD)
-REPORT_SERIES_NUMBER = {"ecv": 9901, "ddce": 9902, "molli": 9903, "t2map": 9904, "oximetry": 9905}
+REPORT_SERIES_NUMBER = {"ecv": 9901, "ddce": 9902, "molli": 9903, "t2map": 9904, "oximetry": 9905, "lge": 9906}
 
 
 @dataclass

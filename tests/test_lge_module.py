@@ -1,0 +1,160 @@
+"""Synthetic LGE from the 5-minute dDCE fit: phantom accuracy, the hard cases, outputs and the node path."""
+import numpy as np
+import pydicom
+import pytest
+
+import highdicom as hd
+from analysis.phantoms import MYOCARDIUM, Region, SliceGeometry
+from analysis.phantoms.ddce import ddce_phantom, infarct_matching_blood_t1
+from dicom_out.phantom_studies import write_ddce_study
+from dicom_out.segmentation import Segment, build_segmentation
+from dicom_out.synthetic_mr import SyntheticStudy
+from dicom_out import codes
+from node.config import parse_config
+from node.offline import process_folder
+from tests.conftest import (SEG_SOP_CLASS, assert_report_matches, dciodvfy_errors, node_config_dict,
+                            orthanc_destination, sr_groups, storescu, wait_until)
+
+LGE_ROUTE = {"name": "lge", "series_description": "(?i)ddce|myocard", "module": "lge", "viewer_images": []}
+EQUAL_T1_TIMES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15)
+
+
+def run_lge(tmp_path, phantom, extra_files=()):
+    study, _, files = write_ddce_study(tmp_path / "in", phantom=phantom)
+    for f in extra_files:
+        f(tmp_path / "in", study, files)
+    job = process_folder(tmp_path / "in", tmp_path / "out", parse_config({"routes": [LGE_ROUTE]}))["jobs"][0]
+    assert job["state"] == "done", job.get("error")
+    return job, tmp_path / "out"
+
+
+def truth(phantom):
+    myo = np.isin(phantom.labels, MYOCARDIUM).sum()
+    return {"infarct_size_percent": 100 * np.isin(phantom.labels, (Region.INFARCT, Region.MVO)).sum() / myo,
+            "mvo_percent": 100 * (phantom.labels == Region.MVO).sum() / myo}
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    phantom = ddce_phantom()
+    job, out = run_lge(tmp_path_factory.mktemp("lge"), phantom)
+    return phantom, job, out
+
+
+def test_infarct_size_transmurality_and_mvo_match_the_phantom(default_run):
+    phantom, job, _ = default_run
+    expected = truth(phantom)
+    for method in ("nsd", "fwhm"):
+        found = job["results"]["lge_ddce"][method]
+        assert abs(found["infarct_size_percent"] - expected["infarct_size_percent"]) < 2.0, method
+        assert abs(found["transmurality_percent"] - 100 * SliceGeometry().infarct_transmurality) < 10.0, method
+        assert found["mvo_voxels"] > 0 and abs(found["mvo_percent"] - expected["mvo_percent"]) < 1.5, method
+
+
+def test_synthetic_lge_has_higher_infarct_to_blood_cnr_than_standard(default_run):
+    _, job, _ = default_run
+    results = job["results"]
+    dde, std = results["lge_ddce"]["nsd"], results["lge_standard"]["nsd"]
+    assert dde["cnr_infarct_blood"] > std["cnr_infarct_blood"]
+    assert results["cnr_infarct_blood_ratio"] == pytest.approx(dde["cnr_infarct_blood"] / std["cnr_infarct_blood"],
+                                                               rel=0.01)
+    assert 300 < results["lge_ddce"]["ti_ms"] < 700     # nulls remote myocardium at 15 min
+
+
+def test_outputs_valid_and_segments_match_the_phantom(default_run):
+    phantom, job, out = default_run
+    for name in job["outputs"]:
+        assert dciodvfy_errors(out / name) == [], name
+    seg_path = next(out / n for n in job["outputs"]
+                    if pydicom.dcmread(out / n, stop_before_pixels=True).SOPClassUID == SEG_SOP_CLASS)
+    seg = hd.seg.segread(seg_path)
+    labels = [seg.get_segment_description(n).segment_label for n in seg.get_segment_numbers()]
+    assert labels == ["LV myocardium", "Infarct", "Microvascular obstruction", "LV blood pool"]
+    masks = np.asarray(seg.get_volume(combine_segments=False).array)[0] > 0
+    myo, infarct, mvo, pool = (masks[..., k] for k in range(4))
+    assert np.all(np.isin(phantom.labels[infarct], (Region.INFARCT, Region.MVO)))
+    assert np.mean(phantom.labels[mvo] == Region.MVO) > 0.9
+    assert np.all(phantom.labels[pool] == Region.LV_BLOOD)
+    assert 2 * (myo & np.isin(phantom.labels, MYOCARDIUM)).sum() / (myo.sum() + np.isin(phantom.labels, MYOCARDIUM).sum()) > 0.9
+    results = job["results"]
+    sr_path = out / f"{results['report_sop_instance_uid']}.dcm"
+    assert_report_matches(sr_path, results["measurements"])
+    wall = sr_groups(sr_path)["LV myocardium (LGE_dDCE)"]
+    assert wall[("INFSIZE", "99CMRN", None)] == (round(results["lge_ddce"]["nsd"]["infarct_size_percent"], 2), "%")
+    psir = next(pydicom.dcmread(out / n) for n in job["outputs"]
+                if pydicom.dcmread(out / n, stop_before_pixels=True).SeriesDescription.endswith("PSIR (cmr-node)")
+                and "dDCE" in pydicom.dcmread(out / n, stop_before_pixels=True).SeriesDescription)
+    signal = psir.pixel_array * float(psir.RescaleSlope) + float(psir.RescaleIntercept)
+    assert np.median(signal[phantom.labels == Region.INFARCT]) > 300 > abs(np.median(signal[phantom.labels == Region.REMOTE]))
+    assert np.median(signal[phantom.labels == Region.LV_BLOOD]) < -200      # dark blood: no interstitium
+
+
+def test_no_mvo_where_the_phantom_has_none(tmp_path):
+    job, _ = run_lge(tmp_path, ddce_phantom(SliceGeometry(mvo_width_deg=0.0)))
+    assert job["results"]["lge_ddce"]["nsd"]["mvo_voxels"] == 0
+
+
+def test_infarct_with_blood_t1_at_15_min_is_still_separated(tmp_path):
+    phantom = ddce_phantom(SliceGeometry(mvo_width_deg=0.0), times_min=EQUAL_T1_TIMES,
+                           parameters=infarct_matching_blood_t1())
+    results = run_lge(tmp_path, phantom)[0]["results"]
+    std, dde = results["lge_standard"]["nsd"], results["lge_ddce"]["nsd"]
+    assert abs(std["signal_infarct"] - std["signal_blood"]) < 0.05      # standard LGE: same signal
+    assert dde["cnr_infarct_blood"] > 5.0
+    print("equal-T1 CNR infarct-blood: dDCE", dde["cnr_infarct_blood"], "standard", std["cnr_infarct_blood"])
+
+
+def test_small_subendocardial_infarct_is_detected(tmp_path):
+    geometry = SliceGeometry(infarct_width_deg=40.0, infarct_transmurality=0.35, mvo_width_deg=0.0)
+    phantom = ddce_phantom(geometry)
+    assert truth(phantom)["infarct_size_percent"] < 5.0
+    job, out = run_lge(tmp_path, phantom)
+    found = job["results"]["lge_ddce"]["nsd"]
+    assert abs(found["infarct_size_percent"] - truth(phantom)["infarct_size_percent"]) < 2.0
+    assert found["infarct_voxels"] > 0.5 * np.isin(phantom.labels, (Region.INFARCT,)).sum()
+
+
+def _add_myocardium_seg(directory, study, files):
+    """A hand-drawn LV myocardium SEG on the native map, as a workstation would send it."""
+    native = pydicom.dcmread(files[0])
+    labels = ddce_phantom().labels
+    seg = build_segmentation(np.isin(labels, MYOCARDIUM)[None, :, :, None], [native],
+                             [Segment("LV myocardium", codes.ANATOMICAL_STRUCTURE, codes.LV_MYOCARDIUM, manual=True)],
+                             series_uid=pydicom.uid.generate_uid(), sop_uid=pydicom.uid.generate_uid(),
+                             series_number=60, series_description="LV myocardium contours", software_version="test")
+    (directory / "seg").mkdir()
+    seg.save_as(directory / "seg" / "myocardium.dcm")
+
+
+def test_received_myocardium_seg_is_used_and_said_so(tmp_path):
+    phantom = ddce_phantom()
+    job, out = run_lge(tmp_path, phantom, extra_files=[_add_myocardium_seg])
+    results = job["results"]
+    assert results["myocardium_source"] == "received SEG"
+    assert results["lge_ddce"]["nsd"]["myocardium_voxels"] == np.isin(phantom.labels, MYOCARDIUM).sum()
+    assert abs(results["lge_ddce"]["nsd"]["infarct_size_percent"] - truth(phantom)["infarct_size_percent"]) < 2.0
+    wall = next(g for g in results["measurements"] if g["region"] == "LV myocardium (LGE_dDCE)")
+    assert {"name": {"value": "122554", "scheme": "DCM", "meaning": "Segmentation Method"},
+            "value": {"value": "87982008", "scheme": "SCT", "meaning": "Manual"}} in wall["evaluations"]
+
+
+def test_end_to_end_into_orthanc(tmp_path, orthanc, make_node):
+    study, _, files = write_ddce_study(tmp_path / "scanner", SyntheticStudy())
+    config = node_config_dict(tmp_path / "data", [orthanc_destination(orthanc)])
+    config["routes"] = [dict(LGE_ROUTE, destinations=["orthanc"])]
+    node = make_node(config)
+    assert storescu(node.port, files).returncode == 0
+
+    def lge_series():
+        found = set()
+        for sop_class in ("1.2.840.10008.5.1.4.1.1.4", SEG_SOP_CLASS):
+            for i in orthanc.find_instances(sop_class):
+                tags = orthanc.instance_tags(i)
+                if tags.get("StudyInstanceUID") == study.study_uid:
+                    found.add(tags.get("SeriesDescription"))
+        return found
+    wanted = {"LGE_dDCE 15min PSIR (cmr-node)", "LGE_dDCE 15min IR (cmr-node)", "LGE_standard 15min PSIR (cmr-node)",
+              "LGE_dDCE regions (cmr-node)"}
+    wait_until(lambda: wanted <= lge_series(), timeout=240, what="LGE images and SEG in Orthanc")
+    rows = node.registry.rows()
+    assert any(r["concept_code"] == "INFSIZE" for r in rows)
