@@ -127,6 +127,26 @@ class OutboxItem:
     attempts: int
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring an index written by an earlier cmr-node up to date: columns added since get their default.
+
+    Without this, an upgraded node would answer every C-STORE with Out of Resources (the insert fails)."""
+    reference = sqlite3.connect(":memory:")
+    reference.executescript(_SCHEMA)
+    tables = [r[0] for r in reference.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    for table in tables:
+        present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        for _, name, kind, not_null, default, _ in reference.execute(f"PRAGMA table_info({table})"):
+            if name in present:
+                continue
+            if not_null and default is None:
+                raise RuntimeError(f"index table {table} lacks column {name}, which has no default: move the old "
+                                   "data_dir aside (nothing in it is lost) and start again")
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"
+                       + (" NOT NULL" if not_null else "") + (f" DEFAULT {default}" if default is not None else ""))
+    reference.close()
+
+
 class Index:
     def __init__(self, path: Path | str):
         self.path = str(path)
@@ -142,6 +162,7 @@ class Index:
             if version not in (0, SCHEMA_VERSION):
                 raise RuntimeError(f"index schema version {version} is newer than this cmr-node ({SCHEMA_VERSION})")
             self._db.executescript(_SCHEMA)
+            _add_missing_columns(self._db)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -169,13 +190,15 @@ class Index:
         """Index one stored instance; (re)opens its series and study for completion."""
         now = time.time() if now is None else now
         self._tx([
-            ("INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?,?,?)",
+            ("INSERT OR REPLACE INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid, path, size, "
+             "transfer_syntax, acquisition_datetime, calling_ae, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
              (rec.sop_instance_uid, rec.sop_class_uid, rec.study_uid, rec.series_uid, rec.path, rec.size,
               rec.transfer_syntax, rec.acquisition_datetime, rec.calling_ae, now)),
-            ("INSERT INTO series VALUES (?,?,?,?,?,?,?,NULL) ON CONFLICT(series_uid) DO UPDATE SET "
+            ("INSERT INTO series (series_uid, study_uid, series_description, image_type, modality, first_received_at, "
+             "last_received_at, completed_at) VALUES (?,?,?,?,?,?,?,NULL) ON CONFLICT(series_uid) DO UPDATE SET "
              "last_received_at=excluded.last_received_at, completed_at=NULL",
              (rec.series_uid, rec.study_uid, rec.series_description, rec.image_type, rec.modality, now, now)),
-            ("INSERT INTO studies VALUES (?,?,NULL) ON CONFLICT(study_uid) DO UPDATE SET "
+            ("INSERT INTO studies (study_uid, last_received_at, completed_at) VALUES (?,?,NULL) ON CONFLICT(study_uid) DO UPDATE SET "
              "last_received_at=excluded.last_received_at, completed_at=NULL",
              (rec.study_uid, now)),
         ])
@@ -215,8 +238,9 @@ class Index:
     def set_study_inputs(self, study_uid: str, values: dict[str, str]) -> None:
         """Store per-study values and reopen the study's series so that its routes run again."""
         now = time.time()
-        statements = [("INSERT INTO study_inputs VALUES (?,?,?,?) ON CONFLICT(study_uid, key) DO UPDATE SET "
-                       "value=excluded.value, set_at=excluded.set_at", (study_uid, k, v, now))
+        statements = [("INSERT INTO study_inputs (study_uid, key, value, set_at) VALUES (?,?,?,?) "
+                       "ON CONFLICT(study_uid, key) DO UPDATE SET value=excluded.value, set_at=excluded.set_at",
+                       (study_uid, k, v, now))
                       for k, v in values.items()]
         statements += [("UPDATE series SET completed_at=NULL WHERE study_uid=?", (study_uid,)),
                        ("UPDATE studies SET completed_at=NULL WHERE study_uid=?", (study_uid,))]

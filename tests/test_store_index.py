@@ -119,3 +119,19 @@ def test_study_waits_for_its_running_jobs():
     index.claim_jobs(1)
     index.fail_job(job, "done with it")
     assert index.complete_quiet_studies(1, now=100.0) == ["1.2.3"]
+
+
+def test_index_from_an_earlier_version_is_brought_up_to_date(tmp_path):
+    """An index written before series.image_type existed: the upgraded node still stores instances."""
+    import sqlite3
+    old = sqlite3.connect(tmp_path / "i.sqlite")
+    old.executescript("CREATE TABLE series (series_uid TEXT PRIMARY KEY, study_uid TEXT NOT NULL, "
+                      "series_description TEXT NOT NULL DEFAULT '', modality TEXT, first_received_at REAL NOT NULL, "
+                      "last_received_at REAL NOT NULL, completed_at REAL); PRAGMA user_version=1;")
+    old.execute("INSERT INTO series VALUES ('1.2.3.9', '1.2.3', 'old', 'MR', 1, 1, NULL)")
+    old.commit()
+    old.close()
+    index = Index(tmp_path / "i.sqlite")
+    index.record_instance(record("1.1"))
+    assert index.status()["instances"] == 1
+    assert {r["series_uid"]: r["image_type"] for r in index.series_of_study("1.2.3")} == {"1.2.3.9": "", "1.2.3.4": ""}
