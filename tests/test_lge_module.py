@@ -116,6 +116,7 @@ def test_small_subendocardial_infarct_is_detected(tmp_path):
 
 def _add_myocardium_seg(directory, study, files):
     """A hand-drawn LV myocardium SEG on the native map, as a workstation would send it."""
+    directory.mkdir(parents=True, exist_ok=True)
     native = pydicom.dcmread(files[0])
     labels = ddce_phantom().labels
     seg = build_segmentation(np.isin(labels, MYOCARDIUM)[None, :, :, None], [native],
@@ -158,3 +159,15 @@ def test_end_to_end_into_orthanc(tmp_path, orthanc, make_node):
     wait_until(lambda: wanted <= lge_series(), timeout=240, what="LGE images and SEG in Orthanc")
     rows = node.registry.rows()
     assert any(r["concept_code"] == "INFSIZE" for r in rows)
+    # a hand-drawn myocardium arrives later: the module runs again with it, and the report says Manual
+    _add_myocardium_seg(tmp_path / "workstation", study, files)
+    assert storescu(node.port, [tmp_path / "workstation" / "seg" / "myocardium.dcm"], extra=["-R"]).returncode == 0
+
+    def manual_report():
+        return [r for r in node.registry.rows() if r["producer"] == "cmr-node lge"
+                and r["region"] == "LV myocardium (LGE_dDCE)" and r["concept_code"] == "INFSIZE"]
+    wait_until(lambda: any(e[0] == "Manual" for e in node.registry.db.execute(
+        "SELECT e.value_meaning FROM evaluations e JOIN reports r ON r.id = e.report_id "
+        "WHERE r.current = 1 AND r.producer = 'cmr-node lge' AND e.region = 'LV myocardium (LGE_dDCE)'")),
+        timeout=240, what="LGE re-run with the received myocardium")
+    assert len(manual_report()) == 1      # the revision replaced the automatic report
