@@ -6,6 +6,7 @@ destination stops the node with a message that names the key.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -25,7 +26,11 @@ class NodeSettings:
     port: int = 11112
     data_dir: Path = Path("cmr-node-data")
     allowed_callers: tuple[str, ...] = ()
+    allowed_networks: tuple[str, ...] = ()   # source addresses let in (CIDR); empty = any
     workers: int = 1
+    min_free_mb: float = 1024.0              # below this free space in data_dir, C-STORE answers 0xA700
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0                    # GET /healthz and /metrics; 0 = off
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,8 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple, bool]]] = {
     "node": {
         "ae_title": (str, False), "host": (str, False), "port": (int, False),
         "data_dir": (str, False), "allowed_callers": (list, False), "workers": (int, False),
+        "allowed_networks": (list, False), "min_free_mb": (_NUMBER, False), "metrics_host": (str, False),
+        "metrics_port": (int, False),
     },
     "completion": {
         "series_quiet_seconds": (_NUMBER, False), "study_quiet_seconds": (_NUMBER, False),
@@ -204,11 +211,24 @@ def _parse_node(t: dict, base_dir: Path) -> NodeSettings:
     workers = t.get("workers", NodeSettings.workers)
     if workers < 1:
         raise ConfigError("[node].workers: must be >= 1")
+    networks = t.get("allowed_networks", [])
+    for i, net in enumerate(networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except (ValueError, TypeError):
+            raise ConfigError(f"[node].allowed_networks[{i}]: {net!r} is not a network like 10.1.0.0/16") from None
+    min_free = t.get("min_free_mb", NodeSettings.min_free_mb)
+    if min_free < 0:
+        raise ConfigError("[node].min_free_mb: must be >= 0")
+    metrics_port = t.get("metrics_port", 0)
     return NodeSettings(
         ae_title=_ae_title("[node].ae_title", t.get("ae_title", NodeSettings.ae_title)),
         host=t.get("host", NodeSettings.host),
         port=_port("[node].port", t.get("port", NodeSettings.port)),
         data_dir=data_dir, allowed_callers=tuple(callers), workers=workers,
+        allowed_networks=tuple(networks), min_free_mb=float(min_free),
+        metrics_host=t.get("metrics_host", NodeSettings.metrics_host),
+        metrics_port=_port("[node].metrics_port", metrics_port) if metrics_port else 0,
     )
 
 

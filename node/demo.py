@@ -33,7 +33,7 @@ log = logging.getLogger("cmr_node.demo")
 def demo_config(workdir: Path, pacs_port: int, pacs_ae: str) -> dict:
     return {
         "node": {"ae_title": "CMRNODE", "host": "127.0.0.1", "port": free_port(),
-                 "data_dir": str(workdir / "node-data")},
+                 "data_dir": str(workdir / "node-data"), "min_free_mb": 100},
         "completion": {"series_quiet_seconds": 1, "study_quiet_seconds": 2, "sweep_interval_seconds": 0.5},
         "dispatch": {"retry_base_seconds": 1, "interval_seconds": 0.5},
         "destinations": [{"name": "pacs", "host": "127.0.0.1", "port": pacs_port, "ae_title": pacs_ae}],

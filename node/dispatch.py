@@ -52,14 +52,18 @@ def store_files(calling_ae: str, destination: Destination, items: list[OutboxIte
 
 
 class Dispatcher:
-    def __init__(self, config: Config, index: Index):
+    def __init__(self, config: Config, index: Index, audit=None):
         self.config = config
         self.index = index
+        self.audit = audit
 
     def _record(self, item: OutboxItem, error: str | None) -> None:
         if error is None:
             self.index.mark_sent(item.id)
             log.info("sent %s to %s", item.sop_instance_uid, item.destination)
+            if self.audit:
+                self.audit.record("sent", destination=item.destination, study_uid=item.study_uid,
+                                  sop_instance_uid=item.sop_instance_uid, sop_class_uid=item.sop_class_uid)
             return
         settings = self.config.dispatch
         attempts = item.attempts + 1

@@ -359,6 +359,12 @@ class Index:
             "outbox": {dest: counts_by_state for dest, counts_by_state in self._outbox_counts().items()},
         }
 
+    def job_counts(self) -> list[sqlite3.Row]:
+        """(module, state, count, seconds): seconds is the summed run time of the jobs that finished."""
+        return self._query("SELECT module, state, COUNT(*) AS count, "
+                           "COALESCE(SUM(CASE WHEN finished_at IS NOT NULL AND started_at IS NOT NULL "
+                           "THEN finished_at - started_at END), 0) AS seconds FROM jobs GROUP BY module, state")
+
     def _outbox_counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for r in self._query("SELECT destination, state, COUNT(*) FROM outbox GROUP BY 1, 2"):

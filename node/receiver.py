@@ -6,7 +6,9 @@ pixel data is never decoded on the receive path.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
+import shutil
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from pynetdicom import AE, evt
 from pynetdicom.presentation import build_context
 
 from node import status
+from node.audit import AuditLog
 from node.index import Index, InstanceRecord
 from node.sop_classes import STORAGE_SOP_CLASSES, accepted_transfer_syntaxes
 from node.store import Layout, is_valid_uid, quarantine, write_atomic
@@ -129,9 +132,14 @@ class ReceiveCounters:
 class Receiver:
     """Owns the pynetdicom AE and its handlers."""
 
-    def __init__(self, ae_title: str, layout: Layout, index: Index, allowed_callers: tuple[str, ...] = ()):
+    def __init__(self, ae_title: str, layout: Layout, index: Index, allowed_callers: tuple[str, ...] = (),
+                 allowed_networks: tuple[str, ...] = (), min_free_bytes: float = 0.0, audit: AuditLog | None = None):
         self.layout = layout
         self.index = index
+        self.allowed_networks = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
+        self.min_free_bytes = min_free_bytes
+        self.audit = audit
+        self._associations: dict[int, dict] = {}   # per association: what it brought, for the audit log
         self.counters = ReceiveCounters()
         self._counter_lock = threading.Lock()
         self.ae = AE(ae_title=ae_title)
@@ -149,34 +157,78 @@ class Receiver:
     def _handle_echo(self, event) -> int:
         return status.SUCCESS
 
+    def _handle_requested(self, event) -> None:
+        """Refuse a caller whose address is outside allowed_networks (rejected-permanent, no reason given)."""
+        address = event.assoc.requestor.address
+        if self.allowed_networks and not any(ipaddress.ip_address(address) in net for net in self.allowed_networks):
+            event.assoc.acse.send_reject(0x01, 0x01, 0x01)
+            event.assoc.refused_by_address = True    # so that EVT_REJECTED does not count it twice
+            self._refused(event, "address not in allowed_networks")
+
     def _handle_accepted(self, event) -> None:
         with self._counter_lock:
             self.counters.associations += 1
+            self._associations[id(event.assoc)] = {"instances": 0, "bytes": 0, "rejected": 0, "studies": {}}
         req = event.assoc.requestor
         log.info("association accepted from AE %s at %s:%s", req.ae_title, req.address, req.port)
 
     def _handle_rejected(self, event) -> None:
+        if not getattr(event.assoc, "refused_by_address", False):
+            self._refused(event, "calling AE title not in allowed_callers")
+
+    def _refused(self, event, reason: str) -> None:
         req = event.assoc.requestor
         with self._counter_lock:
             self.counters.rejected += 1
-        log.warning("association rejected: calling AE %s at %s not in allowed_callers", req.ae_title, req.address)
+        log.warning("association rejected: calling AE %s at %s: %s", req.ae_title, req.address, reason)
+        if self.audit:
+            self.audit.record("association_refused", calling_ae=req.ae_title, address=req.address, reason=reason)
+
+    def _handle_ended(self, event) -> None:
+        """Released or aborted: one audit line with what the association brought."""
+        with self._counter_lock:
+            brought = self._associations.pop(id(event.assoc), None)
+        if brought is not None and self.audit:
+            req = event.assoc.requestor
+            self.audit.record("received", calling_ae=req.ae_title, address=req.address, **brought,
+                              ended="aborted" if event.event == evt.EVT_ABORTED else "released")
+
+    def _count(self, event, record: InstanceRecord | None) -> None:
+        with self._counter_lock:
+            brought = self._associations.get(id(event.assoc))
+            if brought is None:
+                return
+            if record is None:
+                brought["rejected"] += 1
+            else:
+                brought["instances"] += 1
+                brought["bytes"] += record.size
+                brought["studies"][record.study_uid] = brought["studies"].get(record.study_uid, 0) + 1
 
     def _handle_store(self, event):
         calling_ae = event.assoc.requestor.ae_title
         request = event.request
+        if self.min_free_bytes and shutil.disk_usage(self.layout.root).free < self.min_free_bytes:
+            log.error("refusing instance %s: free space in data_dir below min_free_mb", request.AffectedSOPInstanceUID)
+            self._count(event, None)
+            return _failure(status.OUT_OF_RESOURCES, "disk nearly full")
         try:
             raw = event.encoded_dataset(include_meta=True)
         except Exception as exc:
+            self._count(event, None)
             return self._reject(RejectedInstance(status.CANNOT_UNDERSTAND, f"unreadable: {type(exc).__name__}",
                                                  keep=False), b"", calling_ae)
         try:
             ds = read_header(raw, request.AffectedSOPClassUID, request.AffectedSOPInstanceUID)
             record = store_instance(self.layout, self.index, raw, ds, event.context.transfer_syntax, calling_ae)
         except RejectedInstance as exc:
+            self._count(event, None)
             return self._reject(exc, raw, calling_ae)
         except (OSError, sqlite3.Error) as exc:
             log.error("could not store instance %s: %s", request.AffectedSOPInstanceUID, exc)
+            self._count(event, None)
             return _failure(status.OUT_OF_RESOURCES, f"storage failed: {type(exc).__name__}")
+        self._count(event, record)
         with self._counter_lock:
             self.counters.instances += 1
             self.counters.bytes += record.size
@@ -199,7 +251,9 @@ class Receiver:
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, host: str, port: int) -> None:
         handlers = [(evt.EVT_C_ECHO, self._handle_echo), (evt.EVT_C_STORE, self._handle_store),
-                    (evt.EVT_ACCEPTED, self._handle_accepted), (evt.EVT_REJECTED, self._handle_rejected)]
+                    (evt.EVT_REQUESTED, self._handle_requested), (evt.EVT_ACCEPTED, self._handle_accepted),
+                    (evt.EVT_REJECTED, self._handle_rejected), (evt.EVT_RELEASED, self._handle_ended),
+                    (evt.EVT_ABORTED, self._handle_ended)]
         self._server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
         log.info("listening as AE %s on %s:%d", self.ae.ae_title, host, self.port)
 

@@ -8,9 +8,11 @@ import threading
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from node.config import Config
+from node.audit import AuditLog
 from node.dispatch import Dispatcher
 from node.index import Index
 from node.jobs import JobRunner
+from node.monitoring import MonitoringServer
 from node.receiver import Receiver
 from node.registry import RegistryFeeder, open_registry
 from node.routing import Router
@@ -25,14 +27,17 @@ class Node:
         self.layout = Layout(config.node.data_dir)
         self.layout.create()
         self.index = Index(self.layout.index_path)
-        self.receiver = Receiver(config.node.ae_title, self.layout, self.index, config.node.allowed_callers)
+        self.audit = AuditLog(self.layout.root / "audit.log")
+        self.receiver = Receiver(config.node.ae_title, self.layout, self.index, config.node.allowed_callers,
+                                 config.node.allowed_networks, config.node.min_free_mb * 1024 * 1024, self.audit)
         self.router = Router(config, self.index)
         self.registry = open_registry(config)
         self.feeder = RegistryFeeder(self.registry, self.index)
         self.runner = JobRunner(config, self.index, self.layout, self.registry)
-        self.dispatcher = Dispatcher(config, self.index)
+        self.dispatcher = Dispatcher(config, self.index, self.audit)
         self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
         self._stopped = threading.Event()
+        self.monitoring: MonitoringServer | None = None
 
     @property
     def port(self) -> int:
@@ -49,6 +54,8 @@ class Node:
         self.scheduler.add_job(self.dispatcher.send_due, "interval", seconds=d.interval_seconds, id="dispatch")
         self.scheduler.add_job(self.feeder.sweep, "interval", seconds=c.sweep_interval_seconds, id="registry")
         self.scheduler.start()
+        if self.config.node.metrics_port:
+            self.monitoring = MonitoringServer(self, self.config.node.metrics_host, self.config.node.metrics_port)
 
     def stop(self) -> None:
         """Graceful stop: no new associations, current writes finish, queued work stays for the next start."""
@@ -61,6 +68,9 @@ class Node:
         self.runner.shutdown()
         self.index.close()
         self.registry.close()
+        if self.monitoring:
+            self.monitoring.stop()
+        self.audit.close()
         log.info("stopped")
 
     def serve_forever(self) -> None:

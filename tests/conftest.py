@@ -79,7 +79,8 @@ def wait_until(predicate, timeout: float = 60.0, interval: float = 0.2, what: st
 def node_config_dict(data_dir: Path, destinations: list[dict] | None = None, **sections) -> dict:
     """A fast-completing configuration for tests; sections override whole tables."""
     config = {
-        "node": {"ae_title": "CMRNODE", "host": "127.0.0.1", "port": free_port(), "data_dir": str(data_dir)},
+        "node": {"ae_title": "CMRNODE", "host": "127.0.0.1", "port": free_port(), "data_dir": str(data_dir),
+                 "min_free_mb": 10},
         "completion": {"series_quiet_seconds": 1, "study_quiet_seconds": 2, "sweep_interval_seconds": 0.3},
         "dispatch": {"retry_base_seconds": 0.5, "retry_max_seconds": 2, "interval_seconds": 0.3,
                      "max_attempts": 50},

@@ -69,3 +69,14 @@ def test_registry_section():
         parse_config({"registry": {"salt": "short"}})
     with pytest.raises(ConfigError, match=r"\[registry\].owner"):
         parse_config({"registry": {"owner": "x"}})
+
+
+def test_node_security_and_operations_keys():
+    from node.config import ConfigError, parse_config
+    node = parse_config({"node": {"allowed_networks": ["10.1.0.0/16", "127.0.0.1"], "min_free_mb": 500,
+                                  "metrics_port": 9108}}).node
+    assert node.allowed_networks == ("10.1.0.0/16", "127.0.0.1") and node.min_free_mb == 500 and node.metrics_port == 9108
+    with pytest.raises(ConfigError, match=r"\[node\].allowed_networks\[0\]"):
+        parse_config({"node": {"allowed_networks": ["10.1.0.0/33"]}})
+    with pytest.raises(ConfigError, match=r"\[node\].metrics_port"):
+        parse_config({"node": {"metrics_port": 70000}})
