@@ -56,6 +56,12 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    days: float = 0.0               # 0 = keep everything
+    interval_minutes: float = 60.0
+
+
+@dataclass(frozen=True)
 class Destination:
     name: str
     host: str
@@ -119,6 +125,7 @@ class Config:
     routes: tuple[Route, ...] = ()
     inputs: Inputs = field(default_factory=Inputs)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     def destination(self, name: str) -> Destination:
         return next(d for d in self.destinations if d.name == name)
@@ -153,6 +160,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple, bool]]] = {
         "destinations": (list, False), "scope": (str, False), "image_type": (str, False),
         "viewer_images": (list, False),
     },
+    "retention": {"days": (_NUMBER, False), "interval_minutes": (_NUMBER, False)},
     "registry": {"path": (str, False), "salt": (str, False), "salt_file": (str, False)},
     "inputs": {"hematocrit": (_NUMBER, False), "injection_to_first_map_minutes": (_NUMBER, False),
                "ddce_windows_minutes": (list, False), "relaxivity": (dict, False),
@@ -304,7 +312,15 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> Config:
         dispatch=_parse_numbers("dispatch", data.get("dispatch", {}), DispatchSettings),
         destinations=destinations, routes=routes, inputs=inputs,
         registry=_parse_registry(_check_table("[registry]", "registry", data.get("registry", {})), base_dir),
+        retention=_parse_retention(_check_table("[retention]", "retention", data.get("retention", {}))),
     )
+
+
+def _parse_retention(t: dict) -> RetentionSettings:
+    days, interval = t.get("days", 0.0), t.get("interval_minutes", RetentionSettings.interval_minutes)
+    if days < 0 or interval <= 0:
+        raise ConfigError("[retention]: days must be >= 0 (0 keeps everything), interval_minutes > 0")
+    return RetentionSettings(days=float(days), interval_minutes=float(interval))
 
 
 def _parse_registry(t: dict, base_dir: Path) -> RegistrySettings:

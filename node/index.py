@@ -227,6 +227,28 @@ class Index:
                        (now, r["study_uid"], r["last_received_at"])) for r in rows])
             return [r["study_uid"] for r in rows]
 
+    # ---- retention -----------------------------------------------------------------------------
+    def purgeable_studies(self, received_before: float) -> list[str]:
+        """Complete studies last touched before received_before, with no job queued or running and every
+        output of every job delivered: nothing of them is still owed to anyone."""
+        return [r[0] for r in self._query(
+            "SELECT study_uid FROM studies s WHERE completed_at IS NOT NULL AND last_received_at < ? "
+            "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.study_uid = s.study_uid AND j.state IN ('queued', 'running')) "
+            "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.study_uid = s.study_uid AND o.state != 'sent')",
+            (received_before,))]
+
+    def forget_study(self, study_uid: str) -> tuple[list[str], list[str]]:
+        """Remove a study's instances from the index: (instance paths, job output folders) to delete.
+        Jobs and outbox rows stay as history (what was made and where it went)."""
+        with self._lock:
+            paths = [r[0] for r in self._query("SELECT path FROM instances WHERE study_uid=?", (study_uid,))]
+            outputs = [r[0] for r in self._query("SELECT output_dir FROM jobs WHERE study_uid=? AND output_dir "
+                                                 "IS NOT NULL", (study_uid,))]
+            self._tx([("DELETE FROM instances WHERE study_uid=?", (study_uid,)),
+                      ("DELETE FROM series WHERE study_uid=?", (study_uid,)),
+                      ("DELETE FROM studies WHERE study_uid=?", (study_uid,))])
+            return paths, outputs
+
     def series_of_study(self, study_uid: str) -> list[sqlite3.Row]:
         return self._query("SELECT * FROM series WHERE study_uid=? ORDER BY first_received_at", (study_uid,))
 

@@ -15,6 +15,7 @@ from node.jobs import JobRunner
 from node.monitoring import MonitoringServer
 from node.receiver import Receiver
 from node.registry import RegistryFeeder, open_registry
+from node.retention import Purger
 from node.routing import Router
 from node.store import Layout
 
@@ -35,6 +36,7 @@ class Node:
         self.feeder = RegistryFeeder(self.registry, self.index)
         self.runner = JobRunner(config, self.index, self.layout, self.registry)
         self.dispatcher = Dispatcher(config, self.index, self.audit)
+        self.purger = Purger(self.index, self.layout, config.retention.days, self.audit)
         self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
         self._stopped = threading.Event()
         self.monitoring: MonitoringServer | None = None
@@ -53,6 +55,9 @@ class Node:
         self.scheduler.add_job(self.runner.poll, "interval", seconds=0.5, id="jobs")
         self.scheduler.add_job(self.dispatcher.send_due, "interval", seconds=d.interval_seconds, id="dispatch")
         self.scheduler.add_job(self.feeder.sweep, "interval", seconds=c.sweep_interval_seconds, id="registry")
+        if self.config.retention.days > 0:
+            self.scheduler.add_job(self.purger.sweep, "interval", seconds=self.config.retention.interval_minutes * 60,
+                                   id="retention")
         self.scheduler.start()
         if self.config.node.metrics_port:
             self.monitoring = MonitoringServer(self, self.config.node.metrics_host, self.config.node.metrics_port)
