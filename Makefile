@@ -38,6 +38,7 @@ test: venv system-tools
 
 benchmark: venv system-tools
 	PATH="$$PATH:/usr/sbin" $(BIN)/python benchmarks/receive_throughput.py
+	PATH="$$PATH:/usr/sbin" $(BIN)/python benchmarks/receive_load.py
 	$(BIN)/python benchmarks/ddce_fit_speed.py
 	$(BIN)/python benchmarks/ddce_fit_reference.py
 
