@@ -1,4 +1,5 @@
-"""A node killed with SIGKILL in the middle of 1000 images: every acknowledged instance survives, once."""
+"""A node killed with SIGKILL in the middle of 1000 images: every acknowledged instance survives, once,
+and every study routed to a module is processed exactly once."""
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import time
 import numpy as np
 import pydicom
 
+from dicom_out.phantom_studies import write_ecv_study
 from dicom_out.synthetic_mr import SyntheticStudy, save_series, t1_map_series
 from tests.conftest import node_config_dict, require_tool, storescu, wait_until, write_toml
 
@@ -37,11 +39,21 @@ def _indexed(db) -> set[str]:
         return {r[0] for r in con.execute("SELECT sop_instance_uid FROM instances")}
 
 
+def _jobs(db) -> list[tuple[str, str, int]]:
+    with sqlite3.connect(db, timeout=10) as con:
+        return con.execute("SELECT study_uid, state, id FROM jobs ORDER BY id").fetchall()
+
+
 def test_sigkill_mid_stream_loses_no_acknowledged_instance(tmp_path):
-    files = _images(tmp_path / "scanner", IMAGES)
+    filler = _images(tmp_path / "scanner", IMAGES)
+    # Two ECV studies routed to the ecv module: one sent first, one straddling the moment of the kill.
+    first, _, first_files = write_ecv_study(tmp_path / "first", SyntheticStudy())
+    straddling, _, straddling_files = write_ecv_study(tmp_path / "straddling", SyntheticStudy())
+    files = first_files + filler[:296] + straddling_files[:1] + filler[296:310] + straddling_files[1:] + filler[310:]
     uid_of = {str(f): str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files}
     config = node_config_dict(tmp_path / "data")
-    config["routes"] = []
+    # As on a real node, a study waits long enough for the scanner's re-send after a restart.
+    config["completion"]["study_quiet_seconds"] = 20
     toml = write_toml(config, tmp_path / "node.toml")
     port = config["node"]["port"]
     node = _serve(toml)
@@ -68,15 +80,22 @@ def test_sigkill_mid_stream_loses_no_acknowledged_instance(tmp_path):
         on_disk = list((tmp_path / "data" / "incoming").rglob("*.dcm"))
         for path in on_disk:                                     # ... and every file there is whole
             ds = pydicom.dcmread(path)
-            assert ds.pixel_array.shape == (64, 64)
+            assert ds.pixel_array.shape == (ds.Rows, ds.Columns)
         assert {p.stem for p in on_disk} >= set(acknowledged)
         node = _serve(toml)                                      # restart; the scanner sends everything again
         wait_until(lambda: storescu(port, files[:1]).returncode == 0, timeout=30, what="node up again")
         again = storescu(port, files)
         assert again.returncode == 0, again.stderr[-500:]
         indexed = _indexed(db)
-        assert len(indexed) == IMAGES and indexed == set(uid_of.values())
-        assert len(list((tmp_path / "data" / "incoming").rglob("*.dcm"))) == IMAGES   # one file per instance
+        assert len(indexed) == len(files) and indexed == set(uid_of.values())
+        assert len(list((tmp_path / "data" / "incoming").rglob("*.dcm"))) == len(files)   # one file per instance
+        # processed exactly once: one finished job per routed study, one folder of results each
+        wait_until(lambda: [s for _, s, _ in _jobs(db)] == ["done", "done"], timeout=120, what="both ECV jobs done")
+        time.sleep(4)   # several completion sweeps after the re-send: nothing is queued again
+        jobs = _jobs(db)
+        assert sorted(study for study, _, _ in jobs) == sorted([first.study_uid, straddling.study_uid])
+        assert [state for _, state, _ in jobs] == ["done", "done"]
+        assert sorted(p.name for p in (tmp_path / "data" / "results").iterdir()) == sorted(str(i) for *_, i in jobs)
     finally:
         if node.poll() is None:
             node.send_signal(signal.SIGTERM)
