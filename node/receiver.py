@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from io import BytesIO
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.presentation import build_context
@@ -22,14 +23,22 @@ from pynetdicom.presentation import build_context
 from node import status
 from node.audit import AuditLog
 from node.index import Index, InstanceRecord
-from node.sop_classes import STORAGE_SOP_CLASSES, accepted_transfer_syntaxes
+from node.sop_classes import IMAGE_SOP_CLASSES, STORAGE_SOP_CLASSES, accepted_transfer_syntaxes
 from node.store import Layout, is_valid_uid, quarantine, write_atomic
 
 log = logging.getLogger("cmr_node.receive")
 
 _HEADER_TAGS = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
                 "SeriesDescription", "Modality", "AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime",
-                "ImageType"]
+                "ImageType", "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated"]
+_PIXEL_TAGS = ["PixelData", "FloatPixelData", "DoubleFloatPixelData"]
+# Pixel data is read lazily: its length and position are known, its bytes are not copied.
+_DEFER_BYTES = 1024
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+# Far beyond any MR image or enhanced multi-frame object, far below what would exhaust memory downstream.
+MAX_ROWS_COLUMNS = 16384
+MAX_FRAMES = 10000
 
 
 class RejectedInstance(Exception):
@@ -104,9 +113,13 @@ def ingest_file(layout: Layout, index: Index, path) -> InstanceRecord:
 def read_header(raw: bytes, affected_sop_class: str, affected_sop_instance: str) -> Dataset:
     """Parse the identifying attributes of an encoded instance; raise RejectedInstance when unusable."""
     try:
-        ds = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        ds = pydicom.dcmread(BytesIO(raw), defer_size=_DEFER_BYTES)
+        _check_complete(ds, len(raw))
         # Touch every attribute now, so that a malformed value fails here and not later.
         values = {tag: ds.get(tag) for tag in _HEADER_TAGS}
+        _check_pixel_geometry(ds, values)
+    except RejectedInstance:
+        raise
     except Exception as exc:  # pydicom raises many types on broken input
         raise RejectedInstance(status.CANNOT_UNDERSTAND, f"not decodable: {type(exc).__name__}", keep=True)
     for tag in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
@@ -119,6 +132,59 @@ def read_header(raw: bytes, affected_sop_class: str, affected_sop_instance: str)
         raise RejectedInstance(status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
                                "SOPClassUID differs from the request", keep=True)
     return ds
+
+
+def _check_complete(ds: Dataset, available_bytes: int) -> None:
+    """Reject a truncated stream: pydicom ends the dataset quietly where the bytes end, so compare every
+    top-level element's declared length with what is there."""
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    deflated = syntax is not None and syntax.is_deflated   # positions then refer to the inflated stream
+    end = None
+    for element in ds.elements():
+        if not isinstance(element, RawDataElement) or element.length == UNDEFINED_LENGTH:
+            end = None    # pydicom itself fails on an undefined-length item cut short
+            continue
+        end = element.value_tell + element.length
+        if element.value is not None:
+            present = len(element.value)
+        elif deflated:
+            continue
+        else:
+            present = max(0, min(element.length, available_bytes - element.value_tell))
+        if present != element.length:
+            raise RejectedInstance(status.CANNOT_UNDERSTAND, f"truncated at element {element.tag}", keep=True)
+    if end is not None and not deflated and end != available_bytes:
+        raise RejectedInstance(status.CANNOT_UNDERSTAND, "truncated inside an element header", keep=True)
+
+
+def _check_pixel_geometry(ds: Dataset, values: dict) -> None:
+    """Reject absurd image sizes, and native pixel data whose length does not match its declared geometry.
+
+    Nothing downstream should ever try to allocate Rows x Columns x Frames from a header that lies.
+    """
+    rows, columns = values["Rows"], values["Columns"]
+    frames = int(values["NumberOfFrames"] or 1)
+    if rows is None and columns is None:
+        if str(values["SOPClassUID"]) in IMAGE_SOP_CLASSES:
+            raise RejectedInstance(status.CANNOT_UNDERSTAND, "image without Rows, Columns", keep=True)
+        return
+    if not (0 < int(rows or 0) <= MAX_ROWS_COLUMNS and 0 < int(columns or 0) <= MAX_ROWS_COLUMNS):
+        raise RejectedInstance(status.CANNOT_UNDERSTAND, f"absurd image size {rows} x {columns}", keep=True)
+    if not 0 < frames <= MAX_FRAMES:
+        raise RejectedInstance(status.CANNOT_UNDERSTAND, f"absurd NumberOfFrames {frames}", keep=True)
+    element = next((ds.get_item(tag, keep_deferred=True) for tag in _PIXEL_TAGS if tag in ds), None)
+    if element is None:
+        raise RejectedInstance(status.CANNOT_UNDERSTAND, "image without Pixel Data", keep=True)
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is None or syntax.is_compressed or syntax.is_deflated:
+        return   # encapsulated frames have their own lengths; a deflated stream is checked once inflated
+    length = element.length if isinstance(element, RawDataElement) else len(element.value or b"")
+    bits = int(values["BitsAllocated"] or 0)
+    expected_bits = int(rows) * int(columns) * int(values["SamplesPerPixel"] or 1) * frames * bits
+    expected = (expected_bits + 7) // 8
+    if bits == 0 or length not in (expected, expected + expected % 2):
+        raise RejectedInstance(status.CANNOT_UNDERSTAND,
+                               f"Pixel Data length {length} does not match {expected}", keep=True)
 
 
 @dataclass
@@ -164,6 +230,17 @@ class Receiver:
             event.assoc.acse.send_reject(0x01, 0x01, 0x01)
             event.assoc.refused_by_address = True    # so that EVT_REJECTED does not count it twice
             self._refused(event, "address not in allowed_networks")
+
+    def _handle_connection_closed(self, event) -> None:
+        """Release the slot of a connection that closed before sending an A-ASSOCIATE-RQ.
+
+        pynetdicom's acceptor thread waits acse_timeout for the request even after the peer has gone, and
+        counts against maximum_associations meanwhile: a port scan or a burst of junk would lock scanners
+        out for that long. An empty item on the DUL's user queue is how pynetdicom itself says "nothing came".
+        """
+        assoc = event.assoc
+        if assoc.is_acceptor and assoc.requestor.primitive is None and assoc.dul.to_user_queue.empty():
+            assoc.dul.to_user_queue.put(None)
 
     def _handle_accepted(self, event) -> None:
         with self._counter_lock:
@@ -253,7 +330,7 @@ class Receiver:
         handlers = [(evt.EVT_C_ECHO, self._handle_echo), (evt.EVT_C_STORE, self._handle_store),
                     (evt.EVT_REQUESTED, self._handle_requested), (evt.EVT_ACCEPTED, self._handle_accepted),
                     (evt.EVT_REJECTED, self._handle_rejected), (evt.EVT_RELEASED, self._handle_ended),
-                    (evt.EVT_ABORTED, self._handle_ended)]
+                    (evt.EVT_ABORTED, self._handle_ended), (evt.EVT_CONN_CLOSE, self._handle_connection_closed)]
         self._server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
         log.info("listening as AE %s on %s:%d", self.ae.ae_title, host, self.port)
 

@@ -24,6 +24,10 @@ STORAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set Storage",
 }
 
+# The classes above whose instances must carry Rows, Columns and (Float) Pixel Data.
+IMAGE_SOP_CLASSES = {uid_ for uid_, name in STORAGE_SOP_CLASSES.items()
+                     if not any(kind in name for kind in (" SR ", "Spectroscopy", "RT Structure Set"))}
+
 _NATIVE = [uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.DeflatedExplicitVRLittleEndian,
            uid.ExplicitVRBigEndian]
 _COMPRESSED = [uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLossless, uid.JPEGLosslessSV1,

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from pynetdicom import _config as pynetdicom_config
 
 from dicom_out.phantom_studies import write_ecv_study
 from node.config import parse_config
@@ -66,6 +68,14 @@ def storescu(port: int, files: list[Path], calling_ae: str = "SCANNER", called_a
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
+def serve_process(toml: Path) -> subprocess.Popen:
+    """`cmr-node serve` in its own process group (a test may SIGKILL it with its workers); its log goes to
+    node.log beside the configuration, appended across restarts."""
+    with open(toml.with_name("node.log"), "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "node.cli", "serve", "--config", str(toml)],
+                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+
+
 def wait_until(predicate, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -117,6 +127,12 @@ def fresh_orthanc(tmp_path):
 def ecv_study(tmp_path_factory):
     """(SyntheticStudy, EcvPhantom, files) of the ECV phantom, written as scanner T1 maps."""
     return write_ecv_study(tmp_path_factory.mktemp("scanner"))
+
+
+@pytest.fixture()
+def chunked_send(monkeypatch):
+    """pynetdicom streams files from disk as their bytes are, without decoding them first."""
+    monkeypatch.setattr(pynetdicom_config, "STORE_SEND_CHUNKED_DATASET", True)
 
 
 @pytest.fixture()

@@ -5,7 +5,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -13,7 +12,7 @@ import pydicom
 
 from dicom_out.phantom_studies import write_ecv_study
 from dicom_out.synthetic_mr import SyntheticStudy, save_series, t1_map_series
-from tests.conftest import node_config_dict, require_tool, storescu, wait_until, write_toml
+from tests.conftest import node_config_dict, require_tool, serve_process, storescu, wait_until, write_toml
 
 IMAGES = 1000
 
@@ -27,11 +26,6 @@ def _images(directory, count):
         paths += save_series(t1_map_series(block, study, series_description=f"CRASH_{start}", series_number=start,
                                            acquired=study.study_datetime, pixel_mm=1.0), directory / str(start))
     return paths
-
-
-def _serve(toml):
-    return subprocess.Popen([sys.executable, "-m", "node.cli", "serve", "--config", str(toml)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _indexed(db) -> set[str]:
@@ -56,7 +50,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_instance(tmp_path):
     config["completion"]["study_quiet_seconds"] = 20
     toml = write_toml(config, tmp_path / "node.toml")
     port = config["node"]["port"]
-    node = _serve(toml)
+    node = serve_process(toml)
     try:
         wait_until(lambda: storescu(port, files[:1]).returncode == 0, timeout=30, what="node up")
         sender = subprocess.Popen([require_tool("storescu"), "-v", "-aet", "SCANNER", "-aec", "CMRNODE", "127.0.0.1",
@@ -82,7 +76,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_instance(tmp_path):
             ds = pydicom.dcmread(path)
             assert ds.pixel_array.shape == (ds.Rows, ds.Columns)
         assert {p.stem for p in on_disk} >= set(acknowledged)
-        node = _serve(toml)                                      # restart; the scanner sends everything again
+        node = serve_process(toml)                                      # restart; the scanner sends everything again
         wait_until(lambda: storescu(port, files[:1]).returncode == 0, timeout=30, what="node up again")
         again = storescu(port, files)
         assert again.returncode == 0, again.stderr[-500:]

@@ -14,8 +14,8 @@ import pydicom
 from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_ecv_study
 from dicom_out.synthetic_mr import SyntheticStudy
-from tests.conftest import (PM_SOP_CLASS, dciodvfy_errors, node_config_dict, orthanc_destination, storescu,
-                            wait_until, write_toml)
+from tests.conftest import (PM_SOP_CLASS, dciodvfy_errors, node_config_dict, orthanc_destination, serve_process,
+                            storescu, wait_until, write_toml)
 
 
 def maps_in_orthanc(orthanc, study_uid: str) -> list[str]:
@@ -104,24 +104,19 @@ def _job_states(db):
         return []
 
 
-def _serve(toml):
-    return subprocess.Popen([sys.executable, "-m", "node.cli", "serve", "--config", str(toml)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-
-
 def test_node_killed_mid_job_completes_it_once(tmp_path, orthanc):
     study, _, files = new_study(tmp_path)
     config = node_config_dict(tmp_path / "data", [orthanc_destination(orthanc)])
     toml = write_toml(config, tmp_path / "node.toml")
     db = tmp_path / "data" / "index.sqlite"
-    node = _serve(toml)
+    node = serve_process(toml)
     try:
         wait_until(lambda: storescu(config["node"]["port"], files).returncode == 0, timeout=30, what="node up")
         wait_until(lambda: _job_states(db) == [("running", 1)], timeout=60, interval=0.02, what="job running")
         os.killpg(node.pid, signal.SIGKILL)  # the node and its worker, mid-job
         node.wait(timeout=30)
         assert _job_states(db) == [("running", 1)]
-        node = _serve(toml)
+        node = serve_process(toml)
         wait_until(lambda: maps_in_orthanc(orthanc, study.study_uid), timeout=120, what="map after restart")
         wait_until(lambda: _job_states(db) == [("done", 2)], timeout=30, what="job done on 2nd attempt")
         time.sleep(3)

@@ -8,10 +8,10 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLosslessSV1, MRImageStorage
-from pynetdicom import _config as pynetdicom_config
 
 from node import status
 from node.index import Index
+from node.receiver import RejectedInstance, read_header
 from node.scu import open_association
 from tests.conftest import node_config_dict, require_tool, storescu
 
@@ -49,10 +49,6 @@ def encode_body(ds: Dataset) -> bytes:
     pydicom.filewriter.write_dataset(buffer, ds)
     return buffer.getvalue()
 
-
-@pytest.fixture()
-def chunked_send(monkeypatch):
-    monkeypatch.setattr(pynetdicom_config, "STORE_SEND_CHUNKED_DATASET", True)
 
 
 def test_echo_and_store_with_storescu(tmp_path, make_node, ecv_study):
@@ -143,3 +139,16 @@ def test_failed_write_is_out_of_resources_and_leaves_no_half_file(tmp_path, make
     finally:
         assoc.release()
     assert Index(node.layout.index_path).status()["instances"] == 1
+
+
+def test_every_cut_through_the_header_is_refused(ecv_study):
+    """pydicom ends a dataset quietly where the bytes end; the receiver must notice every such cut."""
+    _, _, files = ecv_study
+    raw = files[0].read_bytes()
+    ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+    read_header(raw, ds.SOPClassUID, ds.SOPInstanceUID)      # the whole file is fine
+    pixel_data_start = raw.rindex(b"\xe0\x7f\x10\x00")
+    for cut in range(132, pixel_data_start + 20):
+        with pytest.raises(RejectedInstance) as refused:
+            read_header(raw[:cut], ds.SOPClassUID, ds.SOPInstanceUID)
+        assert refused.value.status_code == status.CANNOT_UNDERSTAND, cut
