@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := dcmtk orthanc dicom3tools
-SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy
+SYSTEM_PACKAGES := dcmtk orthanc dicom3tools openssl
+SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy openssl
 
 .PHONY: demo test venv system-tools benchmark clean
 

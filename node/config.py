@@ -62,11 +62,24 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class TlsSettings:
+    certificate: Path | None = None      # PEM; with private_key the listener accepts TLS connections only
+    private_key: Path | None = None      # PEM, unencrypted, readable by the node's user only
+    ca_certificates: Path | None = None  # PEM bundle: verifies client certificates and TLS destinations
+    require_client_certificate: bool = False   # mutual TLS: a scanner without a certificate from the CA is refused
+
+    @property
+    def listener(self) -> bool:
+        return self.certificate is not None
+
+
+@dataclass(frozen=True)
 class Destination:
     name: str
     host: str
     port: int
     ae_title: str
+    tls: bool = False                    # DICOM over TLS; the PACS certificate is checked against [tls]
 
 
 VIEWER_KINDS = ("grayscale", "colour")   # viewer-ready companions of each Parametric Map (node/modules/viewer.py)
@@ -126,6 +139,7 @@ class Config:
     inputs: Inputs = field(default_factory=Inputs)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     def destination(self, name: str) -> Destination:
         return next(d for d in self.destinations if d.name == name)
@@ -154,6 +168,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple, bool]]] = {
     },
     "destinations": {
         "name": (str, True), "host": (str, True), "port": (int, True), "ae_title": (str, True),
+        "tls": (bool, False),
     },
     "routes": {
         "name": (str, True), "series_description": (str, True), "module": (str, True),
@@ -161,6 +176,8 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple, bool]]] = {
         "viewer_images": (list, False),
     },
     "retention": {"days": (_NUMBER, False), "interval_minutes": (_NUMBER, False)},
+    "tls": {"certificate": (str, False), "private_key": (str, False), "ca_certificates": (str, False),
+            "require_client_certificate": (bool, False)},
     "registry": {"path": (str, False), "salt": (str, False), "salt_file": (str, False)},
     "inputs": {"hematocrit": (_NUMBER, False), "injection_to_first_map_minutes": (_NUMBER, False),
                "ddce_windows_minutes": (list, False), "relaxivity": (dict, False),
@@ -180,7 +197,7 @@ def _check_table(where: str, section: str, table: object) -> dict:
         if key not in schema:
             raise ConfigError(f"{where}.{key}: unknown key (allowed: {', '.join(schema)})")
         expected, _ = schema[key]
-        if isinstance(value, bool) or not isinstance(value, expected):
+        if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
             raise ConfigError(f"{where}.{key}: wrong type {type(value).__name__}")
     for key, (_, required) in schema.items():
         if required and key not in table:
@@ -256,7 +273,7 @@ def _parse_destination(i: int, t: dict) -> Destination:
     t = _check_table(where, "destinations", t)
     return Destination(
         name=t["name"], host=t["host"], port=_port(f"{where}.port", t["port"]),
-        ae_title=_ae_title(f"{where}.ae_title", t["ae_title"]),
+        ae_title=_ae_title(f"{where}.ae_title", t["ae_title"]), tls=t.get("tls", False),
     )
 
 
@@ -313,7 +330,27 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> Config:
         destinations=destinations, routes=routes, inputs=inputs,
         registry=_parse_registry(_check_table("[registry]", "registry", data.get("registry", {})), base_dir),
         retention=_parse_retention(_check_table("[retention]", "retention", data.get("retention", {}))),
+        tls=_parse_tls(_check_table("[tls]", "tls", data.get("tls", {})), base_dir, destinations),
     )
+
+
+def _parse_tls(t: dict, base_dir: Path, destinations: tuple[Destination, ...]) -> TlsSettings:
+    paths = {}
+    for key in ("certificate", "private_key", "ca_certificates"):
+        if key in t:
+            path = Path(t[key]) if Path(t[key]).is_absolute() else base_dir / t[key]
+            if not path.is_file():
+                raise ConfigError(f"[tls].{key}: no such file {path}")
+            paths[key] = path
+    if ("certificate" in paths) != ("private_key" in paths):
+        raise ConfigError("[tls].private_key: certificate and private_key go together")
+    required = t.get("require_client_certificate", False)
+    if required and ("certificate" not in paths or "ca_certificates" not in paths):
+        raise ConfigError("[tls].require_client_certificate: needs certificate, private_key and ca_certificates")
+    for d in destinations:
+        if d.tls and "ca_certificates" not in paths:
+            raise ConfigError(f"[tls].ca_certificates: required by destination {d.name!r} (tls = true)")
+    return TlsSettings(**paths, require_client_certificate=required)
 
 
 def _parse_retention(t: dict) -> RetentionSettings:

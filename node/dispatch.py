@@ -9,6 +9,7 @@ by `cmr-node status` and revived by `cmr-node retry`. Files are never deleted he
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 
 import pydicom
@@ -17,6 +18,7 @@ from node import status
 from node.config import Config, Destination, DispatchSettings
 from node.index import Index, OutboxItem
 from node.scu import open_association
+from node.tls import client_context
 
 log = logging.getLogger("cmr_node.dispatch")
 
@@ -26,10 +28,11 @@ def next_attempt_delay(settings: DispatchSettings, attempts: int) -> float:
     return min(settings.retry_base_seconds * 2 ** (attempts - 1), settings.retry_max_seconds)
 
 
-def store_files(calling_ae: str, destination: Destination, items: list[OutboxItem], on_result) -> None:
+def store_files(calling_ae: str, destination: Destination, items: list[OutboxItem], on_result,
+                tls_context: ssl.SSLContext | None = None) -> None:
     """One association; on_result(item, error or None) for each item; raises ConnectionError if none."""
     assoc = open_association(calling_ae, destination.host, destination.port, destination.ae_title,
-                             [i.sop_class_uid for i in items])
+                             [i.sop_class_uid for i in items], tls_context if destination.tls else None)
     try:
         for item in items:
             if not assoc.is_established:
@@ -56,6 +59,7 @@ class Dispatcher:
         self.config = config
         self.index = index
         self.audit = audit
+        self.tls_context = client_context(config.tls) if any(d.tls for d in config.destinations) else None
 
     def _record(self, item: OutboxItem, error: str | None) -> None:
         if error is None:
@@ -82,7 +86,7 @@ class Dispatcher:
                     self._record(item, f"destination {name!r} is no longer configured")
                 continue
             try:
-                store_files(self.config.node.ae_title, destination, items, self._record)
+                store_files(self.config.node.ae_title, destination, items, self._record, self.tls_context)
             except (ConnectionError, OSError) as exc:
                 for item in items:
                     self._record(item, str(exc))

@@ -35,9 +35,10 @@ def orthanc_executable() -> str | None:
 class Orthanc:
     """An Orthanc server in a child process, with a REST client for what the tests need."""
 
-    def __init__(self, directory: Path, ae_title: str = "ORTHANC"):
+    def __init__(self, directory: Path, ae_title: str = "ORTHANC", tls: dict | None = None):
         self.directory = Path(directory)
         self.ae_title = ae_title
+        self.tls = tls   # Orthanc's DicomTls* settings (certificate, key, trusted CAs), or None for plain DICOM
         self.dicom_port = free_port()
         self.http_port = free_port()
         self.process: subprocess.Popen | None = None
@@ -56,6 +57,9 @@ class Orthanc:
             "UnknownSopClassAccepted": True, "HttpServerEnabled": True, "DicomServerEnabled": True,
             "Plugins": [], "StableAge": 2, "LogExportedResources": False,
         }
+        if self.tls:
+            config.update({"DicomTlsEnabled": True, "DicomTlsRemoteCertificateRequired": True,
+                           **{f"DicomTls{key}": str(value) for key, value in self.tls.items()}})
         path = self.directory / "orthanc.json"
         path.write_text(json.dumps(config, indent=2))
         return path

@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import shutil
 import sqlite3
+import ssl
 import threading
 from dataclasses import dataclass
 from io import BytesIO
@@ -199,8 +200,10 @@ class Receiver:
     """Owns the pynetdicom AE and its handlers."""
 
     def __init__(self, ae_title: str, layout: Layout, index: Index, allowed_callers: tuple[str, ...] = (),
-                 allowed_networks: tuple[str, ...] = (), min_free_bytes: float = 0.0, audit: AuditLog | None = None):
+                 allowed_networks: tuple[str, ...] = (), min_free_bytes: float = 0.0, audit: AuditLog | None = None,
+                 ssl_context: ssl.SSLContext | None = None):
         self.layout = layout
+        self.ssl_context = ssl_context
         self.index = index
         self.allowed_networks = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
         self.min_free_bytes = min_free_bytes
@@ -331,8 +334,10 @@ class Receiver:
                     (evt.EVT_REQUESTED, self._handle_requested), (evt.EVT_ACCEPTED, self._handle_accepted),
                     (evt.EVT_REJECTED, self._handle_rejected), (evt.EVT_RELEASED, self._handle_ended),
                     (evt.EVT_ABORTED, self._handle_ended), (evt.EVT_CONN_CLOSE, self._handle_connection_closed)]
-        self._server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
-        log.info("listening as AE %s on %s:%d", self.ae.ae_title, host, self.port)
+        self._server = self.ae.start_server((host, port), block=False, evt_handlers=handlers,
+                                            ssl_context=self.ssl_context)
+        log.info("listening as AE %s on %s:%d%s", self.ae.ae_title, host, self.port,
+                 " (TLS only)" if self.ssl_context else "")
 
     @property
     def port(self) -> int:

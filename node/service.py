@@ -18,6 +18,7 @@ from node.registry import RegistryFeeder, open_registry
 from node.retention import Purger
 from node.routing import Router
 from node.store import Layout
+from node.tls import server_context
 
 log = logging.getLogger("cmr_node")
 
@@ -30,7 +31,8 @@ class Node:
         self.index = Index(self.layout.index_path)
         self.audit = AuditLog(self.layout.root / "audit.log")
         self.receiver = Receiver(config.node.ae_title, self.layout, self.index, config.node.allowed_callers,
-                                 config.node.allowed_networks, config.node.min_free_mb * 1024 * 1024, self.audit)
+                                 config.node.allowed_networks, config.node.min_free_mb * 1024 * 1024, self.audit,
+                                 server_context(config.tls) if config.tls.listener else None)
         self.router = Router(config, self.index)
         self.registry = open_registry(config)
         self.feeder = RegistryFeeder(self.registry, self.index)
