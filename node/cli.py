@@ -117,6 +117,8 @@ def _registry(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmr-node", description=__doc__)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=logs.FORMATS,
+                        help="json: one JSON object per line, for journald/Docker log collectors")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the node in the foreground")
     p.add_argument("--config", required=True)
@@ -157,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(args.log_level)
+    logs.configure(args.log_level, args.log_format)
     try:
         return args.func(args)
     except ConfigError as exc:

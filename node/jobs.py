@@ -19,6 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from node import logs
 from node.config import CLINICAL_INPUTS, Config
 from node.index import Index, Job
 from node.modules import MODULES, ModuleInput
@@ -125,7 +126,8 @@ class JobRunner:
         if self._pool is None:
             # spawn: the node has threads (pynetdicom, apscheduler); forking them is unsafe.
             self._pool = ProcessPoolExecutor(max_workers=self.config.node.workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=logs.configure, initargs=logs.settings())
         return self._pool
 
     def settings(self, study_uid: str) -> dict:

@@ -1,6 +1,7 @@
 """Shared fixtures: a real Orthanc as PACS, DCMTK as the scanner, dciodvfy as the validator."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -69,11 +70,17 @@ def storescu(port: int, files: list[Path], calling_ae: str = "SCANNER", called_a
 
 
 def serve_process(toml: Path) -> subprocess.Popen:
-    """`cmr-node serve` in its own process group (a test may SIGKILL it with its workers); its log goes to
-    node.log beside the configuration, appended across restarts."""
+    """`cmr-node serve` in its own process group (a test may SIGKILL it with its workers); its JSON log goes
+    to node.log beside the configuration, appended across restarts."""
     with open(toml.with_name("node.log"), "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "node.cli", "serve", "--config", str(toml)],
+        return subprocess.Popen([sys.executable, "-m", "node.cli", "--log-format", "json", "serve", "--config",
+                                 str(toml)],
                                 stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+
+
+def node_log(toml: Path) -> list[dict]:
+    """The lines serve_process's node wrote, each of which must be a JSON object."""
+    return [json.loads(line) for line in toml.with_name("node.log").read_text().splitlines()]
 
 
 def wait_until(predicate, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):

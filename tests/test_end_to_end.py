@@ -14,8 +14,8 @@ import pydicom
 from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_ecv_study
 from dicom_out.synthetic_mr import SyntheticStudy
-from tests.conftest import (PM_SOP_CLASS, dciodvfy_errors, node_config_dict, orthanc_destination, serve_process,
-                            storescu, wait_until, write_toml)
+from tests.conftest import (PM_SOP_CLASS, dciodvfy_errors, node_config_dict, node_log, orthanc_destination,
+                            serve_process, storescu, wait_until, write_toml)
 
 
 def maps_in_orthanc(orthanc, study_uid: str) -> list[str]:
@@ -121,6 +121,13 @@ def test_node_killed_mid_job_completes_it_once(tmp_path, orthanc):
         wait_until(lambda: _job_states(db) == [("done", 2)], timeout=30, what="job done on 2nd attempt")
         time.sleep(3)
         assert len(maps_in_orthanc(orthanc, study.study_uid)) == 1
+        # The serving node's structured log: JSON lines that tell the story by UID and hold no patient data.
+        entries = node_log(toml)
+        assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+        text = json.dumps(entries, ensure_ascii=False)
+        assert study.study_uid in text
+        for phi in (study.patient_name, study.patient_id, study.patient_birth_date):
+            assert phi not in text
     finally:
         if node.poll() is None:
             node.send_signal(signal.SIGTERM)

@@ -3,6 +3,7 @@
 Every bad input must end in a failure status or a closed association; nothing may land outside data_dir;
 the node's memory stays bounded and a well-formed sender is served throughout.
 """
+import json
 import socket
 import sqlite3
 import struct
@@ -20,7 +21,7 @@ from pynetdicom.presentation import build_context
 from dicom_out.phantom_studies import write_ecv_study
 from node import status
 from node.scu import open_association
-from tests.conftest import node_config_dict, serve_process, storescu, wait_until, write_toml
+from tests.conftest import node_config_dict, node_log, serve_process, storescu, wait_until, write_toml
 
 FAILURES = {status.CANNOT_UNDERSTAND, status.DATASET_DOES_NOT_MATCH_SOP_CLASS, status.OUT_OF_RESOURCES}
 PEAK_MEMORY_LIMIT_MB = 300
@@ -257,6 +258,7 @@ def test_malformed_input_is_refused_and_the_node_keeps_serving(tmp_path, chunked
         print(f"fuzz: {len(dataset_cases) + len(pdu_cases)} inputs, node peak memory {peak_mb:.0f} MB")
         assert peak_mb < PEAK_MEMORY_LIMIT_MB, f"node peak memory {peak_mb:.0f} MB"
         assert storescu(port, scanner_files).returncode == 0     # and a whole study still goes through
+        assert "FUZZ^PATIENT" not in json.dumps(node_log(tmp_path / "node.toml"))   # rejections name no patient
     finally:
         node.terminate()
         node.wait(timeout=60)
