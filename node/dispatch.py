@@ -1,6 +1,7 @@
 """The outbox sender: C-STORE of finished outputs to every destination of their route.
 
-Items are sent in queue order per destination. A destination that does not
+Items are sent in queue order per destination; within a study, an item that failed holds back
+the study's later items until it is delivered or becomes a dead letter. A destination that does not
 answer, refuses the association or fails an instance is retried with
 exponential backoff (retry_base_seconds * 2^(attempt-1), capped at
 retry_max_seconds); after max_attempts an item becomes a dead letter, shown
@@ -33,25 +34,34 @@ def store_files(calling_ae: str, destination: Destination, items: list[OutboxIte
     """One association; on_result(item, error or None) for each item; raises ConnectionError if none."""
     assoc = open_association(calling_ae, destination.host, destination.port, destination.ae_title,
                              [i.sop_class_uid for i in items], tls_context if destination.tls else None)
+    failed_studies: set[str] = set()
     try:
         for item in items:
-            if not assoc.is_established:
-                on_result(item, "association lost")
-                continue
-            try:
-                ds = pydicom.dcmread(item.path)
-            except (OSError, pydicom.errors.InvalidDicomError) as exc:
-                on_result(item, f"output file unreadable: {exc}")
-                continue
-            response = assoc.send_c_store(ds)
-            code = int(response.Status) if "Status" in response else None
-            if code is not None and status.is_stored(code):
-                on_result(item, None)
-            else:
-                on_result(item, "no response" if code is None else f"status 0x{code:04X}")
+            if item.study_uid in failed_studies:
+                continue     # held, not attempted: a study's items arrive in order or not at all
+            error = _store_one(assoc, item) if assoc.is_established else "association lost"
+            on_result(item, error)
+            if error is not None:
+                failed_studies.add(item.study_uid)
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def _store_one(assoc, item: OutboxItem) -> str | None:
+    """C-STORE one outbox file; None when the destination kept it, else what went wrong."""
+    try:
+        ds = pydicom.dcmread(item.path)
+    except (OSError, pydicom.errors.InvalidDicomError) as exc:
+        return f"output file unreadable: {exc}"
+    try:
+        response = assoc.send_c_store(ds)
+    except ValueError:    # pynetdicom: the destination accepted no presentation context for this SOP class
+        return f"destination does not accept SOP class {ds.get('SOPClassUID', '?')}"
+    code = int(response.Status) if "Status" in response else None
+    if code is not None and status.is_stored(code):
+        return None
+    return "no response" if code is None else f"status 0x{code:04X}"
 
 
 class Dispatcher:

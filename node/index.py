@@ -338,11 +338,19 @@ class Index:
 
     # ---- outbox ----------------------------------------------------------------------------
     def due_outbox(self, now: float) -> dict[str, list[OutboxItem]]:
-        """Pending items whose retry time has come, per destination, in queue order."""
-        rows = self._query("SELECT * FROM outbox WHERE state='pending' AND next_attempt_at <= ? ORDER BY id",
-                           (now,))
+        """Pending items whose retry time has come, per destination, in queue order.
+
+        A study reaches a destination in queue order: an item waiting for its retry holds back the later
+        items of its study for that destination (a dead letter does not; it is given up on).
+        """
+        rows = self._query("SELECT * FROM outbox WHERE state='pending' ORDER BY id")
         due: dict[str, list[OutboxItem]] = {}
+        held: set[tuple[str, str]] = set()
         for r in rows:
+            key = (r["destination"], r["study_uid"])
+            if key in held or r["next_attempt_at"] > now:
+                held.add(key)
+                continue
             due.setdefault(r["destination"], []).append(OutboxItem(
                 id=r["id"], job_id=r["job_id"], destination=r["destination"], path=r["path"],
                 sop_instance_uid=r["sop_instance_uid"], sop_class_uid=r["sop_class_uid"],

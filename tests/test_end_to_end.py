@@ -10,12 +10,17 @@ import time
 
 import numpy as np
 import pydicom
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, evt
 
 from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_ecv_study
 from dicom_out.synthetic_mr import SyntheticStudy
-from tests.conftest import (PM_SOP_CLASS, dciodvfy_errors, node_config_dict, node_log, orthanc_destination,
-                            serve_process, storescu, wait_until, write_toml)
+from node import status
+from node.local_pacs import Orthanc
+from node.sop_classes import STORAGE_SOP_CLASSES
+from tests.conftest import (PM_SOP_CLASS, SEG_SOP_CLASS, dciodvfy_errors, node_config_dict, node_log,
+                            orthanc_destination, require_tool, serve_process, storescu, wait_until, write_toml)
 
 
 def maps_in_orthanc(orthanc, study_uid: str) -> list[str]:
@@ -65,19 +70,100 @@ def test_scanner_to_pacs(tmp_path, orthanc, make_node, caplog):
     assert study.patient_birth_date not in text
 
 
-def test_results_queued_while_pacs_down_arrive_later(tmp_path, fresh_orthanc, make_node):
+def arrival_order(orthanc: Orthanc, study_uid: str) -> list[str]:
+    """SOP Instance UIDs of the study in the order Orthanc stored them (its change log)."""
+    changes = orthanc.get("/changes?since=0&limit=10000")["Changes"]
+    tags = [orthanc.instance_tags(c["ID"]) for c in changes if c["ChangeType"] == "NewInstance"]
+    return [t["SOPInstanceUID"] for t in tags if t.get("StudyInstanceUID") == study_uid]
+
+
+def queued_order(node, study_uid: str) -> list[str]:
+    return [r["sop_instance_uid"] for r in node.index.outbox_rows() if r["study_uid"] == study_uid]
+
+
+def test_outputs_arrive_in_order_and_once_after_an_outage(tmp_path, make_node):
+    require_tool("Orthanc")
+    pacs = Orthanc(tmp_path / "orthanc")         # not started: the PACS is down while two studies are processed
+    studies = [new_study(tmp_path / name) for name in ("a", "b")]
+    node = make_node(node_config_dict(tmp_path / "data", [orthanc_destination(pacs)]))
+    try:
+        for _, _, files in studies:
+            assert storescu(node.port, files).returncode == 0
+        rows = wait_until(lambda: [r for r in node.index.outbox_rows() if r["attempts"] >= 1],
+                          timeout=90, what="results queued and failing")
+        assert rows[0]["state"] == "pending" and "no association" in rows[0]["last_error"]
+        wait_until(lambda: len(node.index.outbox_rows()) == 8, timeout=90, what="both studies' results queued")
+        pacs.start()
+        wait_until(lambda: [r["state"] for r in node.index.outbox_rows()] == ["sent"] * 8, timeout=90,
+                   what="every output delivered")
+        time.sleep(2)     # a duplicate would show up now
+        for study, _, _ in studies:
+            assert arrival_order(pacs, study.study_uid) == queued_order(node, study.study_uid)
+    finally:
+        pacs.stop()
+
+
+class FlakyPacs:
+    """A storage SCP that answers the first SEG with 0xA700 Out of Resources, as a PACS short of space for a
+    moment would, and records what it stored in order. (Orthanc 1.10 cannot fail one instance: its Lua
+    ReceivedInstanceFilter discards silently and still answers Success.) It negotiates only sop_classes."""
+
+    def __init__(self, sop_classes=tuple(STORAGE_SOP_CLASSES)):
+        self.stored: list[str] = []
+        self.refused = False
+        self.ae = AE(ae_title="FLAKYPACS")
+        for sop_class in sop_classes:
+            self.ae.add_supported_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        self.server = self.ae.start_server(("127.0.0.1", 0), block=False,
+                                           evt_handlers=[(evt.EVT_C_STORE, self._handle_store)])
+
+    def _handle_store(self, event) -> int:
+        if event.request.AffectedSOPClassUID == SEG_SOP_CLASS and not self.refused:
+            self.refused = True
+            return status.OUT_OF_RESOURCES
+        self.stored.append(event.request.AffectedSOPInstanceUID)
+        return status.SUCCESS
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+
+def test_an_instance_the_pacs_refuses_holds_back_the_rest_of_its_study(tmp_path, make_node):
+    pacs = FlakyPacs()
+    studies = [new_study(tmp_path / name) for name in ("a", "b")]
+    destination = {"name": "flaky", "host": "127.0.0.1", "port": pacs.port, "ae_title": "FLAKYPACS"}
+    node = make_node(node_config_dict(tmp_path / "data", [destination]))
+    try:
+        for _, _, files in studies:
+            assert storescu(node.port, files).returncode == 0
+        wait_until(lambda: [r["state"] for r in node.index.outbox_rows()] == ["sent"] * 8, timeout=120,
+                   what="every output delivered")
+        assert pacs.refused
+        for study, _, _ in studies:
+            assert [uid for uid in pacs.stored if uid in queued_order(node, study.study_uid)] == \
+                queued_order(node, study.study_uid)
+        assert len(pacs.stored) == 8
+    finally:
+        pacs.server.shutdown()
+
+
+def test_sop_classes_a_pacs_does_not_take_become_dead_letters_and_free_the_rest(tmp_path, make_node):
+    pacs = FlakyPacs(sop_classes=["1.2.840.10008.5.1.4.1.1.7"])      # Secondary Capture only
     study, _, files = new_study(tmp_path)
-    fresh_orthanc.stop()
-    node = make_node(node_config_dict(tmp_path / "data", [orthanc_destination(fresh_orthanc)]))
-    assert storescu(node.port, files).returncode == 0
-    rows = wait_until(lambda: [r for r in node.index.outbox_rows() if r["attempts"] >= 2],
-                      timeout=60, what="failed delivery attempts")
-    assert rows[0]["state"] == "pending" and rows[0]["last_error"]
-    fresh_orthanc.start()
-    wait_until(lambda: maps_in_orthanc(fresh_orthanc, study.study_uid), timeout=60, what="map after outage")
-    time.sleep(2)
-    assert len(maps_in_orthanc(fresh_orthanc, study.study_uid)) == 1
-    assert [r["state"] for r in node.index.outbox_rows()] == ["sent"] * 4   # map, regions, report, view
+    destination = {"name": "old", "host": "127.0.0.1", "port": pacs.port, "ae_title": "FLAKYPACS"}
+    config = node_config_dict(tmp_path / "data", [destination])
+    config["dispatch"]["max_attempts"] = 2
+    node = make_node(config)
+    try:
+        assert storescu(node.port, files).returncode == 0
+        wait_until(lambda: sorted(r["state"] for r in node.index.outbox_rows()) == ["dead"] * 3 + ["sent"],
+                   timeout=90, what="map, SEG and SR dead, the viewer image delivered")
+        dead = [r for r in node.index.outbox_rows() if r["state"] == "dead"]
+        assert all("does not accept SOP class" in r["last_error"] for r in dead)
+        assert len(pacs.stored) == 1
+    finally:
+        pacs.server.shutdown()
 
 
 def test_dead_letters_are_visible_and_can_be_retried(tmp_path, make_node):

@@ -110,6 +110,26 @@ def test_outbox_retry_and_dead_letters(tmp_path):
     assert index.status()["outbox"]["pacs"] == {"pending": 1}
 
 
+def test_an_item_waiting_for_retry_holds_back_its_study_only(tmp_path):
+    index = Index(tmp_path / "i.sqlite")
+    for study in ("1.2.1", "1.2.2"):
+        job_id = index.add_job("ecv", "ecv", study, study, {"files": []})
+        index.claim_jobs(1)
+        outputs = [{"path": f"/out/{n}.dcm", "sop_instance_uid": f"{study}.{n}", "sop_class_uid": "1.2"}
+                   for n in (1, 2, 3)]
+        index.finish_job(job_id, "/out", outputs, ["pacs"], study)
+    first = index.due_outbox(time.time())["pacs"]
+    assert [i.sop_instance_uid for i in first] == ["1.2.1.1", "1.2.1.2", "1.2.1.3", "1.2.2.1", "1.2.2.2", "1.2.2.3"]
+    index.mark_sent(first[0].id)
+    index.mark_failed_attempt(first[1].id, "status 0xA700", time.time() + 100, dead=False)
+    # 1.2.1.3 waits behind 1.2.1.2; the other study goes on
+    assert [i.sop_instance_uid for i in index.due_outbox(time.time())["pacs"]] == ["1.2.2.1", "1.2.2.2", "1.2.2.3"]
+    assert [i.sop_instance_uid for i in index.due_outbox(time.time() + 200)["pacs"]][:2] == ["1.2.1.2", "1.2.1.3"]
+    # a dead letter is given up on and no longer holds the study back
+    index.mark_failed_attempt(first[1].id, "status 0xA700", time.time() + 100, dead=True)
+    assert "1.2.1.3" in [i.sop_instance_uid for i in index.due_outbox(time.time())["pacs"]]
+
+
 def test_study_waits_for_its_running_jobs():
     index = Index(":memory:")
     index.record_instance(record("1.1"), now=0.0)
