@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := dcmtk orthanc dicom3tools openssl
-SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy openssl
+SYSTEM_PACKAGES := dcmtk orthanc dicom3tools openssl systemd
+SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy openssl systemd-analyze
 
 .PHONY: demo test venv system-tools benchmark clean
 
