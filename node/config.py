@@ -230,9 +230,7 @@ def _parse_node(t: dict, base_dir: Path) -> NodeSettings:
         if not isinstance(c, str):
             raise ConfigError(f"[node].allowed_callers[{i}]: must be a string")
         _ae_title(f"[node].allowed_callers[{i}]", c)
-    data_dir = Path(t.get("data_dir", NodeSettings.data_dir))
-    if not data_dir.is_absolute():
-        data_dir = base_dir / data_dir
+    data_dir = _resolve(t.get("data_dir", NodeSettings.data_dir), base_dir)
     workers = t.get("workers", NodeSettings.workers)
     if workers < 1:
         raise ConfigError("[node].workers: must be >= 1")
@@ -338,7 +336,7 @@ def _parse_tls(t: dict, base_dir: Path, destinations: tuple[Destination, ...]) -
     paths = {}
     for key in ("certificate", "private_key", "ca_certificates"):
         if key in t:
-            path = Path(t[key]) if Path(t[key]).is_absolute() else base_dir / t[key]
+            path = _resolve(t[key], base_dir)
             if not path.is_file():
                 raise ConfigError(f"[tls].{key}: no such file {path}")
             paths[key] = path
@@ -360,9 +358,15 @@ def _parse_retention(t: dict) -> RetentionSettings:
     return RetentionSettings(days=float(days), interval_minutes=float(interval))
 
 
+def _resolve(value: str | Path, base_dir: Path) -> Path:
+    """A path from the configuration: relative paths are relative to the configuration file."""
+    path = Path(value)
+    return path if path.is_absolute() else base_dir / path
+
+
 def _parse_registry(t: dict, base_dir: Path) -> RegistrySettings:
     def path(key):
-        return None if key not in t else (Path(t[key]) if Path(t[key]).is_absolute() else base_dir / t[key])
+        return _resolve(t[key], base_dir) if key in t else None
     if "salt" in t and len(t["salt"]) < 16:
         raise ConfigError("[registry].salt: at least 16 characters (a short salt makes pseudonyms guessable)")
     return RegistrySettings(path=path("path"), salt=t.get("salt"), salt_file=path("salt_file"))

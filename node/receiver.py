@@ -18,6 +18,7 @@ from io import BytesIO
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import AE, evt
 from pynetdicom.presentation import build_context
 
@@ -115,10 +116,11 @@ def read_header(raw: bytes, affected_sop_class: str, affected_sop_instance: str)
     """Parse the identifying attributes of an encoded instance; raise RejectedInstance when unusable."""
     try:
         ds = pydicom.dcmread(BytesIO(raw), defer_size=_DEFER_BYTES)
-        _check_complete(ds, len(raw))
+        syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+        _check_complete(ds, syntax, len(raw))
         # Touch every attribute now, so that a malformed value fails here and not later.
         values = {tag: ds.get(tag) for tag in _HEADER_TAGS}
-        _check_pixel_geometry(ds, values)
+        _check_pixel_geometry(ds, syntax, values)
     except RejectedInstance:
         raise
     except Exception as exc:  # pydicom raises many types on broken input
@@ -135,10 +137,9 @@ def read_header(raw: bytes, affected_sop_class: str, affected_sop_instance: str)
     return ds
 
 
-def _check_complete(ds: Dataset, available_bytes: int) -> None:
+def _check_complete(ds: Dataset, syntax: UID | None, available_bytes: int) -> None:
     """Reject a truncated stream: pydicom ends the dataset quietly where the bytes end, so compare every
     top-level element's declared length with what is there."""
-    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     deflated = syntax is not None and syntax.is_deflated   # positions then refer to the inflated stream
     end = None
     for element in ds.elements():
@@ -158,7 +159,7 @@ def _check_complete(ds: Dataset, available_bytes: int) -> None:
         raise RejectedInstance(status.CANNOT_UNDERSTAND, "truncated inside an element header", keep=True)
 
 
-def _check_pixel_geometry(ds: Dataset, values: dict) -> None:
+def _check_pixel_geometry(ds: Dataset, syntax: UID | None, values: dict) -> None:
     """Reject absurd image sizes, and native pixel data whose length does not match its declared geometry.
 
     Nothing downstream should ever try to allocate Rows x Columns x Frames from a header that lies.
@@ -176,7 +177,6 @@ def _check_pixel_geometry(ds: Dataset, values: dict) -> None:
     element = next((ds.get_item(tag, keep_deferred=True) for tag in _PIXEL_TAGS if tag in ds), None)
     if element is None:
         raise RejectedInstance(status.CANNOT_UNDERSTAND, "image without Pixel Data", keep=True)
-    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if syntax is None or syntax.is_compressed or syntax.is_deflated:
         return   # encapsulated frames have their own lengths; a deflated stream is checked once inflated
     length = element.length if isinstance(element, RawDataElement) else len(element.value or b"")

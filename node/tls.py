@@ -21,7 +21,8 @@ class _HandshakeInAssociationThread(ssl.SSLContext):
         return super().wrap_socket(sock, server_side=server_side, **kwargs)
 
 
-def _load(context: ssl.SSLContext, tls: TlsSettings, need_ca: bool) -> ssl.SSLContext:
+def _load(context: ssl.SSLContext, tls: TlsSettings) -> ssl.SSLContext:
+    """Certificates into context; the configuration has already checked which ones each use needs."""
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         if tls.certificate:
@@ -30,15 +31,12 @@ def _load(context: ssl.SSLContext, tls: TlsSettings, need_ca: bool) -> ssl.SSLCo
             context.load_verify_locations(cafile=str(tls.ca_certificates))
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(f"[tls]: certificate, private_key or ca_certificates not usable: {exc}") from None
-    if need_ca and not tls.ca_certificates:
-        raise ConfigError("[tls].ca_certificates: required to verify peers")
     return context
 
 
 def server_context(tls: TlsSettings) -> ssl.SSLContext:
     """The listener's context; client certificates are required when require_client_certificate."""
-    context = _load(_HandshakeInAssociationThread(ssl.PROTOCOL_TLS_SERVER), tls,
-                    need_ca=tls.require_client_certificate)
+    context = _load(_HandshakeInAssociationThread(ssl.PROTOCOL_TLS_SERVER), tls)
     if tls.require_client_certificate:
         context.verify_mode = ssl.CERT_REQUIRED
     elif tls.ca_certificates:
@@ -48,7 +46,7 @@ def server_context(tls: TlsSettings) -> ssl.SSLContext:
 
 def client_context(tls: TlsSettings) -> ssl.SSLContext:
     """For destinations with tls = true: verify the PACS against ca_certificates, present ours if any."""
-    context = _load(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), tls, need_ca=True)
+    context = _load(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), tls)
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     return context
