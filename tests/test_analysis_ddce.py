@@ -107,7 +107,9 @@ def test_maps_are_finite_and_flag_quality(analysed):
 
 
 # ---- first-pass (densely sampled AIF) fits, as in the OSIPI DCE code collection ----------------------
-OSIPI_TOLERANCES = {"vp": (0.0025, 0.0), "ve": (0.05, 0.0), "fp": (5.0, 0.01), "ps": (0.005, 0.01)}  # abs, rel
+# OSIPI DCE-DSC-MRI_CodeCollection test/DCEmodels/DCEmodels_data.py (see ../shared/reference-data/osipi/README.md):
+# |measured - reference| <= atol + rtol * |reference|; fp in mL/100 mL/min, ps in /min.
+OSIPI_TOLERANCES = {"vp": (0.025, 0.0), "ve": (0.05, 0.0), "fp": (5.0, 0.1), "ps": (0.005, 0.1)}  # atol, rtol
 
 
 def _within(value, truth, name):
