@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from analysis.oximetry import CALIBRATIONS, oxygen_consumption, saturation_from_t2
-from analysis.relaxometry import fit_molli, fit_t2
+from analysis.relaxometry import fit_inversion_recovery, fit_molli, fit_shmolli, fit_t2
 
 RR_MS = 1000.0
 SCHEMES = {  # inversion times (ms) of the Look-Locker sets, one image per heartbeat
@@ -36,6 +36,83 @@ def test_molli_with_noise_within_two_percent(t1):
     fit = fit_molli(ti, molli_signal(ti, np.full(400, t1), noise=0.01, seed=int(t1)))
     assert abs(np.median(fit.t1_ms) / t1 - 1) < 0.02
     assert fit.failed.mean() < 0.01
+
+
+# Philips MOLLI with three inversions whose first inversion times interleave after sorting, so that near the
+# null of blood and myocardium several samples cluster (1124, 1159, 1243 ms at RR 893 ms).
+PHILIPS_INTERLEAVED = sorted([350 + k * 893.0 for k in range(3)] + [266 + k * 893.0 for k in range(3)]
+                             + [231 + k * 893.0 for k in range(5)])
+
+
+def rician_molli(ti, t1, snr, n=2000, b_over_a=1.9, seed=0):
+    t1_star = t1 / (b_over_a - 1.0)
+    signed = 1.0 - b_over_a * np.exp(-np.asarray(ti)[None] / t1_star)
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((n, len(ti))) + 1j * rng.standard_normal((n, len(ti)))
+    return np.abs(signed + noise / snr)
+
+
+@pytest.mark.parametrize("t1", [950.0, 1000.0, 1050.0, 1600.0])
+def test_interleaved_inversion_times_near_the_null_are_restored(t1):
+    """Every count of leading samples is tried as the sign flip: with samples clustered around the null of
+    native myocardium, the smallest magnitude is often two samples from the crossing (trying only the
+    minimum and one past it leaves about 8 % of voxels more than 10 % off at this SNR)."""
+    fit = fit_molli(np.array(PHILIPS_INTERLEAVED), rician_molli(PHILIPS_INTERLEAVED, t1, snr=20, seed=int(t1)))
+    ok = ~fit.failed
+    assert ok.mean() > 0.99
+    assert abs(np.median(fit.t1_ms[ok]) / t1 - 1) < 0.02
+    assert np.mean(np.abs(fit.t1_ms[ok] / t1 - 1) > 0.10) < 0.02
+
+
+def shmolli_signal(t1, rr=1000.0, a=1.0, b_over_a=1.9):
+    """ShMOLLI 5(1)1(1)1 with the physics that makes its conditional selection necessary: after the first
+    inversion's five readout beats and one rest beat, magnetisation recovers with the true T1 only partly
+    before the second inversion, and likewise before the third (Piechnik et al., JCMR 2010;12:69).
+    Signal units: the readout's steady state is A, an inversion of fully relaxed magnetisation gives A - B."""
+    t1_star = t1 / (b_over_a - 1.0)
+    m0 = a * (b_over_a - 1.0)            # relaxed magnetisation in signal units: B - A
+    samples, signal = [], m0
+    for ti, count in ((100.0, 5), (180.0, 1), (260.0, 1)):
+        start = -signal                  # inversion of whatever had recovered
+        for k in range(count):
+            t = ti + k * rr
+            samples.append((t, a - (a - start) * np.exp(-t / t1_star)))
+        last = ti + (count - 1) * rr
+        at_end = a - (a - start) * np.exp(-(last + rr - ti) / t1_star)      # end of the last readout beat
+        signal = m0 - (m0 - at_end) * np.exp(-rr / t1)                        # one rest beat, no readout
+    ti, s = zip(*samples)
+    return np.array(ti), np.abs(np.array(s))
+
+
+@pytest.mark.parametrize("t1", [250.0, 800.0, 1300.0, 2500.0, 3600.0])
+def test_shmolli_conditional_selection(t1):
+    ti, signal = shmolli_signal(t1)
+    first = np.array([True] * 5 + [False] * 2)
+    fit = fit_shmolli(ti, signal[None], first)
+    assert abs(fit.t1_ms[0] / t1 - 1) < 0.02, fit.samples_used
+    # long T1: the 2nd and 3rd inversions start from incomplete recovery and would bias a fit of all seven
+    if t1 >= 1300:
+        assert fit.samples_used[0] == 5
+        assert abs(fit_molli(ti, signal[None]).t1_ms[0] / t1 - 1) > 0.05
+    if t1 <= 250:
+        assert fit.samples_used[0] == 7
+
+
+def test_look_locker_correction_only_after_continuous_readout():
+    """One image per inversion, full recovery, inversion efficiency 0.95 (B/A = 1.9): the apparent T1 is T1."""
+    ti = np.array([100, 250, 500, 900, 1500, 2500, 4000.0])
+    t1 = np.array([400.0, 900.0, 1500.0])
+    signal = np.abs(1.0 - 1.9 * np.exp(-ti[None] / t1[:, None]))
+    np.testing.assert_allclose(fit_inversion_recovery(ti, signal, look_locker=False).t1_ms, t1, rtol=0.005)
+    corrected = fit_inversion_recovery(ti, signal, look_locker=True).t1_ms
+    assert np.all(np.abs(corrected / t1 - 0.9) < 0.01)   # T1* (B/A - 1) would be 10 % short
+
+
+def test_t1_standard_error_matches_the_scatter():
+    ti = np.array(SCHEMES["5(3)3"])
+    fit = fit_molli(ti, rician_molli(ti, 1000.0, snr=30, n=3000, seed=3))
+    ok = ~fit.failed
+    assert 0.7 < np.median(fit.t1_se_ms[ok]) / np.std(fit.t1_ms[ok]) < 1.4
 
 
 def test_molli_flags_background():
