@@ -65,12 +65,14 @@ def write_datasets(datasets, directory: Path, reingest=()) -> list[dict]:
     return outputs
 
 
-def write_previews(previews: dict[str, bytes], directory: Path) -> None:
-    """PNG previews into directory/previews/, for a person without a viewer."""
+def write_previews(previews: dict[str, bytes], directory: Path, prefix: str = "") -> list[str]:
+    """PNG previews into directory/previews/, for a person without a viewer; returns their file names.
+    prefix: for a folder that several jobs share."""
     if previews:
         (directory / "previews").mkdir(parents=True, exist_ok=True)
         for name, data in previews.items():
-            (directory / "previews" / name).write_bytes(data)
+            (directory / "previews" / f"{prefix}{name}").write_bytes(data)
+    return [f"{prefix}{name}" for name in previews]
 
 
 def write_outputs(output, directory: Path) -> list[dict]:
@@ -120,6 +122,7 @@ class JobRunner:
         self._pool: ProcessPoolExecutor | None = None
         self._running: dict[int, Future] = {}
         self._lock = threading.Lock()
+        self._finishing = threading.Lock()   # held while a finished job is recorded; shutdown waits for it
         self._stopping = False
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -160,6 +163,10 @@ class JobRunner:
     def _finished(self, job: Job, future: Future) -> None:
         with self._lock:
             self._running.pop(job.id, None)
+        with self._finishing:
+            self._record(job, future)
+
+    def _record(self, job: Job, future: Future) -> None:
         if self._stopping or future.cancelled():
             return  # stopping: the job stays 'running' and is re-queued at the next start
         exc = future.exception()
@@ -203,6 +210,8 @@ class JobRunner:
         with self._lock:
             self._stopping = True
             pool, self._pool = self._pool, None
+        with self._finishing:   # a job being recorded now is recorded whole before the index and registry close
+            pass
         if pool is not None:
             processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
