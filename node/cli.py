@@ -21,6 +21,10 @@ def _process(args) -> int:
     config = load_config(args.config) if args.config else offline_config()
     report = process_folder(Path(args.input_dir), Path(args.out), config)
     failed = [j for j in report["jobs"] if j["state"] != "done"]
+    for series in report["series"]:
+        kinds = ", ".join(series.get("kinds", {})) or "unclassified"
+        routes = ", ".join(series["routes"]) or "not routed: " + "; ".join(series["not_routed_because"])
+        print(f"series {series.get('series_number')} {series.get('series_description', '')!r}: {kinds} -> {routes}")
     print(f"{len(report['jobs'])} job(s), {len(failed)} failed, {len(report['skipped_files'])} file(s) skipped; "
           f"results in {Path(args.out) / 'results.json'}")
     return 1 if failed else 0

@@ -89,19 +89,40 @@ VIEWER_KINDS = ("grayscale", "colour")   # viewer-ready companions of each Param
 SCOPES = ("series", "study", "study-so-far")
 
 
+# How a study's T1 maps are spread in time (node/routing.py): one acquisition per slice, two or three
+# (native and post-contrast: ECV), or four or more over minutes (dDCE).
+T1_TIMELINES = ("single", "paired", "dynamic")
+
+
 @dataclass(frozen=True)
 class Route:
     name: str
-    series_description: re.Pattern
     module: str
     destinations: tuple[str, ...]
     scope: str  # one of SCOPES
+    kinds: tuple[str, ...]                 # series kinds it takes (node/scanner/kinds.py); default: the module's
+    series_description: re.Pattern | None = None   # optional site rule: re.search on Series Description
     image_type: re.Pattern | None = None   # optional regex, re.search on Image Type joined by backslashes
+    t1_timeline: tuple[str, ...] = ()      # optional: only studies whose T1 maps are spread like this
     viewer_images: tuple[str, ...] = ("grayscale",)   # companions of each map: "grayscale", "colour"
 
-    def matches(self, series_row) -> bool:
-        return bool(self.series_description.search(series_row["series_description"])) and (
-            self.image_type is None or bool(self.image_type.search(series_row["image_type"] or "")))
+    def mismatch(self, series_row, timeline: str | None = None) -> str | None:
+        """Why this route does not take the series (None: it does). timeline: the study's T1 timeline."""
+        kinds = set(filter(None, (series_row["kinds"] or "").split(",")))
+        if not kinds & set(self.kinds):
+            return f"route {self.name} takes {', '.join(self.kinds)}"
+        if self.series_description is not None and not self.series_description.search(
+                series_row["series_description"]):
+            return f"route {self.name}: Series Description does not match {self.series_description.pattern!r}"
+        if self.image_type is not None and not self.image_type.search(series_row["image_type"] or ""):
+            return f"route {self.name}: Image Type does not match {self.image_type.pattern!r}"
+        if self.t1_timeline and timeline not in self.t1_timeline:
+            return (f"route {self.name} needs {' or '.join(self.t1_timeline)} T1 maps; the study's are "
+                    f"{timeline or 'none'}")
+        return None
+
+    def matches(self, series_row, timeline: str | None = None) -> bool:
+        return self.mismatch(series_row, timeline) is None
 
 
 @dataclass(frozen=True)
@@ -171,9 +192,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple, bool]]] = {
         "tls": (bool, False),
     },
     "routes": {
-        "name": (str, True), "series_description": (str, True), "module": (str, True),
+        "name": (str, True), "series_description": (str, False), "module": (str, True),
         "destinations": (list, False), "scope": (str, False), "image_type": (str, False),
-        "viewer_images": (list, False),
+        "viewer_images": (list, False), "kinds": (list, False), "t1_timeline": (list, False),
     },
     "retention": {"days": (_NUMBER, False), "interval_minutes": (_NUMBER, False)},
     "tls": {"certificate": (str, False), "private_key": (str, False), "ca_certificates": (str, False),
@@ -276,13 +297,21 @@ def _parse_destination(i: int, t: dict) -> Destination:
 
 
 def _parse_route(i: int, t: dict, destination_names: set[str]) -> Route:
+    from node.scanner.kinds import KINDS
     where = f"[[routes]][{i}]"
     t = _check_table(where, "routes", t)
-    pattern = _regex(f"{where}.series_description", t["series_description"])
-    image_type = _regex(f"{where}.image_type", t["image_type"]) if "image_type" in t else None
     module = t["module"]
     if module not in MODULES:
         raise ConfigError(f"{where}.module: unknown module {module!r} (known: {', '.join(MODULES)})")
+    kinds = t.get("kinds", list(MODULES[module].kinds))
+    for j, kind in enumerate(kinds):
+        if kind not in MODULES[module].kinds:
+            raise ConfigError(f"{where}.kinds[{j}]: module {module} reads {', '.join(MODULES[module].kinds)}, "
+                              f"not {kind!r}" + ("" if kind in KINDS else f" (kinds: {', '.join(KINDS)})"))
+    if "kinds" not in t and "series_description" not in t:
+        raise ConfigError(f"{where}.series_description: a route names kinds, a series_description, or both")
+    pattern = _regex(f"{where}.series_description", t["series_description"]) if "series_description" in t else None
+    image_type = _regex(f"{where}.image_type", t["image_type"]) if "image_type" in t else None
     destinations = t.get("destinations", [])
     for j, name in enumerate(destinations):
         if name not in destination_names:
@@ -294,8 +323,13 @@ def _parse_route(i: int, t: dict, destination_names: set[str]) -> Route:
     for j, kind in enumerate(viewer):
         if kind not in VIEWER_KINDS:
             raise ConfigError(f"{where}.viewer_images[{j}]: {kind!r} is not one of {', '.join(VIEWER_KINDS)}")
+    timeline = t.get("t1_timeline", [])
+    for j, value in enumerate(timeline):
+        if value not in T1_TIMELINES:
+            raise ConfigError(f"{where}.t1_timeline[{j}]: {value!r} is not one of {', '.join(T1_TIMELINES)}")
     return Route(name=t["name"], series_description=pattern, module=module, destinations=tuple(destinations),
-                 scope=scope, image_type=image_type, viewer_images=tuple(viewer))
+                 scope=scope, kinds=tuple(kinds), image_type=image_type, viewer_images=tuple(viewer),
+                 t1_timeline=tuple(timeline))
 
 
 def _regex(where: str, text: str) -> re.Pattern:
@@ -317,7 +351,9 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> Config:
     names = [d.name for d in destinations]
     if len(set(names)) != len(names):
         raise ConfigError("[[destinations]].name: names must be unique")
-    routes = tuple(_parse_route(i, t, set(names)) for i, t in enumerate(data.get("routes", [])))
+    # no [[routes]]: the built-in ones, each sending to every destination
+    tables = data["routes"] if "routes" in data else builtin_routes(destinations=names)
+    routes = tuple(_parse_route(i, t, set(names)) for i, t in enumerate(tables))
     if len({r.name for r in routes}) != len(routes):
         raise ConfigError("[[routes]].name: names must be unique")
     inputs = _parse_inputs(_check_table("[inputs]", "inputs", data.get("inputs", {})))
@@ -420,33 +456,43 @@ def load_config(path: Path | str) -> Config:
     return parse_config(data, base_dir=path.resolve().parent)
 
 
+# The built-in routes: by what the headers say a series is, whatever it is called.
 DEFAULT_ROUTES_TOML = """
 [[routes]]
 name = "molli"
-series_description = '(?i)(molli|t1.?map)'
-image_type = '(?i)^ORIGINAL'
 module = "molli"
+kinds = ["t1_raw"]
+
+[[routes]]
+name = "t2map"
+module = "t2map"
+kinds = ["t2_raw"]
 
 [[routes]]
 name = "ecv"
-series_description = '(?i)^(?!.*ddce).*(t1.?map|molli|moco_t1)'
-image_type = '(?i)^DERIVED'
 module = "ecv"
+kinds = ["t1_map"]
+t1_timeline = ["paired"]
 
 [[routes]]
 name = "ddce"
-series_description = '(?i)ddce'
-image_type = '(?i)^DERIVED'
 module = "ddce"
+kinds = ["t1_map"]
+t1_timeline = ["dynamic"]
 
 [[routes]]
 name = "lge"
-series_description = '(?i)ddce|myocard'
-image_type = '(?i)^DERIVED'
 module = "lge"
+kinds = ["t1_map", "segmentation"]
+t1_timeline = ["dynamic"]
 """
+
+
+def builtin_routes(**overrides) -> list[dict]:
+    """The built-in [[routes]] tables, each with the given keys set (e.g. destinations)."""
+    return [dict(t, **overrides) for t in tomllib.loads(DEFAULT_ROUTES_TOML)["routes"]]
 
 
 def offline_config() -> Config:
     """Configuration for `cmr-node process` when no file is given: the built-in routes only."""
-    return parse_config(tomllib.loads(DEFAULT_ROUTES_TOML))
+    return parse_config({})

@@ -20,7 +20,7 @@ import pydicom
 from analysis.ddce import TISSUE_DENSITY_G_PER_ML
 from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_ddce_study, write_ecv_study
-from node.config import parse_config
+from node.config import builtin_routes, parse_config
 from node.local_pacs import FolderStorageSCP, Orthanc, free_port, orthanc_executable
 from node.scu import push_files
 from node.service import Node
@@ -37,11 +37,8 @@ def demo_config(workdir: Path, pacs_port: int, pacs_ae: str) -> dict:
         "completion": {"series_quiet_seconds": 1, "study_quiet_seconds": 2, "sweep_interval_seconds": 0.5},
         "dispatch": {"retry_base_seconds": 1, "interval_seconds": 0.5},
         "destinations": [{"name": "pacs", "host": "127.0.0.1", "port": pacs_port, "ae_title": pacs_ae}],
-        "routes": [{"name": "ecv", "series_description": "(?i)^(?!.*ddce).*(t1.?map|molli|moco_t1)", "module": "ecv",
-                    "destinations": ["pacs"], "viewer_images": ["grayscale", "colour"]},
-                   {"name": "ddce", "series_description": "(?i)ddce", "module": "ddce", "destinations": ["pacs"],
-                    "viewer_images": ["grayscale", "colour"]},
-                   {"name": "lge", "series_description": "(?i)ddce", "module": "lge", "destinations": ["pacs"]}],
+        # the built-in routes: the node knows the phantom's series by their headers, not their names
+        "routes": builtin_routes(destinations=["pacs"], viewer_images=["grayscale", "colour"]),
     }
 
 
@@ -129,8 +126,8 @@ def _infarct_truth(phantom) -> float:
 def _collect_previews(data_dir: Path, target: Path) -> int:
     target.mkdir(parents=True, exist_ok=True)
     previews = sorted(data_dir.glob("results/*/previews/*.png"))
-    for png in previews:
-        shutil.copy(png, target / png.name)
+    for png in previews:   # results/<job id>/previews/<name>: one folder for all jobs, so the job id in front
+        shutil.copy(png, target / f"job{png.parent.parent.name}_{png.name}")
     return len(previews)
 
 

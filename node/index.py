@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS instances (
     transfer_syntax TEXT NOT NULL,
     acquisition_datetime TEXT,
     calling_ae TEXT,
-    received_at REAL NOT NULL
+    received_at REAL NOT NULL,
+    kinds TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS instances_series ON instances(series_uid);
 CREATE TABLE IF NOT EXISTS series (
@@ -37,7 +38,9 @@ CREATE TABLE IF NOT EXISTS series (
     modality TEXT,
     first_received_at REAL NOT NULL,
     last_received_at REAL NOT NULL,
-    completed_at REAL
+    completed_at REAL,
+    kinds TEXT NOT NULL DEFAULT '',
+    classification TEXT
 );
 CREATE INDEX IF NOT EXISTS series_study ON series(study_uid);
 CREATE TABLE IF NOT EXISTS studies (
@@ -248,6 +251,24 @@ class Index:
                       ("DELETE FROM series WHERE study_uid=?", (study_uid,)),
                       ("DELETE FROM studies WHERE study_uid=?", (study_uid,))])
             return paths, outputs
+
+    def set_series_kinds(self, series_uid: str, kinds: list[str], classification: dict,
+                         instance_kinds: dict[str, set[str]]) -> sqlite3.Row:
+        """Record what a complete series was classified as (node/scanner/kinds.py); return its row."""
+        self._tx([("UPDATE series SET kinds=?, classification=? WHERE series_uid=?",
+                   (",".join(kinds), json.dumps(classification), series_uid))]
+                 + [("UPDATE instances SET kinds=? WHERE sop_instance_uid=?", (",".join(sorted(k)), uid))
+                    for uid, k in instance_kinds.items()])
+        return self._query("SELECT * FROM series WHERE series_uid=?", (series_uid,))[0]
+
+    def all_series(self) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM series ORDER BY study_uid, first_received_at")
+
+    def all_jobs(self) -> list[Job]:
+        return [self._job(r) for r in self._query("SELECT * FROM jobs ORDER BY id")]
+
+    def has_jobs(self, study_uid: str) -> bool:
+        return bool(self._query("SELECT 1 FROM jobs WHERE study_uid=? LIMIT 1", (study_uid,)))
 
     def series_of_study(self, study_uid: str) -> list[sqlite3.Row]:
         return self._query("SELECT * FROM series WHERE study_uid=? ORDER BY first_received_at", (study_uid,))

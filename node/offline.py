@@ -12,7 +12,7 @@ from node.config import Config
 from node.index import Index, InstanceRecord
 from node.jobs import run_module, write_datasets, write_previews
 from node.receiver import RejectedInstance, instance_record, read_file_header
-from node.routing import Router
+from node.routing import Router, t1_timeline
 
 log = logging.getLogger("cmr_node.process")
 
@@ -38,8 +38,7 @@ def _run_job(job, settings: dict, out_dir: Path, index: Index) -> dict:
     try:
         output = run_module(job.module, job.study_uid, job.inputs["files"], settings, job.input_key)
         written = write_datasets(output.datasets, out_dir, set(output.reingest))
-        write_previews(output.previews, out_dir)
-        entry["previews"] = sorted(output.previews)
+        entry["previews"] = sorted(write_previews(output.previews, out_dir, prefix=f"job{job.id}_"))
         entry.update(state="done", results=output.results, outputs=[Path(o["path"]).name for o in written])
         index.finish_job(job.id, str(out_dir), [], [], job.study_uid)
         for out in written:
@@ -50,6 +49,24 @@ def _run_job(job, settings: dict, out_dir: Path, index: Index) -> dict:
         entry.update(state="failed", error=f"{type(exc).__name__}: {exc}")
         index.fail_job(job.id, entry["error"])
     return entry
+
+
+def _series_report(index: Index, router: Router, jobs: list[dict]) -> list[dict]:
+    """Every series seen: what it was classified as, which routes took it, or why none did."""
+    taken: dict[str, list[str]] = {}
+    for job in index.all_jobs():
+        for series_uid in job.inputs["series"]:
+            taken.setdefault(series_uid, []).append(job.route)
+    out = []
+    for row in index.all_series():
+        entry = json.loads(row["classification"]) if row["classification"] else {"series_instance_uid": row["series_uid"]}
+        entry["routes"] = sorted(set(taken.get(row["series_uid"], [])))
+        if not entry["routes"]:
+            timeline = t1_timeline(index.series_of_study(row["study_uid"]))
+            entry["not_routed_because"] = [r for route in router.config.routes
+                                           if (r := route.mismatch(row, timeline))] or ["no routes configured"]
+        out.append(entry)
+    return out
 
 
 def process_folder(input_dir: Path, out_dir: Path, config: Config) -> dict:
@@ -70,6 +87,7 @@ def process_folder(input_dir: Path, out_dir: Path, config: Config) -> dict:
             report["jobs"].append(_run_job(job, dict(settings, viewer_images=list(route.viewer_images)), out_dir,
                                            index))
         router.sweep(now=float("inf"))
+    report["series"] = _series_report(index, router, report["jobs"])
     (out_dir / "results.json").write_text(json.dumps(report, indent=2))
     index.close()
     return report

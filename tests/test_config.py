@@ -14,12 +14,27 @@ def test_example_config_is_valid():
     assert config.node.ae_title == "CMRNODE"
     routes = {r.name: r for r in config.routes}
     assert routes["ecv"].module == "ecv" and routes["ecv"].scope == "study"
-    assert routes["ecv"].series_description.search("MOLLI_post_MOCO_T1")
-    assert not routes["ecv"].series_description.search("dDCE_post_05.0min_MOCO_T1")
-    assert routes["molli"].image_type.search("ORIGINAL\\PRIMARY\\M\\ND")
-    assert routes["ddce"].scope == "study-so-far"
+    assert routes["ecv"].kinds == ("t1_map",) and routes["ecv"].t1_timeline == ("paired",)
+    assert routes["molli"].kinds == ("t1_raw",) and routes["molli"].series_description is None
+    assert routes["ddce"].scope == "study-so-far" and routes["ddce"].t1_timeline == ("dynamic",)
     assert config.destination("pacs").port == 104
     assert config.inputs.hematocrit == 0.42
+
+
+def test_without_routes_the_built_in_ones_send_to_every_destination():
+    config = parse_config({"destinations": [{"name": "a", "host": "h", "port": 104, "ae_title": "A"},
+                                            {"name": "b", "host": "h", "port": 105, "ae_title": "B"}]})
+    assert [r.name for r in config.routes] == ["molli", "t2map", "ecv", "ddce", "lge"]
+    assert all(r.destinations == ("a", "b") for r in config.routes)
+    assert parse_config({"routes": []}).routes == ()
+
+
+def test_a_description_route_still_gets_only_its_modules_kinds():
+    [route] = parse_config({"routes": [{"name": "r", "series_description": "MOLLI", "module": "molli"}]}).routes
+    assert route.kinds == ("t1_raw",)
+    assert route.mismatch({"kinds": "phase", "series_description": "MOLLI", "image_type": ""}) == \
+        "route r takes t1_raw"
+    assert route.matches({"kinds": "t1_raw", "series_description": "MOLLI", "image_type": ""})
 
 
 def test_defaults():
@@ -43,6 +58,9 @@ def test_defaults():
     ({"routes": [{"name": "r", "series_description": "x", "module": "ecv", "destinations": ["gone"]}]},
      "[[routes]][0].destinations[0]"),
     ({"routes": [{"name": "r", "module": "ecv"}]}, "[[routes]][0].series_description"),
+    ({"routes": [{"name": "r", "module": "ecv", "kinds": ["t1_raw"]}]}, "[[routes]][0].kinds[0]"),
+    ({"routes": [{"name": "r", "module": "ddce", "kinds": ["t1_map"], "t1_timeline": ["sometimes"]}]},
+     "[[routes]][0].t1_timeline[0]"),
     ({"destinations": [{"name": "p", "host": "h", "port": 1}]}, "[[destinations]][0].ae_title"),
 ])
 def test_bad_config_names_the_key(data, key):

@@ -34,7 +34,8 @@ def test_process_writes_map_and_results(processed):
     assert job["module"] == "ecv" and job["study_instance_uid"] == study.study_uid
     results = job["results"]
     assert results["hematocrit"] == 0.42
-    assert results["classified_by"] == "series description / contrast agent"
+    assert [(s["series_number"], s["role"], s["decided_by"]) for s in results["classified_by"]["series"]] == [
+        (10, "native", "Series Description"), (20, "post", "Series Description")]
     slice_result = results["maps"][0]["slices"][0]
     assert abs(slice_result["blood_t1_post_ms"] - 400) < 10
     assert abs(slice_result["blood_t1_native_ms"] - 1550) < 30
@@ -42,7 +43,8 @@ def test_process_writes_map_and_results(processed):
     assert f"{results['report_sop_instance_uid']}.dcm" in job["outputs"]
     kinds = sorted(str(pydicom.dcmread(out / f, stop_before_pixels=True).SOPClassUID) for f in job["outputs"])
     assert kinds == sorted([PM_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, SC_SOP_CLASS])  # map, regions, report, view
-    assert job["previews"] == ["ECV_map_cmr-node.png"] and (out / "previews" / "ECV_map_cmr-node.png").stat().st_size > 1000
+    assert job["previews"] == ["job1_9000_ECV_map_cmr-node.png"]
+    assert (out / "previews" / "job1_9000_ECV_map_cmr-node.png").stat().st_size > 1000
 
 
 def _output(out, sop_class):
@@ -120,7 +122,7 @@ def test_process_is_deterministic(tmp_path, ecv_study):
     assert a["jobs"][0]["outputs"] == b["jobs"][0]["outputs"]  # same inputs -> same output UIDs
 
 
-def test_process_skips_non_dicom_and_reports_failed_jobs(tmp_path, ecv_study):
+def test_process_skips_non_dicom_and_says_why_nothing_was_routed(tmp_path, ecv_study):
     _, _, files = ecv_study
     only_pre = tmp_path / "in"
     only_pre.mkdir()
@@ -128,8 +130,28 @@ def test_process_skips_non_dicom_and_reports_failed_jobs(tmp_path, ecv_study):
     (only_pre / "notes.txt").write_text("not DICOM")
     result = subprocess.run([sys.executable, "-m", "node.cli", "process", str(only_pre), "--out",
                              str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
+    assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert report["skipped_files"][0].startswith("notes.txt")
-    assert report["jobs"][0]["state"] == "failed"
-    assert "a native and a post-contrast" in report["jobs"][0]["error"]
+    assert report["skipped_files"][0].startswith("notes.txt") and report["jobs"] == []
+    [series] = report["series"]
+    assert list(series["kinds"]) == ["t1_map"] and series["routes"] == []
+    why = "route ecv needs paired T1 maps; the study's are single"
+    assert why in series["not_routed_because"] and why in result.stdout
+
+
+def test_process_exits_1_when_a_job_fails(tmp_path, ecv_study):
+    """Two native maps ten minutes apart: the ECV route runs and fails, saying what it found."""
+    _, _, files = ecv_study
+    (tmp_path / "in").mkdir()
+    for n, minutes in enumerate((0, 10)):
+        ds = pydicom.dcmread(files[0])
+        ds.SeriesInstanceUID = pydicom.uid.generate_uid()
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.AcquisitionTime = f"{10 + minutes // 60:02d}{minutes % 60:02d}00"
+        ds.save_as(tmp_path / "in" / f"pre{n}.dcm")
+    result = subprocess.run([sys.executable, "-m", "node.cli", "process", str(tmp_path / "in"), "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [j["state"] for j in report["jobs"]] == ["failed"]
+    assert "a native and a post-contrast" in report["jobs"][0]["error"] and "2 native" in report["jobs"][0]["error"]

@@ -9,10 +9,22 @@ from node.routing import Router
 from node.store import Layout, is_valid_uid, write_atomic
 
 
-def record(sop, series="1.2.3.4", study="1.2.3", description="MOLLI_pre_MOCO_T1"):
+def record(sop, series="1.2.3.4", study="1.2.3", description="MOLLI_pre_MOCO_T1", directory=None):
+    """An index record; with directory, of a real T1 map file written there (routing reads its headers)."""
+    path = f"/x/{sop}.dcm"
+    if directory is not None:
+        from datetime import datetime
+        import numpy as np
+        from dicom_out.synthetic_mr import SyntheticStudy, t1_map_series
+        minutes = {"MOLLI_pre_MOCO_T1": 0, "MOLLI_post_MOCO_T1": 20}.get(description, 30)
+        [ds] = t1_map_series(np.full((8, 8), 1000.0), SyntheticStudy(study_uid=study), series_description=description,
+                             series_number=1, acquired=datetime(2026, 1, 1, 10, minutes), pixel_mm=1.5)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series, sop
+        path = str(directory / f"{sop}.dcm")
+        ds.save_as(path, enforce_file_format=True)
     return InstanceRecord(sop_instance_uid=sop, sop_class_uid="1.2.840.10008.5.1.4.1.1.4", study_uid=study,
                           series_uid=series, series_description=description, modality="MR",
-                          path=f"/x/{sop}.dcm", size=10, transfer_syntax="1.2.840.10008.1.2.1",
+                          path=path, size=10, transfer_syntax="1.2.840.10008.1.2.1",
                           acquisition_datetime=None, calling_ae="SCANNER")
 
 
@@ -53,14 +65,15 @@ def test_resent_instance_is_idempotent(tmp_path):
     assert index.status()["instances"] == 1
 
 
-def test_series_and_study_completion_follow_quiet_times():
+def test_series_and_study_completion_follow_quiet_times(tmp_path):
     index = Index(":memory:")
     config = parse_config({"completion": {"series_quiet_seconds": 10, "study_quiet_seconds": 30},
                            "routes": [{"name": "ecv", "series_description": "MOCO_T1", "module": "ecv"}]})
     router = Router(config, index)
     t0 = 1000.0
-    index.record_instance(record("1.1"), now=t0)
-    index.record_instance(record("2.1", series="1.2.3.5", description="MOLLI_post_MOCO_T1"), now=t0 + 5)
+    index.record_instance(record("1.1", directory=tmp_path), now=t0)
+    index.record_instance(record("2.1", series="1.2.3.5", description="MOLLI_post_MOCO_T1", directory=tmp_path),
+                          now=t0 + 5)
     assert router.sweep(now=t0 + 9) == []                    # nothing quiet yet
     assert router.sweep(now=t0 + 12) == []                   # first series complete; study not quiet
     jobs = router.sweep(now=t0 + 40)                          # all quiet: the study route runs once
@@ -70,10 +83,12 @@ def test_series_and_study_completion_follow_quiet_times():
     first = index.claim_jobs(1)[0]
     index.finish_job(first.id, "/out", [], [], first.study_uid)
     # another map arrives: the study reopens and a new job (re-run) is queued for the larger input
-    index.record_instance(record("3.1", series="1.2.3.6", description="MOLLI_post2_MOCO_T1"), now=t0 + 200)
+    index.record_instance(record("3.1", series="1.2.3.6", description="MOLLI_post2_MOCO_T1", directory=tmp_path),
+                          now=t0 + 200)
     assert len(router.sweep(now=t0 + 300)) == 1
     # the same instances sent again: completion again, but no duplicate job
-    index.record_instance(record("3.1", series="1.2.3.6", description="MOLLI_post2_MOCO_T1"), now=t0 + 400)
+    index.record_instance(record("3.1", series="1.2.3.6", description="MOLLI_post2_MOCO_T1", directory=tmp_path),
+                          now=t0 + 400)
     assert router.sweep(now=t0 + 500) == []
     assert len(index.jobs()) == 2
 

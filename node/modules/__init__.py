@@ -20,6 +20,7 @@ class ModuleSpec:
     version: str          # part of every output UID: a new version gives new objects
     scope: str            # default route scope: "series" or "study"
     entry_point: str      # "package.module:function"
+    kinds: tuple[str, ...]   # the series kinds it reads (node/scanner/kinds.py); a route gives it no other
 
     def load(self) -> Callable:
         module_name, func = self.entry_point.split(":")
@@ -43,12 +44,12 @@ class ModuleOutput:
     previews: dict[str, bytes] = field(default_factory=dict)   # PNG file name -> content, written, never sent
 
 
-MODULES: dict[str, ModuleSpec] = {
-    "ecv": ModuleSpec(name="ecv", version="1.0", scope="study", entry_point="node.modules.ecv:run"),
-    "ddce": ModuleSpec(name="ddce", version="1.0", scope="study-so-far", entry_point="node.modules.ddce:run"),
-    "molli": ModuleSpec(name="molli", version="1.0", scope="series", entry_point="node.modules.molli:run"),
-    "t2map": ModuleSpec(name="t2map", version="1.0", scope="series", entry_point="node.modules.t2map:run"),
-    "lge": ModuleSpec(name="lge", version="1.0", scope="study-so-far", entry_point="node.modules.lge:run"),
-    "oximetry": ModuleSpec(name="oximetry", version="1.0", scope="study-so-far",
-                           entry_point="node.modules.oximetry:run"),
-}
+MODULES: dict[str, ModuleSpec] = {spec.name: spec for spec in (
+    ModuleSpec("ecv", "1.0", "study", "node.modules.ecv:run", ("t1_map",)),
+    ModuleSpec("ddce", "1.0", "study-so-far", "node.modules.ddce:run", ("t1_map",)),
+    ModuleSpec("molli", "1.0", "series", "node.modules.molli:run", ("t1_raw",)),
+    ModuleSpec("t2map", "1.0", "series", "node.modules.t2map:run", ("t2_raw",)),
+    ModuleSpec("lge", "1.0", "study-so-far", "node.modules.lge:run", ("t1_map", "segmentation")),
+    ModuleSpec("oximetry", "1.0", "study-so-far", "node.modules.oximetry:run",
+               ("t2_raw", "segmentation", "rt_structure_set")),
+)}
