@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := dcmtk orthanc dicom3tools openssl systemd
-SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy openssl systemd-analyze
+SYSTEM_PACKAGES := dcmtk orthanc dicom3tools dcm2niix openssl systemd
+SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy dcm2niix openssl systemd-analyze
 
 .PHONY: demo test venv system-tools benchmark clean
 
@@ -15,7 +15,8 @@ $(BIN)/cmr-node: pyproject.toml
 
 venv: $(BIN)/cmr-node
 
-# DCMTK (the scanner in tests), Orthanc (the PACS) and dicom3tools (dciodvfy) from Debian.
+# DCMTK (the scanner in tests), Orthanc (the PACS), dicom3tools (dciodvfy) and dcm2niix (an independent reader
+# of our derived images) from Debian.
 system-tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do \
 	  PATH="$$PATH:/usr/sbin" command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
@@ -41,6 +42,7 @@ benchmark: venv system-tools
 	PATH="$$PATH:/usr/sbin" $(BIN)/python benchmarks/receive_load.py
 	$(BIN)/python benchmarks/ddce_fit_speed.py
 	$(BIN)/python benchmarks/ddce_fit_reference.py
+	$(BIN)/python benchmarks/t1_fit_speed.py
 
 clean:
 	rm -rf $(VENV) demo-output *.egg-info

@@ -65,6 +65,9 @@ PRIVATE_SCHEME_RESPONSIBLE = "cmr-node project"
 
 T1 = codes.DCM.T1
 HEART = codes.SCT.Heart
+# A measurement over the whole field of view (every fitted voxel), which is no tissue: CID 7151 has no code for
+# "all of the image", DCM 111030 Image Region says what it is.
+IMAGE_REGION = codes.DCM.ImageRegion
 MEASUREMENT_METHOD = CodedConcept("370129005", "SCT", "Measurement Method")
 
 UNIT_PERCENT = CodedConcept("%", "UCUM", "Percent")

@@ -14,6 +14,8 @@ from highdicom.sr import CodeContentItem, CodedConcept
 from pydicom.dataset import Dataset
 
 from dicom_out import codes
+from dicom_out.descriptions import description_with_suffix
+from dicom_out.sources import further_sources, source_arguments
 
 MANUFACTURER = "cmr-node project"
 MODEL_NAME = "cmr-node"
@@ -53,16 +55,18 @@ def _mapping(q: MapQuantity, values: np.ndarray) -> hd.pm.RealWorldValueMapping:
     return mapping
 
 
-def build_parametric_map(values: np.ndarray, source_images: list[Dataset], quantity: MapQuantity, *,
+def build_parametric_map(values: np.ndarray, source_images: list, quantity: MapQuantity, *,
                          series_uid: str, sop_uid: str, series_number: int, series_description: str,
                          content_label: str, software_version: str,
-                         further_source_images: list[Dataset] | None = None) -> hd.pm.ParametricMap:
-    """values: (frames, rows, cols) or (rows, cols) float, frame i on source_images[i]'s plane."""
+                         further_source_images: list | None = None) -> hd.pm.ParametricMap:
+    """values: (frames, rows, cols) or (rows, cols) float, frame i on source_images[i]'s plane (a Dataset
+    or a source plane)."""
     values = np.asarray(values, dtype=np.float32)
     if not np.all(np.isfinite(values)):
         raise ValueError("parametric map values must be finite (flag failed voxels instead of NaN)")
+    sources, geometry = source_arguments(source_images)
     pm = hd.pm.ParametricMap(
-        source_images=source_images, pixel_array=values,
+        source_images=sources, pixel_array=values,
         series_instance_uid=series_uid, series_number=series_number, sop_instance_uid=sop_uid,
         instance_number=1, manufacturer=MANUFACTURER, manufacturer_model_name=MODEL_NAME,
         software_versions=software_version, device_serial_number="0",
@@ -74,8 +78,8 @@ def build_parametric_map(values: np.ndarray, source_images: list[Dataset], quant
                                                          voi_lut_function="LINEAR_EXACT")],
         content_label=content_label, content_description=quantity.explanation[:64],
         content_creator_name="cmr-node^", image_flavor="VOLUME",
-        further_source_images=further_source_images or None,
-        series_description=series_description[:64])
+        further_source_images=further_sources(further_source_images, sources),
+        series_description=description_with_suffix(series_description, "", sources[0]), **geometry)
     pm.SharedFunctionalGroupsSequence[0].FrameAnatomySequence = [_frame_anatomy_heart()]
     if any(c is not None and c.scheme_designator == codes.PRIVATE_SCHEME
            for c in (quantity.quantity, quantity.method, quantity.unit)):

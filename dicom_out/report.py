@@ -22,6 +22,8 @@ from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
 
 from dicom_out import codes
+from dicom_out.descriptions import description_with_suffix
+from dicom_out.sources import complete_type2, image_library_view
 from dicom_out.parametric_map import MANUFACTURER, MODEL_NAME
 from dicom_out.uids import derived_uid
 
@@ -160,13 +162,16 @@ def build_measurement_report(groups: list[RegionGroup], *, source_images: list[D
         observer_device_context=hd.sr.ObserverContext(observer_type=codes.DEVICE,
                                                       observer_identifying_attributes=device))
     algorithm = hd.sr.AlgorithmIdentification(name=algorithm_name, version=algorithm_version)
+    # frames of one instance once; empty Type 2 attributes where an anonymizer removed them
+    source_images = [complete_type2(d) for d in {str(d.SOPInstanceUID): d for d in source_images}.values()]
     report = hd.sr.MeasurementReport(
         observation_context=context, procedure_reported=codes.CARDIAC_MRI,
-        imaging_measurements=[_group(g, sop_uid, algorithm) for g in groups], referenced_images=source_images)
+        imaging_measurements=[_group(g, sop_uid, algorithm) for g in groups],
+        referenced_images=[image_library_view(d) for d in source_images])
     sr = hd.sr.Comprehensive3DSR(
         evidence=list(source_images) + list(derived), content=report, series_instance_uid=series_uid,
         series_number=series_number, sop_instance_uid=sop_uid, instance_number=1, manufacturer=MANUFACTURER,
-        series_description=series_description[:64], is_complete=True, is_final=False, is_verified=False)
+        series_description=description_with_suffix(series_description, "", source_images[0]), is_complete=True, is_final=False, is_verified=False)
     if any(c.scheme_designator == codes.PRIVATE_SCHEME for g in groups for m in g.measures
            for c in (m.name, m.unit)):
         codes.declare_private_scheme(sr)

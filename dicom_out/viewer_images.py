@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 
+from dicom_out.descriptions import description_with_suffix
 from dicom_out.parametric_map import MANUFACTURER
 from dicom_out.uids import derived_uid
 
@@ -56,7 +57,7 @@ def _secondary_capture(pm: Dataset, pixels: np.ndarray, photometric: str, bits: 
         series_number=int(pm.SeriesNumber) + series_offset, sop_instance_uid=derived_uid(str(pm.SOPInstanceUID), kind, k),
         instance_number=k + 1, manufacturer=MANUFACTURER, patient_orientation=("L", "P"),
         transfer_syntax_uid="1.2.840.10008.1.2.1")
-    sc.SeriesDescription = description[:64]
+    sc.SeriesDescription = description_with_suffix(description, "", pm)
     sc.ImageType = ["DERIVED", "SECONDARY"]
     sc.DerivationDescription = f"{NOT_FOR_DIAGNOSIS} Map: {pm.SeriesDescription}, slice {k + 1}."
     sc.ImageComments = "NOT FOR DIAGNOSIS"

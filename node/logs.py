@@ -41,6 +41,8 @@ def configure(level: str = "INFO", log_format: str = "text") -> None:
     # pydicom's warnings and messages quote attribute values ("Invalid value for VR PN: '...'"), which can be
     # patient data; the node logs its own reason for every rejection instead.
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+    # highdicom's too ('The string "<patient name>" is unlikely to represent the intended person name ...')
+    warnings.filterwarnings("ignore", module=r"highdicom(\.|$)")
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     logging.captureWarnings(True)   # any other warning becomes a log line in the chosen format
 

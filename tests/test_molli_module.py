@@ -50,18 +50,17 @@ def test_molli_outputs_are_valid_dicom(processed):
     results = report["jobs"][0]["results"]
     sr_path = out / f"{results['report_sop_instance_uid']}.dcm"
     assert_report_matches(sr_path, results["measurements"])
-    fitted = sr_groups(sr_path)["Fitted voxels"]
+    fitted = sr_groups(sr_path)["Whole field of view, every fitted voxel (not a tissue region)"]
     assert fitted[("113063", "DCM", "Median")][1] == "ms" and fitted[("RESID", "99CMRN", "Median")][0] < 0.05
 
 
 def test_end_to_end_raw_molli_to_ecv_in_orthanc(tmp_path, orthanc, make_node):
     from dicom_out.synthetic_mr import SyntheticStudy
-    from node.config import DEFAULT_ROUTES_TOML
-    import tomllib
+    from node.config import builtin_routes
     from tests.conftest import PM_SOP_CLASS, node_config_dict, orthanc_destination, storescu, wait_until
     study, phantom, files = write_raw_molli_ecv_study(tmp_path / "scanner", SyntheticStudy())
     config = node_config_dict(tmp_path / "data", [orthanc_destination(orthanc)])
-    config["routes"] = [dict(r, destinations=["orthanc"]) for r in tomllib.loads(DEFAULT_ROUTES_TOML)["routes"]]
+    config["routes"] = builtin_routes(destinations=["orthanc"])
     node = make_node(config)
     assert storescu(node.port, files).returncode == 0
 
@@ -107,9 +106,10 @@ def test_ddce_from_raw_molli_equals_ddce_from_inline_maps(tmp_path):
             assert abs(inline - raw) < tolerance, (region, name, inline, raw)
 
 
-@pytest.mark.parametrize("damage, message", [("no_times", "no usable preparation times"),
-                                             ("too_few", "at least 5 are needed")])
-def test_unusable_molli_series_fails_with_a_clear_error(tmp_path, damage, message):
+@pytest.mark.parametrize("damage", ["no_times", "too_few"])
+def test_unusable_molli_series_is_not_fitted_and_the_reason_is_given(tmp_path, damage):
+    """Without inversion times, or with 4 images, a MOLLI series cannot be fitted: it is classified as such and
+    the route says why; the other series go on."""
     _, _, files = write_raw_molli_ecv_study(tmp_path / "raw")
     pre = [f for f in files if f.parent.name == "MOLLI_pre"]
     if damage == "no_times":
@@ -121,6 +121,8 @@ def test_unusable_molli_series_fails_with_a_clear_error(tmp_path, damage, messag
         for f in pre[4:]:
             f.unlink()
     report = process_folder(tmp_path / "raw", tmp_path / "out", offline_config())
-    failed = [j for j in report["jobs"] if j["module"] == "molli" and j["state"] == "failed"]
-    assert len(failed) == 1 and message in failed[0]["error"]
-    assert [j["state"] for j in report["jobs"] if j["module"] == "molli"].count("done") == 1   # the other series
+    assert [(j["module"], j["state"]) for j in report["jobs"]] == [("molli", "done")]
+    series = {s["series_description"]: s for s in report["series"]}
+    assert series["MOLLI_pre"]["kinds"]["other"]["why"] == \
+        "inversion recovery with fewer than 5 distinct inversion times per slice"
+    assert "route molli takes t1_raw" in series["MOLLI_pre"]["not_routed_because"]

@@ -34,7 +34,8 @@ from dicom_out.uids import derived_uid
 from dicom_out.report import Measure, RegionGroup, fit_quality, segmentation_method, statistics, volume
 from node.modules import MODULES, ModuleInput, ModuleOutput
 from node.modules.reporting import LvRegions, add_report, lv_regions, lv_segmentation, voxel_ml
-from node.t1_maps import POSITION_TOLERANCE_MM, InputError, T1Slice, classify, group_by_series, read_t1_slice
+from node.scanner.frames import field_strength_t
+from node.t1_maps import POSITION_TOLERANCE_MM, InputError, T1Slice, classify, group_by_series, read_t1_maps
 
 _TWO_CX = codes.TWO_COMPARTMENT_EXCHANGE
 
@@ -82,7 +83,7 @@ def injection_time(posts: list[list[T1Slice]], settings: dict) -> tuple[datetime
 def relaxivity(posts: list[list[T1Slice]], settings: dict) -> tuple[float, str, float]:
     header = posts[0][0].dataset
     agent = str(header.get("ContrastBolusAgent", "") or "")
-    field = float(header.get("MagneticFieldStrength", 0) or 0)
+    field = field_strength_t(header)
     if not field:
         raise InputError("Magnetic Field Strength (0018,0087) missing: relaxivity depends on it")
     try:
@@ -159,7 +160,8 @@ def _window_group(window: float, maps: dict[str, np.ndarray], pms: dict[str, obj
 
 def run(inp: ModuleInput) -> ModuleOutput:
     settings = inp.settings
-    native, posts, how = classify(group_by_series([read_t1_slice(f) for f in inp.files]))
+    natives, posts, how = classify(group_by_series(read_t1_maps(inp.files)))
+    native = natives[0]
     injection, injection_source = injection_time(posts, settings)
     r1, agent, field = relaxivity(posts, settings)
     timed = [((s.acquired - injection).total_seconds() / 60.0, s) for series in posts for s in series if s.acquired]
@@ -175,7 +177,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
     regions = lv_regions([s.t1_ms for s in native], [r.blood_pool for r in fitted[0][3]] if fitted else [],
                          [s.pixel_mm for s in native], [s.position_mm for s in native])
     output.results["quality_flags"] = regions.flags
-    seg = lv_segmentation(regions, [s.dataset for s in native], inp, "ddce", 9190, "dDCE regions (cmr-node)") \
+    seg = lv_segmentation(regions, [s.frame for s in native], inp, "ddce", 9190, "dDCE regions (cmr-node)") \
         if fitted else None
     groups = []
     for n, (window, (maps, slices, used, results)) in enumerate(zip(windows, fitted)):
@@ -185,23 +187,23 @@ def run(inp: ModuleInput) -> ModuleOutput:
         for k, (name, (label, quantity)) in enumerate(QUANTITIES.items()):
             series_uid = derived_uid(key, name, "series")
             pm = build_parametric_map(
-                maps[name], [s.dataset for s in native], quantity, series_uid=series_uid,
+                maps[name], [s.frame for s in native], quantity, series_uid=series_uid,
                 sop_uid=derived_uid(key, name, "instance"), series_number=9100 + 10 * n + k,
                 series_description=f"dDCE {window:g}min {label}", content_label=f"DDCE{int(window)}",
-                software_version=node.__version__, further_source_images=[s.dataset for s in used])
+                software_version=node.__version__, further_source_images=[s.frame for s in used])
             output.datasets.append(pm)
             pms[name] = pm
             entry["maps"].append({"parameter": name, "unit": quantity.unit.value, "series_instance_uid": series_uid,
                                   "sop_instance_uid": str(pm.SOPInstanceUID)})
         output.results["windows"].append(entry)
-        groups.append(_window_group(window, maps, pms, regions, seg, results, voxel_ml(native[0].dataset)))
+        groups.append(_window_group(window, maps, pms, regions, seg, results, voxel_ml(native[0].frame)))
     if seg is not None:
         output.datasets.append(seg)
         blood = np.stack(regions.blood_pool)
         groups.append(RegionGroup(
             "LV blood pool", codes.BLOOD, site=codes.LEFT_VENTRICLE, category=codes.TISSUE, segment=(seg, 2),
             measures=[Measure(codes.HEMATOCRIT, round(float(settings["hematocrit"]) * 100, 1), codes.UNIT_PERCENT),
-                      volume(int(blood.sum()), voxel_ml(native[0].dataset))],
+                      volume(int(blood.sum()), voxel_ml(native[0].frame))],
             evaluations=[segmentation_method(manual=False)]))
         add_report(output, inp, "ddce", groups, [s.dataset for s in native] + [s.dataset for _, s in timed], "dDCE")
     return output

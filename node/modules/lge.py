@@ -2,8 +2,8 @@
 
 Inputs are those of the dDCE route (a native and post-contrast T1 maps), plus,
 when the study has one, a DICOM SEG with an LV myocardium segment (SCT
-49848007, or a label with "myocard"); its Series Description must match the
-route. Without it the myocardium is segmented automatically and the report
+49848007, or a label with "myocard"); the route must take the kind segmentation
+(the built-in one does). Without it the myocardium is segmented automatically and the report
 says so; the route (study-so-far) runs again when the SEG arrives.
 
 Settings ([inputs]): lge_target_minutes (15), lge_fit_window_minutes (5),
@@ -38,7 +38,7 @@ from node.modules import ModuleInput, ModuleOutput
 from node.modules.ddce import fit_window, injection_time, relaxivity, window_key
 from node.modules.reporting import LV_BLOOD_SEGMENT, LV_MYOCARDIUM_SEGMENT, add_report, lv_regions, voxel_ml
 from node.roi import SEG_SOP_CLASS, seg_masks
-from node.t1_maps import POSITION_TOLERANCE_MM, InputError, classify, group_by_series, read_t1_slice
+from node.t1_maps import POSITION_TOLERANCE_MM, InputError, classify, group_by_series, read_t1_maps
 
 STANDARD_TOLERANCE_MIN = 2.5
 INFARCT_SEGMENT = Segment("Infarct", codes.ABNORMAL_STRUCTURE, codes.MYOCARDIAL_INFARCTION)
@@ -101,7 +101,8 @@ def run(inp: ModuleInput) -> ModuleOutput:
     method, n_sd = settings.get("lge_infarct_method", "nsd"), float(settings.get("lge_n_sd", 5.0))
     kinds = {f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in inp.files}
     seg_files = [f for f, k in kinds.items() if k == SEG_SOP_CLASS]
-    native, posts, how = classify(group_by_series([read_t1_slice(f) for f, k in kinds.items() if k != SEG_SOP_CLASS]))
+    natives, posts, how = classify(group_by_series(read_t1_maps([f for f, k in kinds.items() if k != SEG_SOP_CLASS])))
+    native = natives[0]
     injection, _ = injection_time(posts, settings)
     r1, _, _ = relaxivity(posts, settings)
     timed = [((s.acquired - injection).total_seconds() / 60.0, s) for series in posts for s in series if s.acquired]
@@ -147,7 +148,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
 
     key = hashlib.sha256(f"lge {window_key(used, settings, r1, injection)} {target} {method} {n_sd} {myo_uid}"
                          .encode()).hexdigest()
-    sources = [[s.dataset] for s in native]
+    sources = [[s.frame] for s in native]
     psir = np.stack([s.psir for s in synthetic])
     output.datasets += _images(psir, sources, key, "psir", 9700, f"LGE_dDCE {target:g}min PSIR (cmr-node)",
                                f"Synthetic PSIR-like LGE at {target:g} min from the {window:g}-min dDCE fit, TI "
@@ -158,13 +159,13 @@ def run(inp: ModuleInput) -> ModuleOutput:
     infarct = np.stack([s.segmentation.infarct for s in synthetic])
     mvo = np.stack([s.segmentation.mvo for s in synthetic])
     seg = build_segmentation(
-        np.stack([myocardium, infarct, mvo, pools], axis=-1), [s.dataset for s in native],
+        np.stack([myocardium, infarct, mvo, pools], axis=-1), [s.frame for s in native],
         [Segment(LV_MYOCARDIUM_SEGMENT.label, LV_MYOCARDIUM_SEGMENT.category, LV_MYOCARDIUM_SEGMENT.property_type,
                  manual=manual), INFARCT_SEGMENT, MVO_SEGMENT, LV_BLOOD_SEGMENT],
         series_uid=derived_uid(key, "seg", "series"), sop_uid=derived_uid(key, "seg"), series_number=9702,
         series_description="LGE_dDCE regions (cmr-node)", software_version=node.__version__)
     output.datasets.append(seg)
-    voxel = voxel_ml(native[0].dataset)
+    voxel = voxel_ml(native[0].frame)
     groups = [
         RegionGroup("LV myocardium (LGE_dDCE)", codes.LV_MYOCARDIUM, category=codes.ANATOMICAL_STRUCTURE,
                     segment=(seg, 1), measures=_metric_measures(primary) + [volume(int(myocardium.sum()), voxel)],
@@ -189,7 +190,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
             **{m: _rounded(lge_metrics(lge_slices(t1_standard, myocardium, cavity, m, n_sd)[0], myocardium, cavity,
                                        pools)) for m in ("nsd", "fwhm")}}
         skey = hashlib.sha256(f"{key} {[str(s.dataset.SOPInstanceUID) for s in standard_used]}".encode()).hexdigest()
-        images = _images(np.stack([s.psir for s in measured]), [[s.dataset] for s in standard_used], skey, "std", 9703,
+        images = _images(np.stack([s.psir for s in measured]), [[s.frame] for s in standard_used], skey, "std", 9703,
                          f"LGE_standard {target:g}min PSIR (cmr-node)", f"PSIR-like LGE from the measured T1 map, "
                          f"TI {ti_standard:.0f} ms, signal x1000 (cmr-node)", signed=True)
         output.datasets += images

@@ -122,12 +122,12 @@ def run(inp: ModuleInput) -> ModuleOutput:
         flags.append("coronary sinus ROI missing")
     clinical = {k: float(settings[k]) for k in CLINICAL_INPUTS if settings.get(k) is not None}
     oxygen = oxygen_consumption(sbo2=sbo2, **clinical)
-    first = [s.datasets[0] for s in slices]
+    first = [s.frames[0] for s in slices]
     pm = build_parametric_map(
         np.stack(so2_maps).astype(np.float32), first, SO2_QUANTITY, series_uid=derived_uid(inp.job_key, "so2", "s"),
         sop_uid=derived_uid(inp.job_key, "so2", "i"), series_number=9600, series_description="SO2 map (cmr-node)",
         content_label="SO2MAP", software_version=node.__version__,
-        further_source_images=[d for s in slices for d in s.datasets[1:]])
+        further_source_images=[f for s in slices for f in s.frames[1:]])
     output = ModuleOutput(datasets=[pm], results={
         "module": "oximetry", "calibration": calibration.source, "hematocrit": hematocrit,
         "sbo2_percent": None if sbo2 is None else round(sbo2 * 100, 1), "slices": slice_results,

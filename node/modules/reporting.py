@@ -50,7 +50,7 @@ def lv_regions(native_t1_ms: list[np.ndarray], blood_pools: list[np.ndarray], pi
     return LvRegions(myocardium=found, blood_pool=list(blood_pools), flags=flags)
 
 
-def lv_segmentation(regions: LvRegions, sources: list[Dataset], inp: ModuleInput, name: str, series_number: int,
+def lv_segmentation(regions: LvRegions, sources: list, inp: ModuleInput, name: str, series_number: int,
                     description: str):
     return build_segmentation(
         regions.masks(), sources, [LV_MYOCARDIUM_SEGMENT, LV_BLOOD_SEGMENT],
@@ -58,21 +58,27 @@ def lv_segmentation(regions: LvRegions, sources: list[Dataset], inp: ModuleInput
         series_number=series_number, series_description=description, software_version=node.__version__)
 
 
+FIELD_OF_VIEW_REGION = "Whole field of view, every fitted voxel (not a tissue region)"
+
+
 def fitted_voxels_group(values: np.ndarray, residuals: np.ndarray, failed: np.ndarray, value_pm, residual_pm,
                         quantity, residual_quantity) -> RegionGroup:
-    """Whole-slice summary of a relaxometry fit: median value and median relative residual of the fitted voxels."""
+    """Whole-image summary of a relaxometry fit: median value and median relative residual of every fitted
+    voxel, air and chest wall included. Labelled as an image region, so that no registry reads it as
+    myocardium."""
     ok = ~failed
     return RegionGroup(
-        "Fitted voxels", codes.HEART, category=codes.ANATOMICAL_STRUCTURE, images=[value_pm],
+        FIELD_OF_VIEW_REGION, codes.IMAGE_REGION, images=[value_pm],
         measures=[median(quantity.quantity, quantity.unit, values[ok], decimals=1, source=value_pm),
                   median(residual_quantity.quantity, residual_quantity.unit, residuals[ok], source=residual_pm)]
         if ok.any() else [])
 
 
-def voxel_ml(ds: Dataset) -> float:
-    """Volume of one voxel (mL) from Pixel Spacing and Slice Thickness (mm); 0 when thickness is unknown."""
-    spacing = [float(v) for v in ds.PixelSpacing]
-    return spacing[0] * spacing[1] * float(ds.get("SliceThickness", 0) or 0) / 1000.0
+def voxel_ml(frame) -> float:
+    """Volume of one voxel (mL) of a frame (node/scanner/frames.Frame): pixel spacing and slice thickness (mm);
+    0 when the thickness is unknown."""
+    rows, cols = frame.pixel_mm
+    return rows * cols * frame.slice_thickness_mm / 1000.0
 
 
 def add_report(output: ModuleOutput, inp: ModuleInput, module: str, groups: list[RegionGroup],

@@ -10,11 +10,12 @@ import numpy as np
 import node
 from analysis.relaxometry import fit_t2
 from dicom_out import codes
+from dicom_out.descriptions import description_with_suffix
 from dicom_out.parametric_map import MapQuantity, build_parametric_map
 from dicom_out.uids import derived_uid
 from node.modules import ModuleInput, ModuleOutput
 from node.modules.reporting import add_report, fitted_voxels_group
-from node.prepared_images import T2PREP_TIME_SOURCES, read_prepared_series
+from node.prepared_images import read_t2_prepared_series
 
 T2_QUANTITY = MapQuantity("T2", "T2 from T2-prepared images, mono-exponential (ms)", codes.UNIT_MS, codes.T2,
                           None, 50.0, 100.0)
@@ -24,7 +25,7 @@ RESIDUAL_QUANTITY = MapQuantity("T2 residual", "RMS residual of the T2 fit relat
 
 def fit_prepared_slices(files: list[str]):
     """(slices, per-slice T2Fit reshaped to images) for a T2-prep series."""
-    slices = read_prepared_series(files, T2PREP_TIME_SOURCES, minimum_images=3, allow_zero=True)
+    slices = read_t2_prepared_series(files)
     fits = []
     for s in slices:
         n, rows, cols = s.images.shape
@@ -35,9 +36,9 @@ def fit_prepared_slices(files: list[str]):
 
 def run(inp: ModuleInput) -> ModuleOutput:
     slices, fits = fit_prepared_slices(inp.files)
-    first = [s.datasets[0] for s in slices]
-    further = [d for s in slices for d in s.datasets[1:]]
-    description = str(first[0].get("SeriesDescription", "T2prep"))
+    first = [s.frames[0] for s in slices]
+    further = [f for s in slices for f in s.frames[1:]]
+    description = str(first[0].header.get("SeriesDescription", "") or "T2prep")
     output = ModuleOutput(results={"module": "t2map", "unit": "ms", "slices": [
         {"position_mm": s.position_mm, "preparation_times_ms": s.times_ms.tolist(),
          "preparation_time_source": s.time_source, "failed_voxels": int(f["failed"].sum()),
@@ -49,7 +50,8 @@ def run(inp: ModuleInput) -> ModuleOutput:
         output.datasets.append(build_parametric_map(
             values, first, quantity, series_uid=derived_uid(inp.job_key, name, "series"),
             sop_uid=derived_uid(inp.job_key, name, "instance"), series_number=9500 + n,
-            series_description=f"{description} {quantity.lut_label} (cmr-node)", content_label="T2MAP",
+            series_description=description_with_suffix(description, f" {quantity.lut_label} (cmr-node)",
+                                                       first[0].header), content_label="T2MAP",
             software_version=node.__version__, further_source_images=further))
     group = fitted_voxels_group(stacks["t2_ms"], stacks["residual"], np.stack([f["failed"] for f in fits]),
                                 *output.datasets[:2], T2_QUANTITY, RESIDUAL_QUANTITY)

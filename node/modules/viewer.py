@@ -24,4 +24,5 @@ def add_viewer_outputs(output: ModuleOutput, kinds: list[str]) -> None:
             output.datasets += grayscale_images(pm)
         if "colour" in kinds:
             output.datasets += colour_images(pm)
-        output.previews[f"{_file_name(str(pm.SeriesDescription))}.png"] = preview_png(pm)
+        # the series number too: two maps of one job may share a description (ECV of two post-contrast series)
+        output.previews[f"{pm.SeriesNumber}_{_file_name(str(pm.SeriesDescription))}.png"] = preview_png(pm)
