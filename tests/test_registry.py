@@ -86,6 +86,43 @@ def test_revision_replaces_and_keeps_history(registry, ecv_report, tmp_path):
     assert (summary["reports_current"], summary["reports_history"], summary["studies"]) == (1, 2, 1)
 
 
+def test_native_and_post_contrast_reports_of_one_producer_are_both_current(registry, tmp_path):
+    """The MOLLI module reports a study's native and its post-contrast T1 separately: both stay current (a
+    report is current per study, producer and source series); a revision replaces only its own."""
+    from dicom_out.phantom_studies import write_raw_molli_ecv_study
+    from node.config import offline_config
+    write_raw_molli_ecv_study(tmp_path / "raw")
+    report = process_folder(tmp_path / "raw", tmp_path / "out", offline_config())
+    molli = [j for j in report["jobs"] if j["module"] == "molli"]
+    paths = [tmp_path / "out" / f"{j['results']['report_sop_instance_uid']}.dcm" for j in molli]
+    assert [ingest_file(registry, p) for p in paths] == ["ingested", "ingested"]
+    current = registry.rows()
+    assert len({r["report_sop_instance_uid"] for r in current}) == 2
+    assert len({r["source_series"] for r in current}) == 2 and all(r["source_series"] for r in current)
+    region = {r["region"] for r in current}
+    assert region == {"Whole field of view, every fitted voxel (not a tissue region)"}
+    assert {r["finding"] for r in current} == {"Image Region"}
+    later, later_uid = revised(paths[0], tmp_path, "235959", "later.dcm")
+    assert ingest_file(registry, later) == "replaced"
+    assert len({r["report_sop_instance_uid"] for r in registry.rows()}) == 2
+
+
+def test_a_version_1_registry_is_brought_up_to_date(tmp_path, ecv_report):
+    """A registry written before reports had source series keeps its rows and takes new reports."""
+    import sqlite3
+    from node.registry import store
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(store._SCHEMA.replace(",\n    source_series TEXT NOT NULL DEFAULT ''", ""))
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    registry = Registry(path, SALT)
+    assert ingest_file(registry, ecv_report[0]) == "ingested"
+    assert registry.summary()["schema_version"] == 2 and registry.rows()[0]["source_series"]
+    registry.close()
+
+
 def test_patient_only_as_salted_pseudonym(registry, ecv_report, ecv_study):
     path, _ = ecv_report
     ingest_file(registry, path)

@@ -19,6 +19,7 @@ SR_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.88.34": hd.sr.Comprehensive3DSR,
 }
 REPORT_TITLE = ("126000", "DCM")
+IMAGE_LIBRARY = ("111028", "DCM")
 ALGORITHM_NAME = ("111001", "DCM")
 DEVICE_OBSERVER_NAME = ("121013", "DCM")
 
@@ -69,6 +70,7 @@ class ParsedReport:
     content_datetime: str      # YYYYMMDDHHMMSS, for ordering revisions
     producer: str              # algorithm or device that made the report
     groups: list[Group]
+    source_series: str = ""    # the series its Image Library images are in, sorted, space-separated
 
 
 def _walk_text(items, concept: tuple[str, str]):
@@ -123,6 +125,36 @@ def _groups(content) -> list[Group]:
     return groups
 
 
+def _library_instances(items) -> set[str]:
+    """SOP Instance UIDs of the IMAGE items under the Image Library (TID 1600) of a content tree."""
+    found = set()
+    for item in items or []:
+        name = item.get("ConceptNameCodeSequence")
+        if name and (name[0].CodeValue, name[0].CodingSchemeDesignator) == IMAGE_LIBRARY:
+            stack = list(item.get("ContentSequence", []))
+            while stack:
+                entry = stack.pop()
+                found |= {str(r.ReferencedSOPInstanceUID) for r in entry.get("ReferencedSOPSequence", [])}
+                stack += list(entry.get("ContentSequence", []))
+        else:
+            found |= _library_instances(item.get("ContentSequence"))
+    return found
+
+
+def source_series(ds: Dataset) -> str:
+    """The series of the images the report was measured on (its Image Library, located through the evidence
+    sequences): reports of one producer on different source series (native and post-contrast T1) are both
+    current; a revision on the same series replaces the earlier one."""
+    images = _library_instances(ds.get("ContentSequence"))
+    series = set()
+    for keyword in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+        for study in ds.get(keyword, []):
+            for item in study.get("ReferencedSeriesSequence", []):
+                if any(str(r.ReferencedSOPInstanceUID) in images for r in item.get("ReferencedSOPSequence", [])):
+                    series.add(str(item.SeriesInstanceUID))
+    return " ".join(sorted(series))
+
+
 def _iso_date(text) -> str | None:
     text = str(text or "")
     return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) >= 8 and text[:8].isdigit() else None
@@ -147,4 +179,4 @@ def parse_report(ds: Dataset) -> ParsedReport:
         study_instance_uid=str(ds.StudyInstanceUID), patient_id=str(ds.get("PatientID", "") or ""),
         study_date=_iso_date(ds.get("StudyDate")), accession_number=str(ds.get("AccessionNumber", "") or "") or None,
         content_datetime=f"{ds.get('ContentDate', '')}{str(ds.get('ContentTime', '')).split('.')[0]}",
-        producer=producer, groups=groups)
+        producer=producer, groups=groups, source_series=source_series(ds))

@@ -4,10 +4,13 @@ Schema (version in PRAGMA user_version; SCHEMA_VERSION below):
 - studies(study_uid, pseudonym, study_date, accession_number): the patient only
   as a salted pseudonym, HMAC-SHA256(salt, Patient ID), 16 hex digits.
 - reports(id, sop_instance_uid, series_instance_uid, study_uid, producer,
-  content_datetime, ingested_at, current, superseded_by): one row per SR. For
-  one study and producer (the algorithm or device that made it) exactly one
-  report is current: the one with the latest content date/time. Earlier ones
-  stay as history (current = 0, superseded_by = the report that replaced it).
+  content_datetime, ingested_at, current, superseded_by, source_series): one
+  row per SR. Among the reports of one study and producer (the algorithm or
+  device that made it) measured on overlapping source series (the series its
+  Image Library images are in) one is current: the one with the latest content
+  date/time. Earlier ones stay as history (current = 0, superseded_by = the
+  report that replaced it). So the native and the post-contrast MOLLI report of
+  a study are both current, while a re-run on more series replaces the earlier.
 - measurements(report_id, region, tracking_uid, finding_*, site_*, concept_code,
   concept_scheme, concept_meaning, derivation, value, unit): one row per number.
 - evaluations(report_id, region, concept_*, value_*): qualitative evaluations.
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from node.registry.parse import ParsedReport
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: reports.source_series
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -34,7 +37,8 @@ CREATE TABLE IF NOT EXISTS studies (
 CREATE TABLE IF NOT EXISTS reports (
     id INTEGER PRIMARY KEY, sop_instance_uid TEXT UNIQUE NOT NULL, series_instance_uid TEXT NOT NULL,
     study_uid TEXT NOT NULL REFERENCES studies(study_uid), producer TEXT NOT NULL, content_datetime TEXT,
-    ingested_at REAL NOT NULL, current INTEGER NOT NULL, superseded_by INTEGER REFERENCES reports(id));
+    ingested_at REAL NOT NULL, current INTEGER NOT NULL, superseded_by INTEGER REFERENCES reports(id),
+    source_series TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS reports_by_study ON reports(study_uid, producer);
 CREATE TABLE IF NOT EXISTS measurements (
     report_id INTEGER NOT NULL REFERENCES reports(id), region TEXT NOT NULL, tracking_uid TEXT,
@@ -49,7 +53,7 @@ CREATE TABLE IF NOT EXISTS not_ingested (sop_instance_uid TEXT PRIMARY KEY, reas
 """
 
 EXPORT_COLUMNS = ("pseudonym", "study_date", "accession_number", "study_uid", "report_sop_instance_uid", "producer",
-                  "content_datetime", "current", "region", "finding", "finding_site", "concept_code",
+                  "source_series", "content_datetime", "current", "region", "finding", "finding_site", "concept_code",
                   "concept_scheme", "concept_meaning", "derivation", "value", "unit")
 
 
@@ -74,11 +78,14 @@ class Registry:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RegistryError(f"{self.path}: registry schema {version} is newer than this cmr-node ({SCHEMA_VERSION})")
+        if version == 1:   # version 1 had no source_series: every report counted as on the same series
+            self.db.execute("ALTER TABLE reports ADD COLUMN source_series TEXT NOT NULL DEFAULT ''")
         self.db.executescript(_SCHEMA)
         self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
-        self.db.close()
+        with self.lock:   # never while another thread is inside a transaction on this connection
+            self.db.close()
 
     def known(self, sop_instance_uid: str) -> bool:
         """True when this SR was already ingested or already judged not ingestible."""
@@ -93,8 +100,8 @@ class Registry:
                             (sop_instance_uid, reason, time.time()))
 
     def ingest(self, report: ParsedReport) -> str:
-        """Store one parsed report: 'ingested', 'replaced' (an earlier report of the study and producer
-        became history), 'history' (this one is older than the current one) or 'duplicate'."""
+        """Store one parsed report: 'ingested', 'replaced' (an earlier report of the study, producer and source
+        series became history), 'history' (this one is older than the current one) or 'duplicate'."""
         with self.lock:
             return self._ingest(report)
 
@@ -108,19 +115,26 @@ class Registry:
                 "accession_number=COALESCE(excluded.accession_number, accession_number)",
                 (report.study_instance_uid, pseudonym(report.patient_id, self.salt), report.study_date,
                  report.accession_number))
-            current = self.db.execute(
-                "SELECT id, content_datetime FROM reports WHERE study_uid=? AND producer=? AND current=1",
-                (report.study_instance_uid, report.producer)).fetchone()
-            newer = current is None or (report.content_datetime or "") >= (current["content_datetime"] or "")
+            mine = set(report.source_series.split())
+            # the current reports this one competes with: same study and producer, measured on any of the same
+            # series (or either names none): a re-run on more series replaces, native and post-contrast do not
+            rivals = [r for r in self.db.execute(
+                "SELECT id, content_datetime, source_series FROM reports WHERE study_uid=? AND producer=? "
+                "AND current=1", (report.study_instance_uid, report.producer))
+                if not mine or not r["source_series"] or mine & set(r["source_series"].split())]
+            newest = max(rivals, key=lambda r: r["content_datetime"] or "", default=None)
+            newer = newest is None or (report.content_datetime or "") >= (newest["content_datetime"] or "")
             report_id = self.db.execute(
                 "INSERT INTO reports (sop_instance_uid, series_instance_uid, study_uid, producer, content_datetime, "
-                "ingested_at, current, superseded_by) VALUES (?,?,?,?,?,?,?,?)",
+                "ingested_at, current, superseded_by, source_series) VALUES (?,?,?,?,?,?,?,?,?)",
                 (report.sop_instance_uid, report.series_instance_uid, report.study_instance_uid, report.producer,
-                 report.content_datetime, time.time(), int(newer), None if newer else current["id"])).lastrowid
-            if current is not None and newer:
-                self.db.execute("UPDATE reports SET current=0, superseded_by=? WHERE id=?", (report_id, current["id"]))
+                 report.content_datetime, time.time(), int(newer), None if newer else newest["id"],
+                 report.source_series)).lastrowid
+            if newer:
+                for rival in rivals:
+                    self.db.execute("UPDATE reports SET current=0, superseded_by=? WHERE id=?", (report_id, rival["id"]))
             self._insert_rows(report_id, report)
-        if current is None:
+        if not rivals:
             return "ingested"
         return "replaced" if newer else "history"
 
@@ -152,7 +166,8 @@ class Registry:
         """Flat measurement rows (EXPORT_COLUMNS); since: study date YYYY-MM-DD, inclusive."""
         query = (
             "SELECT s.pseudonym, s.study_date, s.accession_number, s.study_uid, r.sop_instance_uid "
-            "AS report_sop_instance_uid, r.producer, r.content_datetime, r.current, m.region, m.finding_meaning "
+            "AS report_sop_instance_uid, r.producer, r.source_series, r.content_datetime, r.current, m.region, "
+            "m.finding_meaning "
             "AS finding, m.site_meaning AS finding_site, m.concept_code, m.concept_scheme, m.concept_meaning, "
             "m.derivation, m.value, m.unit FROM measurements m JOIN reports r ON r.id = m.report_id "
             "JOIN studies s ON s.study_uid = r.study_uid WHERE (? OR r.current = 1) AND (? IS NULL OR s.study_date >= ?) "
