@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from node.index import kinds_of
 from node.modules import MODULES
 
 
@@ -108,8 +109,7 @@ class Route:
 
     def mismatch(self, series_row, timeline: str | None = None) -> str | None:
         """Why this route does not take the series (None: it does). timeline: the study's T1 timeline."""
-        kinds = set(filter(None, (series_row["kinds"] or "").split(",")))
-        if not kinds & set(self.kinds):
+        if not kinds_of(series_row) & set(self.kinds):
             return f"route {self.name} takes {', '.join(self.kinds)}"
         if self.series_description is not None and not self.series_description.search(
                 series_row["series_description"]):

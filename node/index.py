@@ -90,6 +90,11 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, destination, next_attempt
 """
 
 
+def kinds_of(row) -> set[str]:
+    """The kinds (node/scanner/kinds.py) an instance or series row holds; stored comma-separated."""
+    return set(filter(None, (row["kinds"] or "").split(",")))
+
+
 @dataclass(frozen=True)
 class InstanceRecord:
     sop_instance_uid: str

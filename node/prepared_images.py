@@ -23,8 +23,6 @@ from node.scanner.frames import MAX_TIME_MS
 from node.scanner.timing import INVERSION_TIME_SOURCES, T2PREP_TIME_SOURCES
 from node.t1_maps import InputError
 
-__all__ = ["INVERSION_TIME_SOURCES", "T2PREP_TIME_SOURCES", "PreparedSlice", "read_prepared_series"]
-
 
 @dataclass
 class PreparedSlice:

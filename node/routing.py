@@ -19,7 +19,7 @@ import time
 from datetime import datetime
 
 from node.config import Config, Route
-from node.index import Index
+from node.index import Index, kinds_of
 from node.modules import MODULES
 from node.scanner.kinds import SAME_ACQUISITION_S, T1_MAP, classify_files
 
@@ -41,10 +41,6 @@ def input_key(route: Route, sop_instance_uids: list[str], study_inputs: dict[str
     return digest.hexdigest()
 
 
-def _kinds(row) -> set[str]:
-    return set(filter(None, (row["kinds"] or "").split(",")))
-
-
 def t1_timeline(series_rows) -> str | None:
     """How the study's T1 maps are spread in time, from the slice planes and acquisition times their headers
     give: 'dynamic' when a slice was acquired DYNAMIC_ACQUISITIONS times within DYNAMIC_WINDOW_MIN (dDCE);
@@ -53,7 +49,7 @@ def t1_timeline(series_rows) -> str | None:
     map); None without T1 maps. Maps less than SAME_ACQUISITION_S apart are one acquisition."""
     planes: list[tuple[tuple, list[datetime]]] = []
     for row in series_rows:
-        if T1_MAP not in _kinds(row) or not row["classification"]:
+        if T1_MAP not in kinds_of(row) or not row["classification"]:
             continue
         for plane, acquired in json.loads(row["classification"])["kinds"][T1_MAP].get("acquired", []):
             match = next((times for key, times in planes if key[:-1] == tuple(plane[:-1])
@@ -95,7 +91,7 @@ class Router:
 
     def _queue(self, route: Route, study_uid: str, series_rows: list) -> int | None:
         instances = [i for s in series_rows for i in self.index.instances_of_series(s["series_uid"])
-                     if set(filter(None, i["kinds"].split(","))) & set(route.kinds)]
+                     if kinds_of(i) & set(route.kinds)]
         if not instances:
             return None
         key = input_key(route, [i["sop_instance_uid"] for i in instances], self.index.study_inputs(study_uid))

@@ -124,7 +124,7 @@ class Instance:
         ds = self.dataset
         per_frame = ds.get("PerFrameFunctionalGroupsSequence") or [None]
         shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
-        numbered = self.is_multi_frame and int(ds.get("NumberOfFrames", 1) or 1) > 1
+        numbered = int(ds.get("NumberOfFrames", 1) or 1) > 1
         return [Frame(self, item, shared, k + 1 if numbered else None) for k, item in enumerate(per_frame)]
 
 
