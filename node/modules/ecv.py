@@ -26,7 +26,7 @@ ECV_QUANTITY = MapQuantity(
 
 
 def _partner(target: T1Slice, natives: list[list[T1Slice]]) -> T1Slice:
-    """The native slice of the same plane, from the native acquisition nearest before the post-contrast one."""
+    """The native slice of the same plane, from the native acquisition nearest in time to the post-contrast one."""
     candidates = [s for series in natives for s in series
                   if abs(s.position_mm - target.position_mm) <= POSITION_TOLERANCE_MM]
     if not candidates:
