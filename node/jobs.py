@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 import sqlite3
 import threading
@@ -95,6 +96,7 @@ def run_module(module: str, study_uid: str, files: list[str], settings: dict, jo
 def execute_job(job_id: int, module: str, study_uid: str, files: list[str], settings: dict, job_key: str,
                 results_root: str) -> tuple[str, list[dict]]:
     """Worker-process entry point: run the module and leave its outputs in results/<job id>/."""
+    log.debug("job %d: module %s in worker process %d, %d input files", job_id, module, os.getpid(), len(files))
     final = Path(results_root) / str(job_id)
     partial = final.with_name(f"{job_id}.partial")
     for stale in (partial, final):

@@ -22,17 +22,28 @@ SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 
 
+SYSTEM_BIN = "/usr/bin:/usr/sbin:/bin:/sbin:/usr/local/bin"
+
+
 def require_tool(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    """The system's tool (Debian's DCMTK, Orthanc, dicom3tools, dcm2niix), never a namesake in the virtual
+    environment: pynetdicom installs its own storescu and storescp there."""
+    path = shutil.which(name, path=SYSTEM_BIN)
     if path is None:
         pytest.fail(f"{name} is not installed: run `make test`, which installs dcmtk, orthanc and dicom3tools")
     return path
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
-    """Lines dciodvfy reports as errors for a file (empty list = valid)."""
+    """Lines dciodvfy reports as errors for a file (empty list = valid). A file dciodvfy cannot read
+    (Abort) or a non-zero exit without an Error line is an error too."""
+    if not Path(path).is_file():
+        return [f"no such file: {path}"]
     result = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith(("Error", "Abort"))]
+    if result.returncode != 0 and not errors:
+        errors.append(f"dciodvfy exit code {result.returncode}")
+    return errors
 
 
 def sr_groups(path: Path) -> dict[str, dict]:
@@ -69,12 +80,12 @@ def storescu(port: int, files: list[Path], calling_ae: str = "SCANNER", called_a
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
-def serve_process(toml: Path) -> subprocess.Popen:
-    """`cmr-node serve` in its own process group (a test may SIGKILL it with its workers); its JSON log goes
-    to node.log beside the configuration, appended across restarts."""
+def serve_process(toml: Path, log_level: str = "INFO") -> subprocess.Popen:
+    """`cmr-node serve` in its own process group (a test may SIGKILL it with its workers); its JSON log, and
+    its worker processes', goes to node.log beside the configuration, appended across restarts."""
     with open(toml.with_name("node.log"), "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "node.cli", "--log-format", "json", "serve", "--config",
-                                 str(toml)],
+        return subprocess.Popen([sys.executable, "-m", "node.cli", "--log-level", log_level, "--log-format", "json",
+                                 "serve", "--config", str(toml)],
                                 stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
 
 
