@@ -142,7 +142,9 @@ def _check_complete(ds: Dataset, syntax: UID | None, available_bytes: int) -> No
     top-level element's declared length with what is there."""
     deflated = syntax is not None and syntax.is_deflated   # positions then refer to the inflated stream
     end = None
-    for element in ds.elements():
+    # keep_deferred: Dataset.elements() would read a deferred (large) value, and a truncated one with it, into a
+    # DataElement that no longer says how long it claimed to be
+    for element in (ds.get_item(tag, keep_deferred=True) for tag in ds.keys()):
         if not isinstance(element, RawDataElement) or element.length == UNDEFINED_LENGTH:
             end = None    # pydicom itself fails on an undefined-length item cut short
             continue

@@ -12,7 +12,10 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
@@ -20,11 +23,11 @@ from pynetdicom.presentation import build_context
 
 from dicom_out.phantom_studies import write_ecv_study
 from node import status
-from node.scu import open_association
 from tests.conftest import node_config_dict, node_log, serve_process, storescu, wait_until, write_toml
 
 FAILURES = {status.CANNOT_UNDERSTAND, status.DATASET_DOES_NOT_MATCH_SOP_CLASS, status.OUT_OF_RESOURCES}
 PEAK_MEMORY_LIMIT_MB = 300
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 RNG = np.random.default_rng(20261125)
 
 
@@ -84,6 +87,45 @@ def crafted_inputs() -> list[tuple[str, bytes, bool]]:
     return cases
 
 
+def _pixels(rows: int, columns: int, frames: int = 1) -> bytes:
+    return bytes(rows * columns * frames * 2)
+
+
+def check_inputs() -> list[tuple[str, bytes, int, str, str]]:
+    """One otherwise valid input per receive check, which only that check refuses: (name, file bytes, status,
+    error comment it starts with, SOP Class UID of the request)."""
+    good = _image()
+    # a report (no pixel data to check) whose last element is cut: only the truncation check sees it
+    report = Dataset()
+    report.SOPClassUID, report.SOPInstanceUID = BASIC_TEXT_SR, "1.2.826.0.1.3680043.9.7777.1"
+    report.StudyInstanceUID, report.SeriesInstanceUID = "1.2.826.0.1.3680043.9.7777.2", "1.2.826.0.1.3680043.9.7777.3"
+    report.Modality, report.ImageComments = "SR", "x" * 4000
+    return [
+        ("Rows above 16384", _file_bytes(_image(rows=16385, columns=1, pixel_bytes=_pixels(16385, 1))),
+         status.CANNOT_UNDERSTAND, "absurd image size", MRImageStorage),
+        ("Columns above 16384", _file_bytes(_image(rows=1, columns=16385, pixel_bytes=_pixels(1, 16385))),
+         status.CANNOT_UNDERSTAND, "absurd image size", MRImageStorage),
+        ("10001 frames", _file_bytes(_image(rows=1, columns=1, frames=10001, pixel_bytes=_pixels(1, 1, 10001))),
+         status.CANNOT_UNDERSTAND, "absurd NumberOfFrames", MRImageStorage),
+        ("Pixel Data 2 bytes short", _file_bytes(_image(pixel_bytes=8 * 8 * 2 - 2)),
+         status.CANNOT_UNDERSTAND, "Pixel Data length", MRImageStorage),
+        ("no Pixel Data", _file_bytes(_without(good, "PixelData")), status.CANNOT_UNDERSTAND, "image without Pixel Data",
+         MRImageStorage),
+        ("truncated inside an element", _file_bytes(report)[:-1000], status.CANNOT_UNDERSTAND, "truncated",
+         BASIC_TEXT_SR),
+        ("SOP Class differs from the request", _file_bytes(_image(SOPClassUID="1.2.840.10008.5.1.4.1.1.7")),
+         status.DATASET_DOES_NOT_MATCH_SOP_CLASS, "SOPClassUID differs", MRImageStorage),
+        ("invalid Study Instance UID", _file_bytes(_image(StudyInstanceUID="1.2.abc")), status.CANNOT_UNDERSTAND,
+         "missing or invalid StudyInstanceUID", MRImageStorage),
+    ]
+
+
+def _without(ds: Dataset, keyword: str) -> Dataset:
+    copy = Dataset(ds)
+    delattr(copy, keyword)
+    return copy
+
+
 def mutated_inputs(good: bytes, flips: int, truncations: int) -> list[tuple[str, bytes, bool]]:
     """Byte flips after the file meta (which the sender itself must read) and truncations."""
     body_start = 132 + 12 + struct.unpack("<I", good[140:144])[0]
@@ -102,34 +144,76 @@ def mutated_inputs(good: bytes, flips: int, truncations: int) -> list[tuple[str,
     return cases
 
 
-def send_dataset_cases(port: int, cases, directory: Path) -> list[tuple[str, int | None, bool]]:
-    """C-STORE each file as its bytes are; a None status means the association was aborted."""
-    outcomes = []
-    assoc = None
-    for number, (name, data, may_store) in enumerate(cases):
-        path = directory / f"{number}.dcm"
-        path.write_bytes(data)
-        if assoc is None or not assoc.is_established:
-            assoc = open_association("SCANNER", "127.0.0.1", port, "CMRNODE", [MRImageStorage])
+def _command(sop_class: str, sop_instance: str, message_id: int) -> bytes:
+    """A C-STORE-RQ command set, Implicit VR Little Endian, with its group length (PS3.7 9.3.1.1)."""
+    command = Dataset()
+    command.AffectedSOPClassUID, command.CommandField, command.MessageID = sop_class, 0x0001, message_id
+    command.Priority, command.CommandDataSetType, command.AffectedSOPInstanceUID = 0, 0x0000, sop_instance
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, True
+    write_dataset(buffer, command)
+    body = buffer.getvalue()
+    return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
+
+
+def _pdata(payload: bytes, command: bool, last: bool) -> bytes:
+    """One P-DATA-TF PDU with one PDV on presentation context 1 (PS3.8 9.3.5, E.2)."""
+    control = (1 if command else 0) | (2 if last else 0)
+    item = struct.pack(">IBB", len(payload) + 2, 1, control) + payload
+    return _pdu(0x04, item)
+
+
+def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
+    header = _receive_exactly(sock, 6)
+    if len(header) < 6:
+        return -1, b""
+    return header[0], _receive_exactly(sock, struct.unpack(">I", header[2:])[0])
+
+
+def c_store_raw(port: int, body: bytes, message_id: int = 1, sop_class: str = MRImageStorage,
+                sop_instance: str = "1.2.826.0.1.3680043.9.7777.1") -> tuple[int | None, str]:
+    """C-STORE the dataset bytes exactly as given (no sender parses them: every case reaches the node).
+    Returns (status, error comment), or (None, why) when the node aborted or closed the association."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(associate_rq(sop_class))
+        kind, _ = _read_pdu(sock)
+        assert kind == 0x02, f"association not accepted (PDU type {kind})"
+        sock.sendall(_pdata(_command(sop_class, sop_instance, message_id), command=True, last=True))
+        chunks = [body[i:i + 16000] for i in range(0, len(body), 16000)] or [b""]
         try:
-            response = assoc.send_c_store(path)
-            outcomes.append((name, int(response.Status) if "Status" in response else None, may_store))
-        except Exception:   # the sender itself may refuse some of these (e.g. a meta header it cannot parse)
-            outcomes.append((name, None, may_store))
-    if assoc is not None and assoc.is_established:
-        assoc.release()
-    return outcomes
+            for k, chunk in enumerate(chunks):
+                sock.sendall(_pdata(chunk, command=False, last=k == len(chunks) - 1))
+        except OSError:
+            return None, "closed while sending"
+        kind, data = _read_pdu(sock)
+        if kind != 0x04:
+            return None, f"PDU type {kind}"
+        response = dcmread(DicomBytesIO(data[6:]), force=True)     # PDV: length, context, control, command
+        sock.sendall(_pdu(0x05, b"\x00" * 4))                      # A-RELEASE-RQ
+        _read_pdu(sock)
+        return int(response.Status), str(response.get("ErrorComment", ""))
+
+
+def dataset_body(file_bytes: bytes) -> bytes:
+    """The dataset of a DICOM file without preamble and file meta: what a C-STORE carries."""
+    return file_bytes[132 + 12 + struct.unpack("<I", file_bytes[140:144])[0]:]
+
+
+def send_dataset_cases(port: int, cases) -> list[tuple[str, int | None, str, bool]]:
+    """C-STORE every case's dataset as it is; (name, status or None if aborted, error comment, may store)."""
+    return [(name, *c_store_raw(port, dataset_body(data), message_id=number + 1), may_store)
+            for number, (name, data, may_store) in enumerate(cases)]
 
 
 # -- PDU-level inputs, each on its own TCP connection -------------------------------------------------------------
-def associate_rq() -> bytes:
+def associate_rq(sop_class: str = MRImageStorage) -> bytes:
     primitive = A_ASSOCIATE()
     primitive.application_context_name = "1.2.840.10008.3.1.1.1"
     primitive.calling_ae_title, primitive.called_ae_title = "SCANNER", "CMRNODE"
     length = MaximumLengthNotification()
     length.maximum_length_received = 16384
     primitive.user_information = [length]
-    context = build_context(MRImageStorage, [ExplicitVRLittleEndian])
+    context = build_context(sop_class, [ExplicitVRLittleEndian])
     context.context_id = 1
     primitive.presentation_context_definition_list = [context]
     pdu = A_ASSOCIATE_RQ()
@@ -211,7 +295,7 @@ def _memory_kb(pid: int, field: str) -> int:
 
 
 
-def test_malformed_input_is_refused_and_the_node_keeps_serving(tmp_path, chunked_send):
+def test_malformed_input_is_refused_and_the_node_keeps_serving(tmp_path):
     _, _, scanner_files = write_ecv_study(tmp_path / "scanner")
     jail = tmp_path / "jail"
     data_dir = jail / "data"
@@ -224,9 +308,11 @@ def test_malformed_input_is_refused_and_the_node_keeps_serving(tmp_path, chunked
         good_sender = GoodSender(port, scanner_files[1:2])
         good_sender.start()
 
+        for name, data, code, comment, sop_class in check_inputs():   # each receive check refuses its own case
+            assert c_store_raw(port, dataset_body(data), sop_class=sop_class)[:1] == (code,), name
+            assert c_store_raw(port, dataset_body(data), sop_class=sop_class)[1].startswith(comment), name
         dataset_cases = crafted_inputs() + mutated_inputs(scanner_files[0].read_bytes(), flips=120, truncations=80)
-        (tmp_path / "cases").mkdir()
-        outcomes = send_dataset_cases(port, dataset_cases, tmp_path / "cases")
+        outcomes = send_dataset_cases(port, dataset_cases)
         pdu_cases = pdu_inputs(count_each=15)
         for name, data, associate_first in pdu_cases:
             answer = send_raw(port, data, associate_first)
@@ -239,9 +325,11 @@ def test_malformed_input_is_refused_and_the_node_keeps_serving(tmp_path, chunked
         assert len(good_sender.results) >= 3 and set(good_sender.results) == {0}, good_sender.results
         assert len(dataset_cases) + len(pdu_cases) >= 300
 
-        for name, code, may_store in outcomes:
-            assert code is None or code in FAILURES or (may_store and code == status.SUCCESS), (name, code)
-        stored = [name for name, code, _ in outcomes if code == status.SUCCESS]
+        # every case reached the node: a status, or an abort the node chose (never a sender that gave up)
+        for name, code, comment, may_store in outcomes:
+            assert code in FAILURES or (may_store and code == status.SUCCESS) or (code is None and "PDU" in comment), \
+                (name, code, comment)
+        stored = [name for name, code, _, _ in outcomes if code == status.SUCCESS]
         assert all(name.startswith(("description", "flipped")) for name in stored)
         assert sum(name.startswith("description") for name in stored) == 5
 
