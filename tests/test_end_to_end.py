@@ -17,7 +17,7 @@ from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_ecv_study
 from dicom_out.synthetic_mr import SyntheticStudy
 from node import status
-from node.local_pacs import Orthanc
+from node.local_pacs import Orthanc, free_port
 from node.sop_classes import STORAGE_SOP_CLASSES
 from tests.conftest import (PM_SOP_CLASS, SEG_SOP_CLASS, dciodvfy_errors, node_config_dict, node_log,
                             orthanc_destination, require_tool, serve_process, storescu, wait_until, write_toml)
@@ -104,17 +104,21 @@ def test_outputs_arrive_in_order_and_once_after_an_outage(tmp_path, make_node):
 
 
 class FlakyPacs:
-    """A storage SCP that answers the first SEG with 0xA700 Out of Resources, as a PACS short of space for a
-    moment would, and records what it stored in order. (Orthanc 1.10 cannot fail one instance: its Lua
-    ReceivedInstanceFilter discards silently and still answers Success.) It negotiates only sop_classes."""
+    """A storage SCP that records every C-STORE it answers with Success, in order and duplicates included
+    (Orthanc keeps one copy of a re-sent instance and logs no change, so it cannot count deliveries).
+    refuse_first_seg: answer the first SEG with 0xA700 Out of Resources, as a PACS short of space for a moment
+    would (Orthanc 1.10's Lua ReceivedInstanceFilter discards silently and still answers Success).
+    on_store: called with the SOP Instance UID before answering. It negotiates only sop_classes."""
 
-    def __init__(self, sop_classes=tuple(STORAGE_SOP_CLASSES)):
+    def __init__(self, sop_classes=tuple(STORAGE_SOP_CLASSES), refuse_first_seg: bool = True, port: int = 0,
+                 on_store=None):
         self.stored: list[str] = []
-        self.refused = False
+        self.refused = not refuse_first_seg
+        self.on_store = on_store
         self.ae = AE(ae_title="FLAKYPACS")
         for sop_class in sop_classes:
             self.ae.add_supported_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-        self.server = self.ae.start_server(("127.0.0.1", 0), block=False,
+        self.server = self.ae.start_server(("127.0.0.1", port), block=False,
                                            evt_handlers=[(evt.EVT_C_STORE, self._handle_store)])
 
     def _handle_store(self, event) -> int:
@@ -122,7 +126,12 @@ class FlakyPacs:
             self.refused = True
             return status.OUT_OF_RESOURCES
         self.stored.append(event.request.AffectedSOPInstanceUID)
+        if self.on_store is not None:
+            self.on_store(event.request.AffectedSOPInstanceUID)
         return status.SUCCESS
+
+    def counts(self) -> dict[str, int]:
+        return {uid: self.stored.count(uid) for uid in self.stored}
 
     @property
     def port(self) -> int:
@@ -145,6 +154,65 @@ def test_an_instance_the_pacs_refuses_holds_back_the_rest_of_its_study(tmp_path,
                 queued_order(node, study.study_uid)
         assert len(pacs.stored) == 8
     finally:
+        pacs.server.shutdown()
+
+
+def test_every_output_reaches_the_pacs_exactly_once_through_an_outage(tmp_path, make_node):
+    """Counted at the PACS, every C-STORE: the PACS is down while two studies are processed, then comes up."""
+    port = free_port()
+    studies = [new_study(tmp_path / name) for name in ("a", "b")]
+    destination = {"name": "counting", "host": "127.0.0.1", "port": port, "ae_title": "FLAKYPACS"}
+    node = make_node(node_config_dict(tmp_path / "data", [destination]))
+    for _, _, files in studies:
+        assert storescu(node.port, files).returncode == 0
+    wait_until(lambda: len(node.index.outbox_rows()) == 8 and all(r["attempts"] >= 1 for r in node.index.outbox_rows()),
+               timeout=120, what="both studies' results queued and failing")
+    pacs = FlakyPacs(refuse_first_seg=False, port=port)
+    try:
+        wait_until(lambda: [r["state"] for r in node.index.outbox_rows()] == ["sent"] * 8, timeout=120,
+                   what="every output delivered")
+        time.sleep(3)     # a second delivery would arrive now
+        assert pacs.counts() == {r["sop_instance_uid"]: 1 for r in node.index.outbox_rows()}
+    finally:
+        pacs.server.shutdown()
+
+
+def test_a_node_killed_after_the_pacs_stored_an_output_sends_it_again(tmp_path):
+    """The honest promise is at least once: the PACS stores an output, the node dies before it hears Success;
+    after the restart that output goes again, with the same SOP Instance UID (a PACS keeps one copy), and
+    every other output once."""
+    study, _, files = new_study(tmp_path)
+    port = free_port()
+    destination = {"name": "counting", "host": "127.0.0.1", "port": port, "ae_title": "FLAKYPACS"}
+    config = node_config_dict(tmp_path / "data", [destination])
+    toml = write_toml(config, tmp_path / "node.toml")
+    killed = []
+
+    def kill_once(uid):
+        if not killed:
+            killed.append(uid)
+            os.killpg(node.pid, signal.SIGKILL)        # the node and its workers, before they hear Success
+    pacs = FlakyPacs(refuse_first_seg=False, port=port, on_store=kill_once)
+    node = serve_process(toml)
+    try:
+        wait_until(lambda: storescu(config["node"]["port"], files).returncode == 0, timeout=30, what="node up")
+        wait_until(lambda: killed, timeout=120, what="the first output stored at the PACS")
+        node.wait(timeout=30)
+        node = serve_process(toml)
+        db = tmp_path / "data" / "index.sqlite"
+
+        def outbox():
+            with sqlite3.connect(db, timeout=5) as con:
+                return dict(con.execute("SELECT sop_instance_uid, state FROM outbox").fetchall())
+        wait_until(lambda: outbox() and set(outbox().values()) == {"sent"}, timeout=120, what="all sent after restart")
+        time.sleep(2)
+        counts = pacs.counts()
+        assert set(counts) == set(outbox())
+        assert counts.pop(killed[0]) == 2 and set(counts.values()) == {1}
+    finally:
+        if node.poll() is None:
+            node.send_signal(signal.SIGTERM)
+            node.wait(timeout=60)
         pacs.server.shutdown()
 
 
