@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := dcmtk orthanc dicom3tools dcm2niix openssl systemd
-SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy dcm2niix openssl systemd-analyze
+SYSTEM_PACKAGES := dcmtk orthanc dicom3tools dcm2niix strace openssl systemd
+SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy dcm2niix strace openssl systemd-analyze
 
 .PHONY: demo test venv system-tools benchmark clean
 
@@ -16,7 +16,7 @@ $(BIN)/cmr-node: pyproject.toml
 venv: $(BIN)/cmr-node
 
 # DCMTK (the scanner in tests), Orthanc (the PACS), dicom3tools (dciodvfy) and dcm2niix (an independent reader
-# of our derived images) from Debian.
+# of our derived images) and strace (to watch the node flush what it acknowledges) from Debian.
 system-tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do \
 	  PATH="$$PATH:/usr/sbin" command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
