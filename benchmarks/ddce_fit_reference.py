@@ -9,7 +9,6 @@ Usage: python benchmarks/ddce_fit_reference.py [--voxels 400]
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from analysis.ddce_fit import MYOCARDIUM_PRIORS, STARTS, _natural, _residual, _unconstrained, fit_tcxm  # noqa: E402
 from analysis.phantoms.ddce import DEFAULT_TIMES_MIN  # noqa: E402
 from ddce_fit_speed import slice_curves  # noqa: E402
+from benchmarks import report as benchmark_report  # noqa: E402
 
 
 def reference_fit(t, y, sigma, aif) -> np.ndarray:
@@ -42,7 +42,7 @@ def reference_fit(t, y, sigma, aif) -> np.ndarray:
     return np.array(out)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--voxels", type=int, default=400)
     args = parser.parse_args()
@@ -64,8 +64,10 @@ def main() -> None:
     total = fast.ve + fast.vp
     report["ve_plus_vp_median_abs_diff_over_range"] = round(float(
         np.median(np.abs(total - ref[:, 0] - ref[:, 1])) / (np.ptp(ref[:, 0] + ref[:, 1]) or 1.0)), 5)
-    print(json.dumps(report, indent=2))
+    return benchmark_report(report, {f"{name} median difference < 1 % of range": report[key] < 0.01
+                                     for name in ("ve", "vp", "fp", "ps", "ve_plus_vp")
+                                     for key in [f"{name}_median_abs_diff_over_range"]})
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,6 @@ Usage: python benchmarks/ddce_fit_speed.py
 """
 from __future__ import annotations
 
-import json
 import resource
 import sys
 import time
@@ -22,6 +21,7 @@ from analysis.ddce import analyse_slice  # noqa: E402
 from analysis.ddce_fit import fit_tcxm  # noqa: E402
 from analysis.phantoms.ddce import TRUE_PARAMETERS, blood_aif_mM, ddce_phantom, tissue_curve_numerical  # noqa: E402
 from analysis.tcxm import fit_biexp_aif  # noqa: E402
+from benchmarks import report  # noqa: E402
 
 HCT, R1, NOISE = 0.42, 5.2, 0.03
 
@@ -49,7 +49,7 @@ def timed(fn):
     return value, seconds, peak
 
 
-def main() -> None:
+def main() -> int:
     phantom = ddce_phantom()
     times = phantom.times_min
     voxels = 160 * 160
@@ -58,7 +58,7 @@ def main() -> None:
     _, slice_seconds, slice_peak = timed(lambda: analyse_slice(
         phantom.t1_native_ms, phantom.t1_post_ms, times, hematocrit=HCT, r1_per_mM_s=R1,
         pixel_mm=phantom.pixel_mm))
-    print(json.dumps({
+    results = {
         "benchmark": "ddce_fit_speed", "voxels": voxels, "time_points": int(times.size),
         "fit_seconds": round(fit_seconds, 3), "fit_voxels_per_s": round(voxels / fit_seconds),
         "fit_peak_traced_memory_mb": round(fit_peak / 2 ** 20, 1), "target_seconds": 2.0,
@@ -66,8 +66,9 @@ def main() -> None:
         "phantom_slice_analysis_seconds_two_windows": round(slice_seconds, 3),
         "phantom_slice_peak_traced_memory_mb": round(slice_peak / 2 ** 20, 1),
         "process_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }, indent=2))
+    }
+    return report(results, {"fit of a 160x160 slice under 2 s": fit_seconds < 2.0})
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,7 +7,6 @@ Usage: python benchmarks/receive_load.py [--senders 4] [--images 500]
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import report  # noqa: E402
 from benchmarks.receive_throughput import DCMTK_ENV, make_images, wait_for_port  # noqa: E402
 from node.local_pacs import free_port  # noqa: E402
 
@@ -27,7 +27,7 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--images", type=int, default=500, help="per sender")
@@ -55,15 +55,16 @@ def main() -> None:
             node.wait(timeout=60)
         total = args.senders * args.images
         stored = len(list((work / "node-data" / "incoming").rglob("*.dcm")))
-        print(json.dumps({
+        return report({
             "benchmark": "receive_load", "senders": args.senders, "images_per_sender": args.images,
             "image_size": "256x256 uint16", "images_total": total, "stored": stored,
             "all_senders_succeeded": all(c == 0 for c in codes), "seconds": round(elapsed, 2),
             "images_per_s": round(total / elapsed, 1), "node_peak_rss_mb": round(peak, 1),
-        }, indent=2))
+        }, {"every image stored": stored == total, "every sender succeeded": all(c == 0 for c in codes),
+            "node peak memory under 300 MB": peak < 300})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,7 +7,6 @@ Prints one JSON object. Usage: python benchmarks/receive_throughput.py [--images
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import report  # noqa: E402
 from dicom_out.synthetic_mr import SyntheticStudy, save_series, t1_map_series  # noqa: E402
 from node.local_pacs import free_port  # noqa: E402
 
@@ -71,7 +71,7 @@ def run_receiver(cmd: list[str], port: int, called_ae: str, files: list[Path]) -
         process.wait(timeout=60)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=1000)
     args = parser.parse_args()
@@ -89,17 +89,18 @@ def main() -> None:
         node_seconds = run_receiver([sys.executable, "-m", "node.cli", "--log-level", "WARNING", "serve",
                                      "--config", str(config)], port, "CMRNODE", files)
         stored = len(list((work / "node-data" / "incoming").rglob("*.dcm")))
-        print(json.dumps({
+        ratio = scp_seconds / node_seconds
+        return report({
             "benchmark": "receive_throughput", "images": args.images, "image_size": "256x256 uint16",
             "storescp_images_per_s": round(args.images / scp_seconds, 1),
             "node_images_per_s": round(args.images / node_seconds, 1),
             "ratio_node_to_storescp": round(scp_seconds / node_seconds, 3),
             "target_ratio": 0.8, "node_stored": stored,
             "node_durability": "fsync file + directory, SQLite WAL synchronous=FULL, before Success",
-        }, indent=2))
+        }, {"node at 0.8 x storescp or faster": ratio >= 0.8, "every image stored": stored == args.images})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

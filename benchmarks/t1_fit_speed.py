@@ -9,7 +9,6 @@ Usage: python benchmarks/t1_fit_speed.py
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 import tracemalloc
@@ -19,6 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis.relaxometry import fit_inversion_recovery, fit_shmolli  # noqa: E402
+from benchmarks import report  # noqa: E402
 
 SCHEMES = {
     "MOLLI 5(3)3": sorted([100 + k * 1000.0 for k in range(5)] + [180 + k * 1000.0 for k in range(3)]),
@@ -38,7 +38,7 @@ def signals(ti: list[float], voxels: int, seed: int = 0) -> np.ndarray:
     return np.abs(signed + noise)
 
 
-def main() -> None:
+def main() -> int:
     results = {}
     tracemalloc.start()
     for name, ti in SCHEMES.items():
@@ -52,8 +52,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         results[name] = {"voxels": voxels, "seconds": round(seconds, 2), "voxels_per_s": round(voxels / seconds)}
     results["peak_traced_mb"] = round(tracemalloc.get_traced_memory()[1] / 1e6, 1)
-    print(json.dumps(results, indent=2))
+    return report(results, {f"{name} slice under 10 s": results[name]["seconds"] < 10.0 for name in SCHEMES})
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

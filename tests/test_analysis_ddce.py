@@ -77,16 +77,16 @@ def test_ddce_recovers_distribution_volumes(analysed, request):
         assert abs(rows[(30.0, "remote")]["ve_plus_vp_median"] - 0.19) < 0.03
         assert abs(rows[(30.0, "infarct")]["ve_plus_vp_median"] - 0.66) < 0.10
         return
-    for region in ("remote", "infarct"):
+    for region in ("remote", "infarct"):      # README: within 0.025 (remote 0.010, infarct 0.021)
         truth = p.truth[region]["ve"] + p.truth[region]["vp"]
-        assert abs(rows[(30.0, region)]["ve_plus_vp_median"] - truth) < 0.03, region
+        assert abs(rows[(30.0, region)]["ve_plus_vp_median"] - truth) < 0.025, region
     assert abs(rows[(30.0, "infarct")]["ve_median"] - p.truth["infarct"]["ve"]) < 0.06
 
 
 def test_five_minutes_agree_with_thirty(analysed):
     _, _, rows = analysed
     for region in ("remote", "infarct"):
-        assert abs(rows[(5.0, region)]["ve_plus_vp_median"] - rows[(30.0, region)]["ve_plus_vp_median"]) < 0.03
+        assert abs(rows[(5.0, region)]["ve_plus_vp_median"] - rows[(30.0, region)]["ve_plus_vp_median"]) < 0.02
 
 
 def test_mvo_core_has_lower_plasma_flow_than_infarct(analysed):

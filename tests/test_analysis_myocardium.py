@@ -24,7 +24,7 @@ def test_myocardium_matches_phantom_wall(geometry, seed):
     p, found = _found(geometry, seed)
     truth = np.isin(p.labels, MYOCARDIUM)
     dice = 2 * (found.mask & truth).sum() / (found.mask.sum() + truth.sum())
-    assert dice > 0.9
+    assert dice > 0.95          # README: about 0.95 (0.961-0.972 on these three)
     assert not (found.mask & np.isin(p.labels, [Region.LV_BLOOD, Region.RV_BLOOD])).any()
     # the infarct (native T1 raised) is inside the wall, not cut out
     assert (found.mask & (p.labels == Region.INFARCT)).sum() >= 0.9 * (p.labels == Region.INFARCT).sum()

@@ -50,7 +50,7 @@ def test_report_has_the_wall_per_window_and_every_number(processed, ddce_study):
     for window in (5, 30):
         wall = groups[f"LV myocardium, {window}-min window"]
         # the wall is mostly remote myocardium: its median total distribution volume is remote's
-        assert abs(wall[("VEVP", "99CMRN", "Median")][0] - (truth["ve"] + truth["vp"])) < 0.03
+        assert abs(wall[("VEVP", "99CMRN", "Median")][0] - (truth["ve"] + truth["vp"])) < 0.025
         assert wall[("VEVP", "99CMRN", "Median")][1] == "1"
         assert wall[("PS", "99CMRN", "Mean")][1] == "ml/min/g"
         assert wall[("FAILFRAC", "99CMRN", None)][0] < 5.0
@@ -93,8 +93,8 @@ def test_map_values_match_phantom(processed, ddce_study):
     for region in (Region.REMOTE, Region.INFARCT):
         truth = phantom.truth[region.name.lower()]
         in_region = phantom.labels == region
-        assert abs(np.median(thirty[in_region]) - (truth["ve"] + truth["vp"])) < 0.03
-        assert abs(np.median(five[in_region]) - np.median(thirty[in_region])) < 0.03
+        assert abs(np.median(thirty[in_region]) - (truth["ve"] + truth["vp"])) < 0.025
+        assert abs(np.median(five[in_region]) - np.median(thirty[in_region])) < 0.02
     fp = pydicom.dcmread(maps["dDCE 30min Fp"]).pixel_array
     assert np.median(fp[phantom.labels == Region.MVO]) < np.median(fp[phantom.labels == Region.INFARCT])
 

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -298,3 +299,25 @@ def test_failing_module_marks_job_failed_and_node_goes_on(tmp_path, make_node):
     post = [f for f in files if f.parent.name == "post"]
     assert storescu(node.port, post).returncode == 0  # the missing series arrives: a new job succeeds
     wait_until(lambda: node.index.jobs("done"), timeout=60, what="job on the completed study")
+
+
+def test_per_study_inputs_set_and_show_rerun_the_study(tmp_path, make_node):
+    """`cmr-node inputs set` stores a study's own hematocrit; its routes run again with it; bad values and
+    unknown keys are refused with exit code 2 and the key named."""
+    study, _, files = new_study(tmp_path)
+    config = node_config_dict(tmp_path / "data")
+    node = make_node(config)
+    toml = write_toml(config, tmp_path / "node.toml")
+    assert storescu(node.port, files).returncode == 0
+    wait_until(lambda: node.index.jobs("done"), timeout=90, what="first ECV")
+    result = cli("inputs", "set", study.study_uid, "hematocrit=0.5", "--config", str(toml))
+    assert result.returncode == 0 and json.loads(result.stdout[result.stdout.index("{"):]) == {"hematocrit": "0.5"}
+    assert json.loads(cli("inputs", "show", study.study_uid, "--config", str(toml)).stdout) == {"hematocrit": "0.5"}
+    done = wait_until(lambda: len(node.index.jobs("done")) == 2 and node.index.jobs("done"), timeout=90,
+                      what="the study run again")
+    rerun = json.loads((Path(node.index.job_row(done[-1].id)["output_dir"]) / "results.json").read_text())
+    assert rerun["hematocrit"] == 0.5
+    for bad, key in (("hematocrit=abc", "hematocrit"), ("colour=blue", "colour"), ("hematocrit=", "hematocrit")):
+        refused = cli("inputs", "set", study.study_uid, bad, "--config", str(toml))
+        assert refused.returncode == 2 and key in refused.stderr, bad
+    assert cli("inputs", "show", "../etc", "--config", str(toml)).returncode == 2

@@ -55,7 +55,8 @@ def test_synthetic_lge_has_higher_infarct_to_blood_cnr_than_standard(default_run
     _, job, _ = default_run
     results = job["results"]
     dde, std = results["lge_ddce"]["nsd"], results["lge_standard"]["nsd"]
-    assert dde["cnr_infarct_blood"] > std["cnr_infarct_blood"]
+    # README: 23 against 3.2, ratio about 7
+    assert 6.0 < dde["cnr_infarct_blood"] / std["cnr_infarct_blood"] < 8.0
     assert results["cnr_infarct_blood_ratio"] == pytest.approx(dde["cnr_infarct_blood"] / std["cnr_infarct_blood"],
                                                                rel=0.01)
     assert 300 < results["lge_ddce"]["ti_ms"] < 700     # nulls remote myocardium at 15 min
@@ -75,7 +76,7 @@ def test_outputs_valid_and_segments_match_the_phantom(default_run):
     assert np.all(np.isin(phantom.labels[infarct], (Region.INFARCT, Region.MVO)))
     assert np.mean(phantom.labels[mvo] == Region.MVO) > 0.9
     assert np.all(phantom.labels[pool] == Region.LV_BLOOD)
-    assert 2 * (myo & np.isin(phantom.labels, MYOCARDIUM)).sum() / (myo.sum() + np.isin(phantom.labels, MYOCARDIUM).sum()) > 0.9
+    assert 2 * (myo & np.isin(phantom.labels, MYOCARDIUM)).sum() / (myo.sum() + np.isin(phantom.labels, MYOCARDIUM).sum()) > 0.95
     results = job["results"]
     sr_path = out / f"{results['report_sop_instance_uid']}.dcm"
     assert_report_matches(sr_path, results["measurements"])
@@ -100,8 +101,7 @@ def test_infarct_with_blood_t1_at_15_min_is_still_separated(tmp_path):
     results = run_lge(tmp_path, phantom)[0]["results"]
     std, dde = results["lge_standard"]["nsd"], results["lge_ddce"]["nsd"]
     assert abs(std["signal_infarct"] - std["signal_blood"]) < 0.05      # standard LGE: same signal
-    assert dde["cnr_infarct_blood"] > 5.0
-    print("equal-T1 CNR infarct-blood: dDCE", dde["cnr_infarct_blood"], "standard", std["cnr_infarct_blood"])
+    assert dde["cnr_infarct_blood"] > 15.0     # README: about 19 against 0.004
 
 
 def test_small_subendocardial_infarct_is_detected(tmp_path):

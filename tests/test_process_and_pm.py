@@ -155,3 +155,29 @@ def test_process_exits_1_when_a_job_fails(tmp_path, ecv_study):
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [j["state"] for j in report["jobs"]] == ["failed"]
     assert "a native and a post-contrast" in report["jobs"][0]["error"] and "2 native" in report["jobs"][0]["error"]
+
+def test_multi_slice_maps_are_paired_by_position_whatever_the_file_order(tmp_path):
+    """Three slices of different hearts (LV radius 18, 22, 26 mm) in one native and one post-contrast series,
+    the post-contrast files in reverse order: each ECV slice is its own slice's, remote myocardium at 25 %."""
+    from datetime import timedelta
+    from analysis.phantoms.short_axis import SliceGeometry
+    from analysis.phantoms.t1_ecv import ecv_phantom
+    from dicom_out.synthetic_mr import SyntheticStudy, save_series, t1_map_series
+    phantoms = [ecv_phantom(SliceGeometry(lv_endo_radius_mm=r, lv_epi_radius_mm=r + 9), seed=k)
+                for k, r in enumerate((18.0, 22.0, 26.0))]
+    study = SyntheticStudy()
+    for name, minutes, key, agent in (("MOLLI_pre_MOCO_T1", 5, "t1_pre_ms", None),
+                                      ("MOLLI_post_MOCO_T1", 25, "t1_post_ms", "Gadobutrol")):
+        series = t1_map_series(np.stack([getattr(p, key) for p in phantoms]), study, series_description=name,
+                               series_number=minutes, acquired=study.study_datetime + timedelta(minutes=minutes),
+                               pixel_mm=phantoms[0].pixel_mm, contrast_agent=agent)
+        save_series(series[::-1] if agent else series, tmp_path / "in" / name)
+    job = process_folder(tmp_path / "in", tmp_path / "out", offline_config())["jobs"][0]
+    assert job["state"] == "done", job.get("error")
+    [ecv_map] = job["results"]["maps"]
+    assert [s["position_mm"] for s in ecv_map["slices"]] == [0.0, 10.0, 20.0]
+    volume = hd.pm.ParametricMap.from_file(tmp_path / "out" / f"{ecv_map['sop_instance_uid']}.dcm").get_volume()
+    planes = sorted(range(3), key=lambda k: volume.map_indices_to_reference(np.array([[k, 0, 0]]))[0, 2])
+    for k, phantom in enumerate(phantoms):
+        ecv = np.asarray(volume.array)[planes[k]]
+        assert abs(np.median(ecv[phantom.labels == Region.REMOTE]) - 25.0) < 2.0, k

@@ -217,6 +217,15 @@ def test_cli_ingest_export_and_summary(tmp_path, ecv_report, ecv_study):
     assert ecv["n"] == 1 and ecv["region"] == "LV myocardium" and ecv["unit"] == "%"
     bad = _cli("export", "--since", "yesterday", "--config", str(toml))
     assert bad.returncode == 2 and "--since" in bad.stderr
+    # a revision: the export holds the current report, --history both, and --out writes the file
+    later, later_uid = revised(ecv_report[0], tmp_path, "235959", "later.dcm")
+    assert "replaced" in _cli("ingest", str(later), "--config", str(toml)).stdout
+    current = json.loads(_cli("export", "--format", "json", "--config", str(toml)).stdout)
+    assert {r["report_sop_instance_uid"] for r in current} == {later_uid}
+    out = tmp_path / "history.csv"
+    assert _cli("export", "--history", "--out", str(out), "--config", str(toml)).returncode == 0
+    history = list(csv.DictReader(out.open()))
+    assert len(history) == 2 * len(current) and {r["current"] for r in history} == {"0", "1"}
 
 
 def test_node_ingests_reports_sent_to_it(tmp_path, ecv_study, ecv_report, make_node):
