@@ -94,7 +94,7 @@ SIEMENS = (
          lambda f: _description(f).endswith("_FITPARAMS")),
     Rule(OTHER, "Siemens _T1S series: a secondary map beside the T1 map, not the T1 map",
          lambda f: bool(re.search(r"_T1S$", _description(f)))),
-    Rule(PHASE, "Siemens Image Type value 3 P", lambda f: _value(f, 2) == "P"),
+    # value 3 P (phase) is the generic rule in kinds.py, after this table: the _T1MAP rule above must win
     Rule(REAL, "Siemens Image Type value 3 R", lambda f: _value(f, 2) == "R"),
     Rule(IMAGINARY, "Siemens Image Type value 3 I", lambda f: _value(f, 2) == "I"),
     Rule(T1_MAP, "Siemens MyoMaps inline T1 map: DERIVED, series _MOCO_T1 or _T1MAP",

@@ -1,0 +1,213 @@
+"""Mutation check, run on demand (not in CI): one-line breaks of the receive, store, dispatch, TLS, registry,
+scanner-convention, output and physics code, each applied to a copy of the repository, and the tests meant
+to guard it run against the copy. A mutant is caught when one of those tests fails.
+
+    .venv/bin/python tests/mutations/run_mutations.py [--only AREA] [--json report.json]
+
+Prints one line per mutant and a table per area (the README quotes it). A surviving mutant is a promise no
+test holds: add the test, or explain in the README why the break is harmless.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    area: str
+    what: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTANTS = (
+    # -- receive ------------------------------------------------------------------------------------------
+    Mutant("receive", "no Rows/Columns limit", "node/receiver.py",
+           "0 < int(rows or 0) <= MAX_ROWS_COLUMNS and 0 < int(columns or 0) <= MAX_ROWS_COLUMNS",
+           "0 < int(rows or 0) and 0 < int(columns or 0)", ("tests/test_fuzz.py",)),
+    Mutant("receive", "no frame-count limit", "node/receiver.py", "if not 0 < frames <= MAX_FRAMES:",
+           "if not 0 < frames:", ("tests/test_fuzz.py",)),
+    Mutant("receive", "no SOP-class mismatch check (0xA900)", "node/receiver.py",
+           'if values["SOPClassUID"] is not None and str(values["SOPClassUID"]) != affected_sop_class:',
+           "if False:", ("tests/test_fuzz.py",)),
+    Mutant("receive", "no truncation check", "node/receiver.py",
+           "    deflated = syntax is not None and syntax.is_deflated   # positions then refer to the inflated stream",
+           "    return", ("tests/test_fuzz.py", "tests/test_receive.py")),
+    Mutant("receive", "no Pixel Data length check", "node/receiver.py",
+           "if bits == 0 or length not in (expected, expected + expected % 2):", "if bits == 0:",
+           ("tests/test_fuzz.py",)),
+    Mutant("receive", "Success without indexing", "node/receiver.py", "    index.record_instance(record)\n",
+           "    pass\n", ("tests/test_receive.py",)),
+    Mutant("receive", "Patient ID in the DEBUG 'stored' line", "node/receiver.py",
+           'log.debug("stored %s (series %s, %d bytes)", record.sop_instance_uid, record.series_uid, record.size)',
+           'log.debug("stored %s (series %s, %d bytes) %s", record.sop_instance_uid, record.series_uid, record.size, '
+           'ds.get("PatientID"))', ("tests/test_promises.py::test_no_patient_data_in_any_log_line_at_debug",)),
+    # -- store ----------------------------------------------------------------------------------------------
+    Mutant("store", "no fsync of the file", "node/store.py", "            os.fsync(fh.fileno())", "            pass",
+           ("tests/test_durability.py",)),
+    Mutant("store", "no fsync of its directory", "node/store.py", "    _fsync_dir(target.parent)", "    pass",
+           ("tests/test_durability.py",)),
+    Mutant("store", "SQLite synchronous=OFF", "node/index.py", 'PRAGMA synchronous=FULL', 'PRAGMA synchronous=OFF',
+           ("tests/test_durability.py",)),
+    Mutant("store", "a UID with '/' becomes a path", "node/store.py", 'return isinstance(value, str) and 0 < len(value) <= 64 '
+           'and bool(_UID.match(value))', 'return isinstance(value, str) and 0 < len(value)', ("tests/test_store_index.py",)),
+    # -- dispatch -------------------------------------------------------------------------------------------
+    Mutant("dispatch", "every output sent twice", "node/dispatch.py", "        response = assoc.send_c_store(ds)",
+           "        assoc.send_c_store(ds)\n        response = assoc.send_c_store(ds)",
+           ("tests/test_end_to_end.py::test_every_output_reaches_the_pacs_exactly_once_through_an_outage",)),
+    Mutant("dispatch", "a refusal counts as delivered", "node/dispatch.py",
+           "    if code is not None and status.is_stored(code):", "    if code is not None:",
+           ("tests/test_end_to_end.py::test_an_instance_the_pacs_refuses_holds_back_the_rest_of_its_study",)),
+    Mutant("dispatch", "no backoff", "node/dispatch.py",
+           "    return min(settings.retry_base_seconds * 2 ** (attempts - 1), settings.retry_max_seconds)",
+           "    return settings.retry_base_seconds", ("tests/test_store_index.py",)),
+    # -- TLS ------------------------------------------------------------------------------------------------
+    Mutant("tls", "no host name check of the PACS", "node/tls.py", "    context.check_hostname = True",
+           "    context.check_hostname = False", ("tests/test_tls.py::test_the_node_refuses_a_pacs_it_cannot_trust",)),
+    Mutant("tls", "no verification of the PACS certificate", "node/tls.py",
+           "    context.check_hostname = True\n    context.verify_mode = ssl.CERT_REQUIRED",
+           "    context.check_hostname = False\n    context.verify_mode = ssl.CERT_NONE",
+           ("tests/test_tls.py::test_the_node_refuses_a_pacs_it_cannot_trust",)),
+    Mutant("tls", "TLS 1.0 allowed (and OpenSSL's security level lowered)", "node/tls.py",
+           "    context.minimum_version = ssl.TLSVersion.TLSv1_2",
+           '    context.minimum_version = ssl.TLSVersion.TLSv1\n    context.set_ciphers("DEFAULT:@SECLEVEL=0")',
+           ("tests/test_tls.py::test_the_node_refuses_a_pacs_it_cannot_trust",
+            "tests/test_tls.py::test_the_listener_refuses_expired_and_old_tls_clients")),
+    Mutant("tls", "scanner certificates not verified", "node/tls.py",
+           "        context.verify_mode = ssl.CERT_REQUIRED\n    elif", "        context.verify_mode = ssl.CERT_NONE\n    elif",
+           ("tests/test_tls.py::test_the_listener_refuses_expired_and_old_tls_clients",)),
+    # -- registry -------------------------------------------------------------------------------------------
+    Mutant("registry", "pseudonym SHA-1, 12 hex digits", "node/registry/store.py",
+           "return hmac.new(salt, patient_id.encode(), hashlib.sha256).hexdigest()[:16]",
+           "return hmac.new(salt, patient_id.encode(), hashlib.sha1).hexdigest()[:12]",
+           ("tests/test_promises.py::test_pseudonym_is_hmac_sha256_truncated_to_16_hex_digits",)),
+    Mutant("registry", "one current report per study and producer", "node/registry/store.py",
+           "                if not mine or not r[\"source_series\"] or mine & set(r[\"source_series\"].split())]",
+           "                ]", ("tests/test_registry.py",)),
+    Mutant("registry", "salt file readable by all", "node/registry/__init__.py",
+           "os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)", "os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)",
+           ("tests/test_registry.py",)),
+    # -- scanner conventions -------------------------------------------------------------------------------
+    Mutant("scanner", "gauss taken as tesla", "node/scanner/frames.py",
+           "    return value / 10000.0 if value > GAUSS_THRESHOLD else value", "    return value",
+           ("tests/test_vendor_files.py::test_ge_gauss_phase_and_inline_maps", "tests/test_scanner_kinds.py")),
+    Mutant("scanner", "Philips private inversion times ignored", "node/scanner/timing.py",
+           '    ("Philips Inversion Delay Time (2005,xx72)", philips_inversion_delay),\n', "",
+           ("tests/test_vendor_files.py::test_philips_study_runs_with_the_built_in_routes",)),
+    Mutant("scanner", "Image Type P not phase", "node/scanner/kinds.py",
+           'lambda f: bool({_value(f, 2), _value(f, 3)} & {"P", "PHASE"})),', "lambda f: False),",
+           ("tests/test_scanner_kinds.py",)),
+    Mutant("scanner", "the contrast agent decides native vs post", "node/t1_maps.py",
+           "    text = series[0].series_description\n",
+           '    text = "post" if series[0].dataset.get("ContrastBolusAgent") else series[0].series_description\n',
+           ("tests/test_scanner_kinds.py",)),
+    Mutant("scanner", "two maps of one acquisition both used", "node/t1_maps.py",
+           "    return bool(pairs) and all(", "    return False and all(",
+           ("tests/test_vendor_files.py::test_philips_ecv_pairs_each_slice_with_its_native_map",)),
+    # -- outputs --------------------------------------------------------------------------------------------
+    Mutant("outputs", "source's private elements copied into derived images", "dicom_out/derived_mr.py",
+           "        _copy_identity(ds, plane.header)\n",
+           "        _copy_identity(ds, plane.header)\n        ds.update({e.tag: e for e in plane.header if e.tag.is_private})\n",
+           ("tests/test_vendor_files.py::test_philips_outputs_stand_on_their_own",)),
+    Mutant("outputs", "Series Description cut by characters", "dicom_out/descriptions.py",
+           "        return len(encode_string(text, encodings))", "        return len(text)",
+           ("tests/test_vendor_files.py::test_long_non_ascii_series_description_is_cut_by_bytes_keeping_the_suffix",)),
+    # -- physics --------------------------------------------------------------------------------------------
+    Mutant("physics", "Lu 2012 c1 247.4 -> 200", "analysis/oximetry.py", "c=247.4,", "c=200.0,",
+           ("tests/test_promises.py",)),
+    Mutant("physics", "gadobutrol r1 5.2 -> 4.5 at 1.5 T", "analysis/relaxivity.py",
+           '"gadobutrol": (r"gadobutrol|gadovist|gadavist", 5.2, 5.0)', '"gadobutrol": (r"gadobutrol|gadovist|gadavist", 4.5, 5.0)',
+           ("tests/test_promises.py",)),
+    Mutant("physics", "20.1 J/mL O2 -> 21", "analysis/oximetry.py", "J_PER_ML_O2 = 20.1", "J_PER_ML_O2 = 21.0",
+           ("tests/test_promises.py", "tests/test_analysis_relaxometry.py")),
+    Mutant("physics", "no (1 - Hct) in ECV", "analysis/ecv.py", "(1.0 - hematocrit) * d_r1 / d_r1_blood",
+           "d_r1 / d_r1_blood", ("tests/test_analysis_ecv.py",)),
+    Mutant("physics", "Look-Locker correction always", "analysis/relaxometry.py",
+           "        t1 = t1_star * (b / a - 1.0) if look_locker else t1_star", "        t1 = t1_star * (b / a - 1.0)",
+           ("tests/test_analysis_relaxometry.py",)),
+    Mutant("physics", "polarity only around the minimum", "analysis/relaxometry.py",
+           "        better = cost < best_cost",
+           "        cost = np.where(np.abs(k - np.argmin(y, axis=1)) <= 1, cost, np.inf)\n        better = cost < best_cost",
+           ("tests/test_analysis_relaxometry.py",)),
+    Mutant("physics", "ShMOLLI always uses 7 samples", "analysis/relaxometry.py",
+           '    chosen["failed"] = chosen["failed"] | (use == 0)',
+           '    use = np.full_like(use, 7)\n    chosen = {name: getattr(fits[7], name) for name in chosen}\n'
+           '    chosen["failed"] = chosen["failed"] | (use == 0)', ("tests/test_analysis_relaxometry.py",)),
+)
+
+
+def _copy(destination: Path) -> None:
+    ignore = shutil.ignore_patterns(".git", ".venv", "demo-output", "*.egg-info", "__pycache__")
+    shutil.copytree(ROOT, destination, ignore=ignore, dirs_exist_ok=True)
+
+
+def run(mutant: Mutant, copy: Path) -> dict:
+    target = copy / mutant.path
+    original = target.read_text()
+    if original.count(mutant.old) != 1:
+        return {"area": mutant.area, "what": mutant.what, "caught": None,
+                "note": f"the line to break is not in {mutant.path} exactly once: update the mutant"}
+    target.write_text(original.replace(mutant.old, mutant.new))
+    started = time.time()
+    try:
+        env = dict(os.environ, PYTHONPATH=str(copy), PATH=os.environ.get("PATH", "") + ":/usr/sbin")
+        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests],
+                                cwd=copy, env=env, capture_output=True, text=True, timeout=1800)
+    finally:
+        target.write_text(original)
+    last = (result.stdout.strip().splitlines() or [""])[-1]
+    return {"area": mutant.area, "what": mutant.what, "caught": result.returncode != 0, "tests": list(mutant.tests),
+            "result": last, "seconds": round(time.time() - started, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help="run the mutants of this area only")
+    parser.add_argument("--json", type=Path, help="write the report here too")
+    args = parser.parse_args()
+    mutants = [m for m in MUTANTS if args.only in (None, m.area)]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="cmr-node-mutants-") as work:
+        copy = Path(work) / "repo"
+        _copy(copy)
+        # control: the copy, unbroken, passes the quick tests (else every mutant would look caught)
+        control = run(Mutant("control", "no change", "node/store.py", "import os\n", "import os\n",
+                             ("tests/test_store_index.py", "tests/test_analysis_relaxometry.py", "tests/test_promises.py")),
+                      copy)
+        if control["caught"] is not False:
+            print(f"the unbroken copy fails its tests: {control}")
+            return 2
+        for mutant in mutants:
+            outcome = run(mutant, copy)
+            results.append(outcome)
+            mark = {True: "caught", False: "SURVIVED", None: "STALE"}[outcome["caught"]]
+            print(f"{mark:8} {mutant.area:9} {mutant.what}  ({outcome.get('result', outcome.get('note'))})",
+                  flush=True)
+    areas = {}
+    for r in results:
+        caught, total = areas.get(r["area"], (0, 0))
+        areas[r["area"]] = (caught + bool(r["caught"]), total + 1)
+    print("\n| area | mutants | caught |\n|---|---|---|")
+    for area, (caught, total) in areas.items():
+        print(f"| {area} | {total} | {caught} |")
+    print(f"| all | {len(results)} | {sum(bool(r['caught']) for r in results)} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0 if all(r["caught"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
