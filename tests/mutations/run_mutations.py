@@ -55,6 +55,9 @@ MUTANTS = (
            'log.debug("stored %s (series %s, %d bytes)", record.sop_instance_uid, record.series_uid, record.size)',
            'log.debug("stored %s (series %s, %d bytes) %s", record.sop_instance_uid, record.series_uid, record.size, '
            'ds.get("PatientID"))', ("tests/test_promises.py::test_no_patient_data_in_any_log_line_at_debug",)),
+    Mutant("receive", "birth date in a rejection warning", "node/receiver.py",
+           'f"absurd image size {rows} x {columns}"', 'f"absurd image size {rows} x {columns} {ds.get(\'PatientBirthDate\')}"',
+           ("tests/test_promises.py::test_no_patient_data_in_any_log_line_at_debug",)),
     # -- store ----------------------------------------------------------------------------------------------
     Mutant("store", "no fsync of the file", "node/store.py", "            os.fsync(fh.fileno())", "            pass",
            ("tests/test_durability.py",)),
