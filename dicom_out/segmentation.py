@@ -6,7 +6,6 @@ from dataclasses import dataclass
 import highdicom as hd
 import numpy as np
 from highdicom.sr import CodedConcept
-from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from dicom_out.descriptions import description_with_suffix

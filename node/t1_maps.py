@@ -20,7 +20,6 @@ entered, native ones included.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 

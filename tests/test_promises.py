@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import sys
 
-import numpy as np
 import pydicom
 import pytest
 

@@ -1,10 +1,9 @@
 """What a series is, from its headers (node/scanner): kinds, vendor conventions, the T1 timeline of a study,
 and native vs post-contrast T1 maps."""
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
-import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
