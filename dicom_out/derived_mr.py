@@ -10,8 +10,8 @@ inversion or trigger time of one source image, no laterality.
 
 A source plane is anything with `header` (the source instance's Dataset), `number` (frame number in a
 multi-frame source, None for single-frame), `position`, `orientation` (mm, direction cosines),
-`pixel_mm`, `slice_thickness_mm` and `field_strength_t` (tesla, None when unknown; older GE software
-writes gauss): node/scanner/frames.Frame is one.
+`position_mm` (along the slice normal), `pixel_mm`, `slice_thickness_mm` and `field_strength_t` (tesla,
+None when unknown; older GE software writes gauss): node/scanner/frames.Frame is one.
 """
 from __future__ import annotations
 
@@ -111,8 +111,7 @@ def derived_map_images(values: np.ndarray, sources: list[list], *, series_uid: s
         ds.ImageOrientationPatient = [float(v) for v in plane.orientation]
         ds.PixelSpacing = [float(v) for v in plane.pixel_mm]
         ds.SliceThickness = plane.slice_thickness_mm or None
-        normal = np.cross(np.asarray(plane.orientation[:3], float), np.asarray(plane.orientation[3:], float))
-        ds.SliceLocation = round(float(np.dot(normal, np.asarray(plane.position, float))), 4)
+        ds.SliceLocation = round(plane.position_mm, 4)
         rows, cols = plane_values.shape
         ds.Rows, ds.Columns = rows, cols
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0

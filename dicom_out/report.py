@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 
 from dicom_out import codes
 from dicom_out.descriptions import description_with_suffix
-from dicom_out.sources import complete_type2, image_library_view
+from dicom_out.sources import complete_type2, image_library_view, instances
 from dicom_out.parametric_map import MANUFACTURER, MODEL_NAME
 from dicom_out.uids import derived_uid
 
@@ -163,7 +163,7 @@ def build_measurement_report(groups: list[RegionGroup], *, source_images: list[D
                                                       observer_identifying_attributes=device))
     algorithm = hd.sr.AlgorithmIdentification(name=algorithm_name, version=algorithm_version)
     # frames of one instance once; empty Type 2 attributes where an anonymizer removed them
-    source_images = [complete_type2(d) for d in {str(d.SOPInstanceUID): d for d in source_images}.values()]
+    source_images = [complete_type2(d) for d in instances(source_images)]
     report = hd.sr.MeasurementReport(
         observation_context=context, procedure_reported=codes.CARDIAC_MRI,
         imaging_measurements=[_group(g, sop_uid, algorithm) for g in groups],

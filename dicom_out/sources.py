@@ -24,6 +24,16 @@ def complete_type2(ds: Dataset) -> Dataset:
     return ds
 
 
+def instances(items) -> list[Dataset]:
+    """The instances of Datasets or source planes, each once, in first-seen order (frames of one multi-frame
+    instance share it)."""
+    unique: dict[str, Dataset] = {}
+    for item in items:
+        ds = item if isinstance(item, Dataset) else item.header
+        unique.setdefault(str(ds.SOPInstanceUID), ds)
+    return list(unique.values())
+
+
 def source_arguments(sources: list) -> tuple[list[Dataset], dict]:
     """highdicom's source_images and geometry arguments for sources given as Datasets (single-frame images,
     one per output frame) or as source planes (dicom_out/derived_mr.py): frames of enhanced multi-frame
@@ -32,7 +42,7 @@ def source_arguments(sources: list) -> tuple[list[Dataset], dict]:
         return [complete_type2(s) for s in sources], {}
     if all(s.number is None for s in sources):
         return [complete_type2(s.header) for s in sources], {}
-    headers = [complete_type2(h) for h in {str(s.header.SOPInstanceUID): s.header for s in sources}.values()]
+    headers = [complete_type2(h) for h in instances(sources)]
     first = sources[0]
     return headers, {
         "plane_positions": [hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT,
@@ -46,12 +56,7 @@ def source_arguments(sources: list) -> tuple[list[Dataset], dict]:
 def further_sources(further: list | None, sources: list[Dataset]) -> list[Dataset] | None:
     """Other source instances, each once, none of those already in sources."""
     seen = {str(d.SOPInstanceUID) for d in sources}
-    out = []
-    for item in further or []:
-        ds = item if isinstance(item, Dataset) else item.header
-        if str(ds.SOPInstanceUID) not in seen:
-            seen.add(str(ds.SOPInstanceUID))
-            out.append(complete_type2(ds))
+    out = [complete_type2(ds) for ds in instances(further or []) if str(ds.SOPInstanceUID) not in seen]
     return out or None
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
+from dicom_out.sources import instances
 from node.scanner.frames import Frame
 from node.scanner.kinds import T1_RAW, T2_RAW, frames_of_kinds
 from node.scanner.frames import MAX_TIME_MS
@@ -37,12 +38,7 @@ class PreparedSlice:
     @property
     def datasets(self) -> list[Dataset]:
         """The instances the images are in (one per image for single-frame files)."""
-        seen, out = set(), []
-        for f in self.frames:
-            if f.sop_instance_uid not in seen:
-                seen.add(f.sop_instance_uid)
-                out.append(f.header)
-        return out
+        return instances(self.frames)
 
     @property
     def group_sizes(self) -> list[int]:
