@@ -75,6 +75,11 @@ def flush_order(calls, sop_instance_uid: str, data_dir: Path) -> list[str]:
     return missing
 
 
+def _traced_child(strace_pid: int) -> int:
+    """The process strace started (the node)."""
+    return int(Path(f"/proc/{strace_pid}/task/{strace_pid}/children").read_text().split()[0])
+
+
 def test_every_instance_answered_success_was_flushed_before_its_response(tmp_path):
     _, _, files = write_raw_molli_ecv_study(tmp_path / "scanner")
     config = node_config_dict(tmp_path / "data")
@@ -87,8 +92,10 @@ def test_every_instance_answered_success_was_flushed_before_its_response(tmp_pat
     try:
         wait_until(lambda: storescu(config["node"]["port"], files).returncode == 0, timeout=60, what="node up")
     finally:
-        os.killpg(node.pid, signal.SIGTERM)     # strace and the node it runs: the node stops, strace follows
-        node.wait(timeout=60)
+        # SIGTERM to the node only: strace exits when it does, writing the whole trace. (A SIGTERM to strace
+        # as well can be lost for the node while strace detaches from it.)
+        os.kill(_traced_child(node.pid), signal.SIGTERM)
+        node.wait(timeout=120)
     calls = parse_strace(trace.read_text(errors="replace"))
     uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
     assert len(uids) == 16
