@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import report  # noqa: E402
 from benchmarks.receive_throughput import DCMTK_ENV, make_images, wait_for_port  # noqa: E402
-from node.local_pacs import free_port  # noqa: E402
+from node.demo.local_pacs import free_port  # noqa: E402
 
 
 def peak_rss_mb(pid: int) -> float:

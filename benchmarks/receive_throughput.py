@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import report  # noqa: E402
 from dicom_out.synthetic_mr import SyntheticStudy, save_series, t1_map_series  # noqa: E402
-from node.local_pacs import free_port  # noqa: E402
+from node.demo.local_pacs import free_port  # noqa: E402
 
 
 def make_images(directory: Path, count: int) -> list[Path]:

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from node import logs
+from node.ops import logs
 from node.config import ConfigError, load_config, offline_config
 
 
@@ -17,7 +17,7 @@ def _serve(args) -> int:
 
 
 def _process(args) -> int:
-    from node.offline import process_folder
+    from node.process.offline import process_folder
     config = load_config(args.config) if args.config else offline_config()
     report = process_folder(Path(args.input_dir), Path(args.out), config)
     failed = [j for j in report["jobs"] if j["state"] != "done"]
@@ -31,13 +31,13 @@ def _process(args) -> int:
 
 
 def _demo(args) -> int:
-    from node.demo import run_demo
+    from node.demo.demo import run_demo
     return run_demo(Path(args.workdir), keep_running=args.keep_running)
 
 
 def _open_index(args):
-    from node.index import Index
-    from node.store import Layout
+    from node.store.index import Index
+    from node.store.layout import Layout
     config = load_config(args.config)
     path = Layout(config.node.data_dir).index_path
     if not path.exists():
@@ -58,8 +58,8 @@ def _retry(args) -> int:
 
 
 def _inputs(args) -> int:
-    from node.jobs import STUDY_INPUT_TYPES
-    from node.store import is_valid_uid
+    from node.process.jobs import STUDY_INPUT_TYPES
+    from node.store.layout import is_valid_uid
     if not is_valid_uid(args.study_uid):
         raise ConfigError(f"not a Study Instance UID: {args.study_uid!r}")
     index = _open_index(args)

@@ -12,8 +12,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.index import kinds_of
-from node.modules import MODULES
+from node.store.index import kinds_of
+from node.process.modules import MODULES
 
 
 class ConfigError(ValueError):
@@ -83,14 +83,14 @@ class Destination:
     tls: bool = False                    # DICOM over TLS; the PACS certificate is checked against [tls]
 
 
-VIEWER_KINDS = ("grayscale", "colour")   # viewer-ready companions of each Parametric Map (node/modules/viewer.py)
+VIEWER_KINDS = ("grayscale", "colour")   # viewer-ready companions of each Parametric Map (node/process/modules/viewer.py)
 
 # series: each complete series alone; study: all matching series once the study is complete;
 # study-so-far: all matching complete series of the study, each time one more completes.
 SCOPES = ("series", "study", "study-so-far")
 
 
-# How a study's T1 maps are spread in time (node/routing.py): one acquisition per slice, two or three
+# How a study's T1 maps are spread in time (node/route/router.py): one acquisition per slice, two or three
 # (native and post-contrast: ECV), or four or more over minutes (dDCE).
 T1_TIMELINES = ("single", "paired", "dynamic")
 
@@ -101,7 +101,7 @@ class Route:
     module: str
     destinations: tuple[str, ...]
     scope: str  # one of SCOPES
-    kinds: tuple[str, ...]                 # series kinds it takes (node/scanner/kinds.py); default: the module's
+    kinds: tuple[str, ...]                 # series kinds it takes (node/inputs/kinds.py); default: the module's
     series_description: re.Pattern | None = None   # optional site rule: re.search on Series Description
     image_type: re.Pattern | None = None   # optional regex, re.search on Image Type joined by backslashes
     t1_timeline: tuple[str, ...] = ()      # optional: only studies whose T1 maps are spread like this
@@ -297,7 +297,7 @@ def _parse_destination(i: int, t: dict) -> Destination:
 
 
 def _parse_route(i: int, t: dict, destination_names: set[str]) -> Route:
-    from node.scanner.kinds import KINDS
+    from node.inputs.kinds import KINDS
     where = f"[[routes]][{i}]"
     t = _check_table(where, "routes", t)
     module = t["module"]

@@ -8,17 +8,17 @@ import threading
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from node.config import Config
-from node.audit import AuditLog
-from node.dispatch import Dispatcher
-from node.index import Index
-from node.jobs import JobRunner
-from node.monitoring import MonitoringServer
-from node.receiver import Receiver
+from node.store.audit import AuditLog
+from node.dispatch.dispatcher import Dispatcher
+from node.store.index import Index
+from node.process.jobs import JobRunner
+from node.ops.monitoring import MonitoringServer
+from node.receive.receiver import Receiver
 from node.registry import RegistryFeeder, open_registry
-from node.retention import Purger
-from node.routing import Router
-from node.store import Layout
-from node.tls import server_context
+from node.store.retention import Purger
+from node.route.router import Router
+from node.store.layout import Layout
+from node.network.tls import server_context
 
 log = logging.getLogger("cmr_node")
 

@@ -13,7 +13,7 @@ from pynetdicom import _config as pynetdicom_config
 
 from dicom_out.phantom_studies import write_ecv_study
 from node.config import parse_config
-from node.local_pacs import Orthanc, free_port
+from node.demo.local_pacs import Orthanc, free_port
 from node.service import Node
 
 PM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.30"

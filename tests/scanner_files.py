@@ -1,4 +1,4 @@
-"""Files as vendors write them, for tests of the conventions in node/scanner/vendors.py.
+"""Files as vendors write them, for tests of the conventions in node/inputs/vendors.py.
 
 Built from the short-axis ECV phantom (analysis/phantoms) with the MOLLI forward model, and written the
 way each vendor's software writes its series (sources in vendors.py):

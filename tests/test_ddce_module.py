@@ -10,7 +10,7 @@ from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_ddce_study
 from dicom_out.synthetic_mr import SyntheticStudy
 from node.config import offline_config
-from node.offline import process_folder
+from node.process.offline import process_folder
 from tests.conftest import (PM_SOP_CLASS, SEG_SOP_CLASS, assert_report_matches, dciodvfy_errors, sr_groups, node_config_dict, orthanc_destination, storescu,
                             wait_until)
 

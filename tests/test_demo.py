@@ -6,7 +6,7 @@ from collections import Counter
 
 import pydicom
 
-import node.demo
+import node.demo.demo as demo
 from tests.conftest import PM_SOP_CLASS, SC_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, require_tool
 
 
@@ -24,8 +24,8 @@ def test_demo_with_orthanc(tmp_path):
 
 
 def test_demo_without_orthanc_uses_builtin_scp(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(node.demo, "orthanc_executable", lambda: None)  # a machine without Orthanc
-    assert node.demo.run_demo(tmp_path) == 0
+    monkeypatch.setattr(demo, "orthanc_executable", lambda: None)  # a machine without Orthanc
+    assert demo.run_demo(tmp_path) == 0
     out = capsys.readouterr().out
     assert "built-in storage SCP" in out
     kinds = Counter(str(pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID) for p in (tmp_path / "pacs").glob("*.dcm"))

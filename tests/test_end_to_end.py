@@ -17,9 +17,9 @@ from pynetdicom import AE, evt
 from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_ecv_study
 from dicom_out.synthetic_mr import SyntheticStudy
-from node import status
-from node.local_pacs import Orthanc, free_port
-from node.sop_classes import STORAGE_SOP_CLASSES
+from node.network import status
+from node.demo.local_pacs import Orthanc, free_port
+from node.network.sop_classes import STORAGE_SOP_CLASSES
 from tests.conftest import (PM_SOP_CLASS, SEG_SOP_CLASS, dciodvfy_errors, node_config_dict, node_log,
                             orthanc_destination, require_tool, serve_process, storescu, wait_until, write_toml)
 

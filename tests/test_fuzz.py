@@ -22,7 +22,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 from pynetdicom.presentation import build_context
 
 from dicom_out.phantom_studies import write_ecv_study
-from node import status
+from node.network import status
 from tests.conftest import node_config_dict, node_log, serve_process, storescu, wait_until, write_toml
 
 FAILURES = {status.CANNOT_UNDERSTAND, status.DATASET_DOES_NOT_MATCH_SOP_CLASS, status.OUT_OF_RESOURCES}

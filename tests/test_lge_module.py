@@ -11,7 +11,7 @@ from dicom_out.segmentation import Segment, build_segmentation
 from dicom_out.synthetic_mr import SyntheticStudy
 from dicom_out import codes
 from node.config import parse_config
-from node.offline import process_folder
+from node.process.offline import process_folder
 from tests.conftest import (SEG_SOP_CLASS, assert_report_matches, dciodvfy_errors, node_config_dict,
                             orthanc_destination, sr_groups, storescu, wait_until)
 

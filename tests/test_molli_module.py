@@ -6,7 +6,7 @@ import pytest
 from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_raw_molli_ecv_study
 from node.config import offline_config
-from node.offline import process_folder
+from node.process.offline import process_folder
 from tests.conftest import assert_report_matches, sr_groups, dciodvfy_errors
 
 

@@ -3,7 +3,7 @@ import json
 import urllib.error
 import urllib.request
 
-from node.local_pacs import free_port
+from node.demo.local_pacs import free_port
 from tests.conftest import node_config_dict, orthanc_destination, storescu, wait_until
 
 

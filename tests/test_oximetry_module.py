@@ -7,7 +7,7 @@ from analysis.phantoms.oximetry import oximetry_phantom
 from dicom_out.phantom_studies import write_oximetry_study
 from dicom_out.synthetic_mr import SyntheticStudy
 from node.config import parse_config
-from node.offline import process_folder
+from node.process.offline import process_folder
 from tests.conftest import (PM_SOP_CLASS, assert_report_matches, dciodvfy_errors, node_config_dict,
                             orthanc_destination, sr_groups, storescu, wait_until)
 

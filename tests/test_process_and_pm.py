@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from analysis.phantoms import Region
-from node.offline import process_folder
+from node.process.offline import process_folder
 from node.config import offline_config
 from tests.conftest import (PM_SOP_CLASS, SC_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, assert_report_matches,
                             dciodvfy_errors, sr_groups)

@@ -9,10 +9,10 @@ from pydicom.dataset import Dataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLosslessSV1, MRImageStorage
 
-from node import status
-from node.index import Index
-from node.receiver import RejectedInstance, read_header
-from node.scu import open_association
+from node.network import status
+from node.store.index import Index
+from node.receive.receiver import RejectedInstance, read_header
+from node.network.scu import open_association
 from tests.conftest import node_config_dict, require_tool, storescu
 
 

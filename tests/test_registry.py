@@ -14,7 +14,7 @@ import pytest
 from pydicom.sr.codedict import codes
 
 from node.config import parse_config
-from node.offline import process_folder
+from node.process.offline import process_folder
 from node.registry import Registry, ingest_file
 from node.registry.parse import NotAMeasurementReport, parse_report
 from node.registry.store import pseudonym

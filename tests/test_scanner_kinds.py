@@ -9,10 +9,10 @@ from pydicom.uid import generate_uid
 
 from analysis.phantoms.t1_ecv import ecv_phantom
 from dicom_out.synthetic_mr import SyntheticStudy, save_series, t1_map_series
-from node.routing import t1_timeline
-from node.scanner.frames import field_strength_t, read_instance, vendor_of
-from node.scanner.kinds import classify_files
-from node.t1_maps import InputError, classify, group_by_series, read_t1_maps
+from node.route.router import t1_timeline
+from node.inputs.frames import field_strength_t, read_instance, vendor_of
+from node.inputs.kinds import classify_files
+from node.inputs.t1_maps import InputError, classify, group_by_series, read_t1_maps
 from tests.scanner_files import START, Study, _ge_private, _pixels, _plane, save_one
 
 
@@ -175,9 +175,9 @@ def test_a_study_nothing_routes_is_logged_with_each_series_kind_and_reason(tmp_p
     kinds and reasons; no description, which may name a person)."""
     import logging
     from node.config import parse_config
-    from node.index import Index
-    from node.offline import index_folder
-    from node.routing import Router
+    from node.store.index import Index
+    from node.process.offline import index_folder
+    from node.route.router import Router
 
     def phase(ds, k):
         ds.InversionTime = 100.0 + 1000.0 * k

@@ -3,10 +3,10 @@ import time
 import pytest
 
 from node.config import parse_config
-from node.dispatch import next_attempt_delay
-from node.index import Index, InstanceRecord
-from node.routing import Router
-from node.store import Layout, is_valid_uid, write_atomic
+from node.dispatch.dispatcher import next_attempt_delay
+from node.store.index import Index, InstanceRecord
+from node.route.router import Router
+from node.store.layout import Layout, is_valid_uid, write_atomic
 
 
 def record(sop, series="1.2.3.4", study="1.2.3", description="MOLLI_pre_MOCO_T1", directory=None):

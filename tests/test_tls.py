@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from node.config import ConfigError, parse_config
-from node.index import Index
-from node.local_pacs import Orthanc
+from node.store.index import Index
+from node.demo.local_pacs import Orthanc
 from tests.conftest import node_config_dict, require_tool, storescu, wait_until
 from tests.test_end_to_end import maps_in_orthanc
 
@@ -171,8 +171,8 @@ class TlsPacs:
 def node_associates(certificates: Path, pacs: TlsPacs) -> bool:
     """Whether the node's own TLS client (what the dispatcher uses) gets an association with the PACS."""
     from node.config import TlsSettings
-    from node.scu import open_association
-    from node.tls import client_context
+    from node.network.scu import open_association
+    from node.network.tls import client_context
     context = client_context(TlsSettings(certificate=certificates / "node.crt", private_key=certificates / "node.key",
                                          ca_certificates=certificates / "ca.crt"))
     try:

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from node.config import ConfigError, parse_config
-from node.offline import process_folder
+from node.process.offline import process_folder
 from tests.conftest import PM_SOP_CLASS, SC_SOP_CLASS, dciodvfy_errors, storescu
 
 ROUTE = {"name": "ecv", "series_description": "(?i)moco_t1", "module": "ecv"}

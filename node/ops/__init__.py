@@ -1,0 +1,1 @@
+"""Operating the node: logging set-up and the monitoring endpoint (/healthz, /metrics)."""

@@ -1,0 +1,221 @@
+"""Running module jobs in worker processes, so a slow fit never blocks reception.
+
+A worker writes a job's outputs into results/<job id>.partial/ and renames the
+folder to results/<job id>/ when complete; the node then marks the job done
+and fills the outbox in one transaction. A job interrupted by a stop or a
+crash is found 'running' at the next start, re-queued and run again; output
+UIDs come from the inputs, so the second run writes the same objects.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import sqlite3
+import threading
+import traceback
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from node.ops import logs
+from node.config import CLINICAL_INPUTS, Config
+from node.store.index import Index, Job
+from node.process.modules import MODULES, ModuleInput
+from node.receive.receiver import RejectedInstance, ingest_file
+from node.registry import SR_SOP_CLASSES, Registry
+from node.registry import ingest_file as register_report
+from node.store.layout import Layout
+
+log = logging.getLogger("cmr_node.jobs")
+
+
+class ModuleFailed(Exception):
+    pass
+
+
+# Values a user may set for one study with `cmr-node inputs set`, and their types.
+STUDY_INPUT_TYPES = {
+    "hematocrit": float,                      # fraction
+    "injection_time": str,                    # YYYYMMDDHHMMSS or HHMMSS (study date) of the contrast bolus
+    "injection_to_first_map_minutes": float,  # minutes from injection to the first post-contrast map
+    **{key: float for key in CLINICAL_INPUTS},  # oximetry: Hb (g/dL), SaO2 (fraction), MBF, SV, MAP, HR, LV mass
+}
+
+
+def merge_study_inputs(settings: dict, study_inputs: dict[str, str]) -> dict:
+    """Per-study values override configured ones."""
+    merged = dict(settings)
+    for key, value in study_inputs.items():
+        if key in STUDY_INPUT_TYPES:
+            merged[key] = STUDY_INPUT_TYPES[key](value)
+    return merged
+
+
+def write_datasets(datasets, directory: Path, reingest=()) -> list[dict]:
+    """Write datasets as <SOPInstanceUID>.dcm; describe each for the outbox (and for re-ingest)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for ds in datasets:
+        path = directory / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        outputs.append({"path": str(path), "sop_instance_uid": str(ds.SOPInstanceUID),
+                        "sop_class_uid": str(ds.SOPClassUID), "reingest": str(ds.SOPInstanceUID) in reingest})
+    return outputs
+
+
+def write_previews(previews: dict[str, bytes], directory: Path, prefix: str = "") -> list[str]:
+    """PNG previews into directory/previews/, for a person without a viewer; returns their file names.
+    prefix: for a folder that several jobs share."""
+    if previews:
+        (directory / "previews").mkdir(parents=True, exist_ok=True)
+        for name, data in previews.items():
+            (directory / "previews" / f"{prefix}{name}").write_bytes(data)
+    return [f"{prefix}{name}" for name in previews]
+
+
+def write_outputs(output, directory: Path) -> list[dict]:
+    """Write a ModuleOutput's datasets, previews and its numbers (results.json) into directory."""
+    outputs = write_datasets(output.datasets, directory, set(output.reingest))
+    write_previews(output.previews, directory)
+    (directory / "results.json").write_text(json.dumps(output.results, indent=2))
+    return outputs
+
+
+def run_module(module: str, study_uid: str, files: list[str], settings: dict, job_key: str):
+    """Run one module in this process and return its ModuleOutput, with the route's viewer images added."""
+    spec = MODULES[module]
+    output = spec.load()(ModuleInput(study_uid=study_uid, files=files, settings=settings, job_key=job_key))
+    from node.process.modules.viewer import add_viewer_outputs   # here: the receive path never loads the imaging code
+    add_viewer_outputs(output, settings.get("viewer_images", ["grayscale"]))
+    return output
+
+
+def execute_job(job_id: int, module: str, study_uid: str, files: list[str], settings: dict, job_key: str,
+                results_root: str) -> tuple[str, list[dict]]:
+    """Worker-process entry point: run the module and leave its outputs in results/<job id>/."""
+    log.debug("job %d: module %s in worker process %d, %d input files", job_id, module, os.getpid(), len(files))
+    final = Path(results_root) / str(job_id)
+    partial = final.with_name(f"{job_id}.partial")
+    for stale in (partial, final):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        output = run_module(module, study_uid, files, settings, job_key)
+        outputs = write_outputs(output, partial)
+    except Exception as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        detail = traceback.format_exc(limit=3)
+        raise ModuleFailed(f"{type(exc).__name__}: {exc}\n{detail}") from None
+    partial.rename(final)
+    for out in outputs:
+        out["path"] = str(final / Path(out["path"]).name)
+    return str(final), outputs
+
+
+class JobRunner:
+    def __init__(self, config: Config, index: Index, layout: Layout, registry: Registry | None = None):
+        self.config = config
+        self.registry = registry
+        self.index = index
+        self.layout = layout
+        self.results_root = layout.results
+        self._pool: ProcessPoolExecutor | None = None
+        self._running: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._finishing = threading.Lock()   # held while a finished job is recorded; shutdown waits for it
+        self._stopping = False
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: the node has threads (pynetdicom, apscheduler); forking them is unsafe.
+            self._pool = ProcessPoolExecutor(max_workers=self.config.node.workers,
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=logs.configure, initargs=logs.settings())
+        return self._pool
+
+    def settings(self, study_uid: str) -> dict:
+        """Configured inputs with this study's own values (`cmr-node inputs set`) on top."""
+        return merge_study_inputs(self.config.inputs.as_settings(), self.index.study_inputs(study_uid))
+
+    def poll(self) -> None:
+        """Start queued jobs while workers are free (run by the scheduler)."""
+        with self._lock:
+            free = self.config.node.workers - len(self._running)
+            if free <= 0:
+                return
+            for job in self.index.claim_jobs(free):
+                self._submit(job)
+
+    def _submit(self, job: Job) -> None:
+        log.info("job %d started: module %s, attempt %d", job.id, job.module, job.attempts)
+        route = next((r for r in self.config.routes if r.name == job.route), None)
+        settings = dict(self.settings(job.study_uid), viewer_images=list(route.viewer_images) if route else [])
+        try:
+            future = self._executor().submit(execute_job, job.id, job.module, job.study_uid, job.inputs["files"],
+                                             settings, job.input_key, str(self.results_root))
+        except (BrokenProcessPool, RuntimeError) as exc:
+            self._pool = None
+            self.index.fail_job(job.id, f"could not start worker: {exc}")
+            return
+        self._running[job.id] = future
+        future.add_done_callback(lambda f, job=job: self._finished(job, f))
+
+    def _finished(self, job: Job, future: Future) -> None:
+        with self._lock:
+            self._running.pop(job.id, None)
+        with self._finishing:
+            self._record(job, future)
+
+    def _record(self, job: Job, future: Future) -> None:
+        if self._stopping or future.cancelled():
+            return  # stopping: the job stays 'running' and is re-queued at the next start
+        exc = future.exception()
+        if isinstance(exc, BrokenProcessPool):
+            self._pool = None
+            self.index.fail_job(job.id, "worker process died")
+            log.error("job %d failed: worker process died", job.id)
+        elif exc is not None:
+            self.index.fail_job(job.id, str(exc))
+            log.error("job %d failed: %s", job.id, str(exc).splitlines()[0])
+        else:
+            output_dir, outputs = future.result()
+            route = next((r for r in self.config.routes if r.name == job.route), None)
+            destinations = list(route.destinations) if route else []
+            self.index.finish_job(job.id, output_dir, outputs, destinations, job.study_uid)
+            log.info("job %d done: %d objects for %d destinations", job.id, len(outputs), len(destinations))
+            self._reingest([o for o in outputs if o.get("reingest")])
+            self._register([o for o in outputs if o["sop_class_uid"] in SR_SOP_CLASSES])
+
+    def _register(self, outputs: list[dict]) -> None:
+        """Our own reports into the registry, parsed from the files just written (as anyone's would be)."""
+        for out in outputs if self.registry is not None else []:
+            try:
+                register_report(self.registry, Path(out["path"]))
+            except sqlite3.Error as exc:   # the feeder's sweep does not see job outputs: say so loudly
+                log.error("registry: could not store report %s: %s", out["sop_instance_uid"], exc)
+
+    def _reingest(self, outputs: list[dict]) -> None:
+        """Take derived inputs (a T1 map from raw MOLLI) back in, as if a scanner had sent them."""
+        for out in outputs:
+            try:
+                ingest_file(self.layout, self.index, Path(out["path"]))
+            except (OSError, RejectedInstance, sqlite3.Error) as exc:
+                log.error("could not take output %s back in: %s", out["sop_instance_uid"], exc)
+
+    def busy(self) -> int:
+        return len(self._running)
+
+    def shutdown(self) -> None:
+        """Stop workers now; unfinished jobs stay 'running' and are re-queued at the next start."""
+        with self._lock:
+            self._stopping = True
+            pool, self._pool = self._pool, None
+        with self._finishing:   # a job being recorded now is recorded whole before the index and registry close
+            pass
+        if pool is not None:
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()

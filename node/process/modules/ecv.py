@@ -1,0 +1,136 @@
+"""ECV module: native + post-contrast T1 map series of a study -> ECV Parametric Map(s).
+
+Native and post-contrast series are told apart by node.t1_maps.classify (one map per acquisition).
+Every post-contrast series gives one ECV map (percent) on its own grid, paired slice by slice (same
+position within 1 mm) with the native map. A slice without a native partner, or whose blood pool is
+not found, is reported in results.json and left out; the other slices go on.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import node
+from analysis.ecv import ecv_map
+from dicom_out import codes
+from dicom_out.parametric_map import MapQuantity, build_parametric_map
+from dicom_out.report import Measure, RegionGroup, median, segmentation_method, statistics, volume
+from dicom_out.uids import derived_uid
+from node.process.modules import ModuleInput, ModuleOutput
+from node.process.modules.reporting import add_report, lv_regions, lv_segmentation, voxel_ml
+from node.inputs.t1_maps import POSITION_TOLERANCE_MM, InputError, T1Slice, classify, group_by_series, read_t1_maps
+
+
+ECV_QUANTITY = MapQuantity(
+    lut_label="ECV", explanation="Extracellular volume fraction (percent)", unit=codes.UNIT_PERCENT,
+    quantity=codes.ECV, method=codes.ECV_FROM_T1, window_center=40.0, window_width=60.0)
+
+
+def _partner(target: T1Slice, natives: list[list[T1Slice]]) -> T1Slice:
+    """The native slice of the same plane, from the native acquisition nearest in time to the post-contrast one."""
+    candidates = [s for series in natives for s in series
+                  if abs(s.position_mm - target.position_mm) <= POSITION_TOLERANCE_MM]
+    if not candidates:
+        raise InputError(f"no native slice within {POSITION_TOLERANCE_MM:g} mm of {target.position_mm:.1f} mm")
+    if target.acquired is not None and any(s.acquired for s in candidates):
+        best = min(candidates, key=lambda s: abs((target.acquired - s.acquired).total_seconds())
+                   if s.acquired else float("inf"))
+    else:
+        best = candidates[0]
+    if best.t1_ms.shape != target.t1_ms.shape:
+        raise InputError(f"native and post-contrast maps differ in matrix at {target.position_mm:.1f} mm")
+    return best
+
+
+def _pairs(post: list[T1Slice], natives: list[list[T1Slice]], hematocrit: float) -> tuple[list, list[dict]]:
+    """(native, post, ECV result) for every slice that can be computed, and the slices that cannot, and why."""
+    done, skipped = [], []
+    for s in post:
+        try:
+            partner = _partner(s, natives)
+            done.append((partner, s, ecv_map(partner.t1_ms, s.t1_ms, hematocrit, s.pixel_mm)))
+        except ValueError as exc:   # InputError, no blood pool, R1 that did not rise
+            skipped.append({"position_mm": round(s.position_mm, 2), "series_instance_uid": s.series_uid,
+                            "reason": str(exc)})
+    return done, skipped
+
+
+def _slice_summary(result, native: T1Slice, post: T1Slice) -> dict:
+    tissue = result.valid & ~result.blood_pool
+    return {
+        "position_mm": round(post.position_mm, 2),
+        "source_sop_instance_uid": str(post.dataset.SOPInstanceUID),
+        "native_sop_instance_uid": str(native.dataset.SOPInstanceUID),
+        "blood_t1_native_ms": round(result.blood_t1_pre_ms, 1),
+        "blood_t1_post_ms": round(result.blood_t1_post_ms, 1),
+        "blood_delta_r1_per_s": round(result.blood_delta_r1_per_s, 4),
+        "blood_pool_voxels": int(result.blood_pool.sum()),
+        "valid_voxels": int(result.valid.sum()),
+        "ecv_percent_tissue_median": round(float(np.median(result.ecv[tissue]) * 100), 2) if tissue.any() else None,
+    }
+
+
+def _groups(label: str, percent: np.ndarray, natives, post, results, regions, pm, seg, hematocrit) -> list[RegionGroup]:
+    """LV myocardium (ECV, T1) and LV blood pool (T1, hematocrit) of one post-contrast series."""
+    valid = np.stack([r.valid for r in results])
+    myocardium = regions.masks()[..., 0] & valid
+    blood = np.stack(regions.blood_pool) & valid
+    native = np.stack([s.t1_ms for s in natives])
+    post_t1 = np.stack([s.t1_ms for s in post])
+    voxel = voxel_ml(post[0].frame)
+    myo = RegionGroup(
+        f"LV myocardium{label}", codes.LV_MYOCARDIUM, category=codes.ANATOMICAL_STRUCTURE, segment=(seg, 1),
+        measures=statistics(codes.ECV, codes.UNIT_PERCENT, percent[myocardium], source=pm, decimals=2)
+        + statistics(codes.T1, codes.UNIT_MS, native[myocardium], decimals=1)
+        + [volume(int(myocardium.sum()), voxel)],
+        evaluations=[segmentation_method(manual=False)])
+    pool = RegionGroup(
+        f"LV blood pool{label}", codes.BLOOD, site=codes.LEFT_VENTRICLE, category=codes.TISSUE, segment=(seg, 2),
+        measures=[median(codes.T1, codes.UNIT_MS, native[blood], decimals=1),
+                  Measure(codes.HEMATOCRIT, round(hematocrit * 100, 1), codes.UNIT_PERCENT),
+                  volume(int(blood.sum()), voxel)],
+        evaluations=[segmentation_method(manual=False)])
+    # a separate group: the same concept (T1 median) at a second time point must not share a group
+    pool_post = RegionGroup(
+        f"LV blood pool post-contrast{label}", codes.BLOOD, site=codes.LEFT_VENTRICLE, category=codes.TISSUE,
+        segment=(seg, 2), measures=[median(codes.T1, codes.UNIT_MS, post_t1[blood], decimals=1)])
+    return ([myo] if myocardium.any() else []) + [pool, pool_post]
+
+
+def run(inp: ModuleInput) -> ModuleOutput:
+    hematocrit = float(inp.settings["hematocrit"])
+    natives, posts, how = classify(group_by_series(read_t1_maps(inp.files)))
+    output = ModuleOutput(results={
+        "module": "ecv", "hematocrit": hematocrit, "classified_by": how,
+        "native_series_uids": [n[0].series_uid for n in natives], "maps": [], "skipped_slices": [],
+        "quality_flags": []})
+    groups, sources = [], []
+    for n, series in enumerate(posts):
+        done, skipped = _pairs(series, natives, hematocrit)
+        output.results["skipped_slices"] += skipped
+        if not done:
+            continue
+        partners, post, results = (list(x) for x in zip(*done))
+        percent = np.clip(np.stack([r.ecv for r in results]) * 100.0, 0.0, 100.0)
+        series_uid = derived_uid(inp.job_key, "ecv", post[0].series_uid, "series")
+        pm = build_parametric_map(
+            percent, [s.frame for s in post], ECV_QUANTITY,
+            series_uid=series_uid, sop_uid=derived_uid(inp.job_key, "ecv", post[0].series_uid, "instance"),
+            series_number=9000 + n, series_description="ECV map (cmr-node)", content_label="ECV",
+            software_version=node.__version__, further_source_images=[native.frame for native in partners])
+        regions = lv_regions([s.t1_ms for s in partners], [r.blood_pool for r in results], [s.pixel_mm for s in post],
+                             [s.position_mm for s in post])
+        seg = lv_segmentation(regions, [s.frame for s in post], inp, f"ecv-{n}", 9050 + n, "ECV regions (cmr-node)")
+        output.datasets += [pm, seg]
+        output.results["quality_flags"] += regions.flags
+        label = f" ({post[0].series_description})" if len(posts) > 1 else ""
+        groups += _groups(label, percent, partners, post, results, regions, pm, seg, hematocrit)
+        sources += [s.dataset for s in partners + post]
+        output.results["maps"].append({
+            "series_instance_uid": series_uid, "sop_instance_uid": str(pm.SOPInstanceUID),
+            "post_contrast_series_uid": post[0].series_uid, "unit": "%",
+            "slices": [_slice_summary(r, n, s) for r, n, s in zip(results, partners, post)]})
+    if not output.results["maps"]:
+        raise InputError("no slice could be paired: " + "; ".join(
+            f"{s['position_mm']} mm: {s['reason']}" for s in output.results["skipped_slices"]))
+    add_report(output, inp, "ecv", groups, sources, "ECV")
+    return output

@@ -1,0 +1,206 @@
+"""LGE module: synthetic late gadolinium enhancement from the 5-minute dDCE fit (analysis/lge.py).
+
+Inputs are those of the dDCE route (a native and post-contrast T1 maps), plus,
+when the study has one, a DICOM SEG with an LV myocardium segment (SCT
+49848007, or a label with "myocard"); the route must take the kind segmentation
+(the built-in one does). Without it the myocardium is segmented automatically and the report
+says so; the route (study-so-far) runs again when the SEG arrives.
+
+Settings ([inputs]): lge_target_minutes (15), lge_fit_window_minutes (5),
+lge_infarct_method ("nsd" or "fwhm"), lge_n_sd (5). LGE_standard uses the
+measured T1 map nearest the target time, within 2.5 minutes, when there is one.
+
+Outputs: LGE_dDCE as derived MR images, phase-sensitive (values = signal x
+1000, remote myocardium 0, blood negative) and magnitude; LGE_standard the same
+way when there is a map for it; a SEG with LV myocardium, infarct, MVO and LV
+blood pool; the report; every number in results.json. Object UIDs derive from
+the maps inside the fit window (and the one used for LGE_standard), so later
+maps re-issue only what they change.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pydicom
+from scipy import ndimage
+
+import node
+from analysis.ddce import covered_windows
+from analysis.lge import interstitial_concentration, lge_metrics, lge_slices, t1_from_concentration
+from analysis.registration import align
+from dicom_out import codes
+from dicom_out.derived_mr import derived_map_images
+from dicom_out.report import Measure, RegionGroup, segmentation_method, volume
+from dicom_out.segmentation import Segment, build_segmentation
+from dicom_out.uids import derived_uid
+from node.process.modules import ModuleInput, ModuleOutput
+from node.process.modules.ddce import fit_window, injection_time, relaxivity, window_key
+from node.process.modules.reporting import LV_BLOOD_SEGMENT, LV_MYOCARDIUM_SEGMENT, add_report, lv_regions, voxel_ml
+from node.inputs.roi import SEG_SOP_CLASS, seg_masks
+from node.inputs.t1_maps import POSITION_TOLERANCE_MM, InputError, classify, group_by_series, read_t1_maps
+
+STANDARD_TOLERANCE_MIN = 2.5
+INFARCT_SEGMENT = Segment("Infarct", codes.ABNORMAL_STRUCTURE, codes.MYOCARDIAL_INFARCTION)
+MVO_SEGMENT = Segment("Microvascular obstruction", codes.ABNORMAL_STRUCTURE, codes.MVO)
+
+
+def _received_myocardium(seg_files: list[str], native) -> tuple[list[np.ndarray], object] | None:
+    images = [s.dataset for s in native]
+    for path in seg_files:
+        found, source = seg_masks(path, codes.LV_MYOCARDIUM.value, r"(?i)myocard", images)
+        if found:
+            shape = native[0].t1_ms.shape
+            return [found.get(str(d.SOPInstanceUID), np.zeros(shape, dtype=bool)) for d in images], source
+    return None
+
+
+def _standard_t1(timed, native, target: float):
+    """Measured T1 maps (per native slice, aligned) nearest the target time, or None."""
+    maps, used = [], []
+    for base in native:
+        here = [(abs(t - target), s) for t, s in timed
+                if abs(s.position_mm - base.position_mm) <= POSITION_TOLERANCE_MM and abs(t - target) <= STANDARD_TOLERANCE_MIN]
+        if not here:
+            return None
+        nearest = min(here, key=lambda pair: pair[0])[1]
+        aligned, _ = align(base.t1_ms, nearest.t1_ms[None])
+        maps.append(aligned[0])
+        used.append(nearest)
+    return np.stack(maps), used
+
+
+def _images(values: np.ndarray, sources, key: str, name: str, number: int, description: str, derivation: str,
+            signed: bool):
+    return derived_map_images(
+        values * 1000.0, sources, series_uid=derived_uid(key, name, "series"),
+        sop_uids=[derived_uid(key, name, k) for k in range(len(values))], series_number=number,
+        series_description=description, image_type_value3="LGE", derivation=derivation,
+        window=(0.0, 1000.0) if signed else (500.0, 1000.0), software_version=node.__version__,
+        rescale=(1.0, -1000.0 if signed else 0.0))
+
+
+def _metric_measures(m: dict) -> list[Measure]:
+    out = [Measure(codes.INFARCT_SIZE, round(m["infarct_size_percent"], 2), codes.UNIT_PERCENT),
+           Measure(codes.TRANSMURALITY, round(m["transmurality_percent"], 1), codes.UNIT_PERCENT),
+           Measure(codes.MVO_SIZE, round(m["mvo_percent"], 2), codes.UNIT_PERCENT)]
+    for concept, key in ((codes.CNR_INFARCT_BLOOD, "cnr_infarct_blood"), (codes.CNR_INFARCT_REMOTE, "cnr_infarct_remote")):
+        if m[key] is not None:
+            out.append(Measure(concept, round(m[key], 2), codes.UNIT_NONE))
+    return out
+
+
+def _rounded(metrics: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def run(inp: ModuleInput) -> ModuleOutput:
+    settings = inp.settings
+    target = float(settings.get("lge_target_minutes", 15.0))
+    window = float(settings.get("lge_fit_window_minutes", 5.0))
+    method, n_sd = settings.get("lge_infarct_method", "nsd"), float(settings.get("lge_n_sd", 5.0))
+    kinds = {f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in inp.files}
+    seg_files = [f for f, k in kinds.items() if k == SEG_SOP_CLASS]
+    natives, posts, how = classify(group_by_series(read_t1_maps([f for f, k in kinds.items() if k != SEG_SOP_CLASS])))
+    native = natives[0]
+    injection, _ = injection_time(posts, settings)
+    r1, _, _ = relaxivity(posts, settings)
+    timed = [((s.acquired - injection).total_seconds() / 60.0, s) for series in posts for s in series if s.acquired]
+    timed = [(t, s) for t, s in timed if t > 0]
+    output = ModuleOutput(results={"module": "lge", "target_min": target, "fit_window_min": window,
+                                   "infarct_method": method, "n_sd": n_sd, "classified_by": how, "quality_flags": []})
+    if not covered_windows(np.array([t for t, _ in timed]), [window]):
+        output.results["quality_flags"].append(f"waiting for post-contrast maps up to {window:g} min")
+        return output
+    _, _, used, fits = fit_window(window, native, timed, settings, r1)
+    native_t1 = np.stack([s.t1_ms for s in native])
+    pools = np.stack([r.blood_pool for r in fits])
+    received = _received_myocardium(seg_files, native)
+    if received is not None:
+        myocardium, roi = np.stack(received[0]), received[1]
+        cavity = np.stack([ndimage.binary_fill_holes(m) & ~m for m in myocardium])
+        manual, myo_uid = roi.manual, str(roi.dataset.SOPInstanceUID)
+    else:
+        regions = lv_regions(list(native_t1), list(pools), [s.pixel_mm for s in native], [s.position_mm for s in native])
+        if any(m is None for m in regions.myocardium):
+            raise InputError("; ".join(regions.flags))
+        myocardium = np.stack([m.mask for m in regions.myocardium])
+        cavity = np.stack([m.cavity for m in regions.myocardium])
+        manual, myo_uid = False, "automatic"
+    output.results["myocardium_source"] = "received SEG" if received is not None else "automatic"
+    # the dDCE pool may reach into an enhancing subendocardial infarct; one voxel inside the cavity may not
+    pools &= np.stack([ndimage.binary_erosion(c) for c in cavity])
+
+    # blood has no interstitium: voxels with blood-like native T1 keep it (analysis/lge.py, step 2)
+    blood_t1, myo_t1 = float(np.median(native_t1[pools])), float(np.median(native_t1[myocardium]))
+    blood = native_t1 > 0.5 * (blood_t1 + myo_t1)
+    ees = np.stack([interstitial_concentration(r.windows[0].fit, r.valid, r.windows[0].aif, target) for r in fits])
+    t1_target = t1_from_concentration(native_t1, np.where(blood, 0.0, ees), r1)
+    synthetic, ti = lge_slices(t1_target, myocardium, cavity, method, n_sd)
+    aif = fits[0].windows[0].aif
+    output.results["lge_ddce"] = {
+        "ti_ms": round(ti, 1), "blood_t1_by_aif_ms": round(float(t1_from_concentration(
+            np.array([blood_t1]), np.array([(1 - float(settings["hematocrit"])) * float(aif(np.array([target]))[0])]),
+            r1)[0]), 1),
+        **{m: _rounded(lge_metrics(lge_slices(t1_target, myocardium, cavity, m, n_sd)[0], myocardium, cavity, pools))
+           for m in ("nsd", "fwhm")}}
+    primary = lge_metrics(synthetic, myocardium, cavity, pools)
+
+    key = hashlib.sha256(f"lge {window_key(used, settings, r1, injection)} {target} {method} {n_sd} {myo_uid}"
+                         .encode()).hexdigest()
+    sources = [[s.frame] for s in native]
+    psir = np.stack([s.psir for s in synthetic])
+    output.datasets += _images(psir, sources, key, "psir", 9700, f"LGE_dDCE {target:g}min PSIR (cmr-node)",
+                               f"Synthetic PSIR-like LGE at {target:g} min from the {window:g}-min dDCE fit, TI "
+                               f"{ti:.0f} ms, signal x1000 (cmr-node)", signed=True)
+    output.datasets += _images(np.abs(psir), sources, key, "mag", 9701, f"LGE_dDCE {target:g}min IR (cmr-node)",
+                               f"Synthetic magnitude IR LGE at {target:g} min, TI {ti:.0f} ms, signal x1000 "
+                               "(cmr-node)", signed=False)
+    infarct = np.stack([s.segmentation.infarct for s in synthetic])
+    mvo = np.stack([s.segmentation.mvo for s in synthetic])
+    seg = build_segmentation(
+        np.stack([myocardium, infarct, mvo, pools], axis=-1), [s.frame for s in native],
+        [Segment(LV_MYOCARDIUM_SEGMENT.label, LV_MYOCARDIUM_SEGMENT.category, LV_MYOCARDIUM_SEGMENT.property_type,
+                 manual=manual), INFARCT_SEGMENT, MVO_SEGMENT, LV_BLOOD_SEGMENT],
+        series_uid=derived_uid(key, "seg", "series"), sop_uid=derived_uid(key, "seg"), series_number=9702,
+        series_description="LGE_dDCE regions (cmr-node)", software_version=node.__version__)
+    output.datasets.append(seg)
+    voxel = voxel_ml(native[0].frame)
+    groups = [
+        RegionGroup("LV myocardium (LGE_dDCE)", codes.LV_MYOCARDIUM, category=codes.ANATOMICAL_STRUCTURE,
+                    segment=(seg, 1), measures=_metric_measures(primary) + [volume(int(myocardium.sum()), voxel)],
+                    evaluations=[segmentation_method(manual)]),
+        RegionGroup("Infarct (LGE_dDCE)", codes.MYOCARDIAL_INFARCTION, category=codes.ABNORMAL_STRUCTURE,
+                    segment=(seg, 2), measures=[volume(int(infarct.sum()), voxel)],
+                    evaluations=[segmentation_method(False)]),
+        RegionGroup("Microvascular obstruction (LGE_dDCE)", codes.MVO, category=codes.ABNORMAL_STRUCTURE,
+                    segment=(seg, 3), measures=[volume(int(mvo.sum()), voxel)], evaluations=[segmentation_method(False)])]
+    evidence = [s.dataset for s in native] + [s.dataset for s in used]
+
+    standard = _standard_t1(timed, native, target)
+    if standard is None:
+        output.results["quality_flags"].append(f"no measured T1 map within {STANDARD_TOLERANCE_MIN} min of "
+                                               f"{target:g} min: no LGE_standard")
+    else:
+        t1_standard, standard_used = standard
+        measured, ti_standard = lge_slices(t1_standard, myocardium, cavity, method, n_sd)
+        standard_metrics = lge_metrics(measured, myocardium, cavity, pools)
+        output.results["lge_standard"] = {
+            "ti_ms": round(ti_standard, 1), "map_sop_instance_uids": [str(s.dataset.SOPInstanceUID) for s in standard_used],
+            **{m: _rounded(lge_metrics(lge_slices(t1_standard, myocardium, cavity, m, n_sd)[0], myocardium, cavity,
+                                       pools)) for m in ("nsd", "fwhm")}}
+        skey = hashlib.sha256(f"{key} {[str(s.dataset.SOPInstanceUID) for s in standard_used]}".encode()).hexdigest()
+        images = _images(np.stack([s.psir for s in measured]), [[s.frame] for s in standard_used], skey, "std", 9703,
+                         f"LGE_standard {target:g}min PSIR (cmr-node)", f"PSIR-like LGE from the measured T1 map, "
+                         f"TI {ti_standard:.0f} ms, signal x1000 (cmr-node)", signed=True)
+        output.datasets += images
+        groups.append(RegionGroup("LV myocardium (LGE_standard)", codes.LV_MYOCARDIUM,
+                                  category=codes.ANATOMICAL_STRUCTURE, images=images,
+                                  measures=_metric_measures(standard_metrics)))
+        evidence += [s.dataset for s in standard_used]
+        if primary["cnr_infarct_blood"] and standard_metrics["cnr_infarct_blood"]:
+            output.results["cnr_infarct_blood_ratio"] = round(
+                primary["cnr_infarct_blood"] / standard_metrics["cnr_infarct_blood"], 2)
+    add_report(output, inp, "lge", groups, evidence, "LGE",
+               evidence=[received[1].dataset] if received is not None else [])
+    return output

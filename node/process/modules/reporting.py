@@ -1,0 +1,96 @@
+"""What every module does with its regions: a SEG of the automatic ones and a TID 1500 report.
+
+The regions a module measured in are sent as a DICOM SEG (so a reader sees
+exactly which voxels a number came from), and the numbers as a Measurement
+Report whose groups reference those segments. results.json gets the same
+groups under "measurements".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+import node
+from analysis.myocardium import Myocardium, MyocardiumNotFound, find_lv_myocardium
+from dicom_out import codes
+from dicom_out.report import RegionGroup, build_measurement_report, median
+from dicom_out.segmentation import Segment, build_segmentation
+from dicom_out.uids import derived_uid
+from node.process.modules import MODULES, ModuleInput, ModuleOutput
+
+LV_MYOCARDIUM_SEGMENT = Segment("LV myocardium", codes.ANATOMICAL_STRUCTURE, codes.LV_MYOCARDIUM)
+LV_BLOOD_SEGMENT = Segment("LV blood pool", codes.TISSUE, codes.BLOOD)
+REPORT_SERIES_NUMBER = {"ecv": 9901, "ddce": 9902, "molli": 9903, "t2map": 9904, "oximetry": 9905, "lge": 9906}
+
+
+@dataclass
+class LvRegions:
+    """Per slice: myocardium (None where it was not found) and the LV blood pool used."""
+    myocardium: list[Myocardium | None]
+    blood_pool: list[np.ndarray]
+    flags: list[str]
+
+    def masks(self) -> np.ndarray:
+        """(slices, rows, cols, 2) bool: segment 1 LV myocardium, segment 2 LV blood pool."""
+        return np.stack([np.stack([m.mask if m is not None else np.zeros_like(b), b], axis=-1)
+                         for m, b in zip(self.myocardium, self.blood_pool)])
+
+
+def lv_regions(native_t1_ms: list[np.ndarray], blood_pools: list[np.ndarray], pixel_mm: list[float],
+               positions_mm: list[float]) -> LvRegions:
+    found, flags = [], []
+    for t1, pool, spacing, position in zip(native_t1_ms, blood_pools, pixel_mm, positions_mm):
+        try:
+            found.append(find_lv_myocardium(t1, pool, spacing))
+        except MyocardiumNotFound as exc:
+            found.append(None)
+            flags.append(f"LV myocardium not found on the slice at {position:.1f} mm: {exc}")
+    return LvRegions(myocardium=found, blood_pool=list(blood_pools), flags=flags)
+
+
+def lv_segmentation(regions: LvRegions, sources: list, inp: ModuleInput, name: str, series_number: int,
+                    description: str):
+    return build_segmentation(
+        regions.masks(), sources, [LV_MYOCARDIUM_SEGMENT, LV_BLOOD_SEGMENT],
+        series_uid=derived_uid(inp.job_key, name, "seg-series"), sop_uid=derived_uid(inp.job_key, name, "seg"),
+        series_number=series_number, series_description=description, software_version=node.__version__)
+
+
+FIELD_OF_VIEW_REGION = "Whole field of view, every fitted voxel (not a tissue region)"
+
+
+def fitted_voxels_group(values: np.ndarray, residuals: np.ndarray, failed: np.ndarray, value_pm, residual_pm,
+                        quantity, residual_quantity) -> RegionGroup:
+    """Whole-image summary of a relaxometry fit: median value and median relative residual of every fitted
+    voxel, air and chest wall included. Labelled as an image region, so that no registry reads it as
+    myocardium."""
+    ok = ~failed
+    return RegionGroup(
+        FIELD_OF_VIEW_REGION, codes.IMAGE_REGION, images=[value_pm],
+        measures=[median(quantity.quantity, quantity.unit, values[ok], decimals=1, source=value_pm),
+                  median(residual_quantity.quantity, residual_quantity.unit, residuals[ok], source=residual_pm)]
+        if ok.any() else [])
+
+
+def voxel_ml(frame) -> float:
+    """Volume of one voxel (mL) of a frame (node/scanner/frames.Frame): pixel spacing and slice thickness (mm);
+    0 when the thickness is unknown."""
+    rows, cols = frame.pixel_mm
+    return rows * cols * frame.slice_thickness_mm / 1000.0
+
+
+def add_report(output: ModuleOutput, inp: ModuleInput, module: str, groups: list[RegionGroup],
+               source_images: list[Dataset], description: str, evidence: list[Dataset] = ()) -> None:
+    """Append the module's TID 1500 report to output, and its groups to results.json.
+
+    evidence: objects the groups reference that the module did not make (a received SEG)."""
+    sr = build_measurement_report(
+        groups, source_images=source_images, derived=list(output.datasets) + list(evidence), algorithm_name=f"cmr-node {module}",
+        algorithm_version=MODULES[module].version, series_uid=derived_uid(inp.job_key, module, "sr-series"),
+        sop_uid=derived_uid(inp.job_key, module, "sr"), series_number=REPORT_SERIES_NUMBER[module],
+        series_description=f"{description} report (cmr-node)", software_version=node.__version__)
+    output.datasets.append(sr)
+    output.results["measurements"] = [g.as_dict() for g in groups]
+    output.results["report_sop_instance_uid"] = str(sr.SOPInstanceUID)

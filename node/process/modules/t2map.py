@@ -1,0 +1,59 @@
+"""T2 module: raw T2-prepared images of a series -> T2 map and fit residual (Parametric Maps).
+
+Mono-exponential fit (analysis/relaxometry.py), two-parameter by default; preparation
+times from node/inputs/prepared_images.py. Voxels that fail are 0 and counted.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import node
+from analysis.relaxometry import fit_t2
+from dicom_out import codes
+from dicom_out.descriptions import description_with_suffix
+from dicom_out.parametric_map import MapQuantity, build_parametric_map
+from dicom_out.uids import derived_uid
+from node.process.modules import ModuleInput, ModuleOutput
+from node.process.modules.reporting import add_report, fitted_voxels_group
+from node.inputs.prepared_images import read_t2_prepared_series
+
+T2_QUANTITY = MapQuantity("T2", "T2 from T2-prepared images, mono-exponential (ms)", codes.UNIT_MS, codes.T2,
+                          None, 50.0, 100.0)
+RESIDUAL_QUANTITY = MapQuantity("T2 residual", "RMS residual of the T2 fit relative to S0", codes.UNIT_NONE,
+                                codes.FIT_RESIDUAL, None, 0.05, 0.1)
+
+
+def fit_prepared_slices(files: list[str]):
+    """(slices, per-slice T2Fit reshaped to images) for a T2-prep series."""
+    slices = read_t2_prepared_series(files)
+    fits = []
+    for s in slices:
+        n, rows, cols = s.images.shape
+        fit = fit_t2(s.times_ms, s.images.reshape(n, -1).T)
+        fits.append({name: getattr(fit, name).reshape(rows, cols) for name in ("t2_ms", "s0", "residual", "failed")})
+    return slices, fits
+
+
+def run(inp: ModuleInput) -> ModuleOutput:
+    slices, fits = fit_prepared_slices(inp.files)
+    first = [s.frames[0] for s in slices]
+    further = [f for s in slices for f in s.frames[1:]]
+    description = str(first[0].header.get("SeriesDescription", "") or "T2prep")
+    output = ModuleOutput(results={"module": "t2map", "unit": "ms", "slices": [
+        {"position_mm": s.position_mm, "preparation_times_ms": s.times_ms.tolist(),
+         "preparation_time_source": s.time_source, "failed_voxels": int(f["failed"].sum()),
+         "t2_ms_median": round(float(np.median(f["t2_ms"][~f["failed"]])), 1) if (~f["failed"]).any() else None}
+        for s, f in zip(slices, fits)]})
+    stacks = {}
+    for n, (name, quantity) in enumerate((("t2_ms", T2_QUANTITY), ("residual", RESIDUAL_QUANTITY))):
+        values = stacks[name] = np.stack([np.where(f["failed"], 0.0, f[name]) for f in fits]).astype(np.float32)
+        output.datasets.append(build_parametric_map(
+            values, first, quantity, series_uid=derived_uid(inp.job_key, name, "series"),
+            sop_uid=derived_uid(inp.job_key, name, "instance"), series_number=9500 + n,
+            series_description=description_with_suffix(description, f" {quantity.lut_label} (cmr-node)",
+                                                       first[0].header), content_label="T2MAP",
+            software_version=node.__version__, further_source_images=further))
+    group = fitted_voxels_group(stacks["t2_ms"], stacks["residual"], np.stack([f["failed"] for f in fits]),
+                                *output.datasets[:2], T2_QUANTITY, RESIDUAL_QUANTITY)
+    add_report(output, inp, "t2map", [group], [d for s in slices for d in s.datasets], description)
+    return output

@@ -1,0 +1,352 @@
+"""The DICOM listener: C-ECHO and C-STORE SCP.
+
+An instance is answered with Success only after its bytes are on disk (fsync,
+rename) and it is in the index. The encoded dataset is written as received:
+pixel data is never decoded on the receive path.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import shutil
+import sqlite3
+import ssl
+import threading
+from dataclasses import dataclass
+from io import BytesIO
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom import AE, evt
+from pynetdicom.presentation import build_context
+
+from node.network import status
+from node.store.audit import AuditLog
+from node.store.index import Index, InstanceRecord
+from node.network.sop_classes import IMAGE_SOP_CLASSES, STORAGE_SOP_CLASSES, accepted_transfer_syntaxes
+from node.store.layout import Layout, is_valid_uid, quarantine, write_atomic
+
+log = logging.getLogger("cmr_node.receive")
+
+_HEADER_TAGS = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+                "SeriesDescription", "Modality", "AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime",
+                "ImageType", "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated"]
+_PIXEL_TAGS = ["PixelData", "FloatPixelData", "DoubleFloatPixelData"]
+# Pixel data is read lazily: its length and position are known, its bytes are not copied.
+_DEFER_BYTES = 1024
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+# Far beyond any MR image or enhanced multi-frame object, far below what would exhaust memory downstream.
+MAX_ROWS_COLUMNS = 16384
+MAX_FRAMES = 10000
+
+
+class RejectedInstance(Exception):
+    def __init__(self, status_code: int, comment: str, keep: bool):
+        super().__init__(comment)
+        self.status_code = status_code
+        self.comment = comment
+        self.keep = keep  # quarantine the bytes for a person to look at
+
+
+def _failure(code: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    ds.ErrorComment = comment[:64]  # LO
+    return ds
+
+
+def _acquisition_datetime(ds: Dataset) -> str | None:
+    if ds.get("AcquisitionDateTime"):
+        return str(ds.AcquisitionDateTime)
+    if ds.get("AcquisitionDate") and ds.get("AcquisitionTime"):
+        return f"{ds.AcquisitionDate}{ds.AcquisitionTime}"
+    return None
+
+
+def _joined(value) -> str:
+    """A multi-valued attribute as the backslash-separated text DICOM stores."""
+    if value is None:
+        return ""
+    return "\\".join(str(v) for v in value) if not isinstance(value, str) and hasattr(value, "__iter__") else str(value)
+
+
+def instance_record(ds: Dataset, path: str, size: int, transfer_syntax: str, calling_ae: str | None) -> InstanceRecord:
+    """What the index keeps of an instance whose header passed read_header."""
+    return InstanceRecord(
+        sop_instance_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.get("SOPClassUID", "")),
+        study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
+        series_description=str(ds.get("SeriesDescription", "")), modality=ds.get("Modality"),
+        path=path, size=size, transfer_syntax=str(transfer_syntax),
+        acquisition_datetime=_acquisition_datetime(ds), calling_ae=calling_ae,
+        image_type=_joined(ds.get("ImageType")))
+
+
+def store_instance(layout: Layout, index: Index, raw: bytes, ds: Dataset, transfer_syntax: str,
+                   calling_ae: str | None) -> InstanceRecord:
+    """Write an encoded instance atomically under incoming/ and index it."""
+    path = layout.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    write_atomic(path, raw, layout.tmp)
+    record = instance_record(ds, str(path), len(raw), transfer_syntax, calling_ae)
+    index.record_instance(record)
+    log.debug("stored %s (series %s, %d bytes)", record.sop_instance_uid, record.series_uid, record.size)
+    return record
+
+
+SELF_AE = "CMRNODE-SELF"   # calling AE recorded for instances the node made and took back in
+
+
+def read_file_header(path) -> tuple[bytes, Dataset, str]:
+    """(bytes, checked header, transfer syntax) of a DICOM file on disk, with read_header's checks."""
+    raw = path.read_bytes()
+    meta = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+    ds = read_header(raw, str(meta.get("SOPClassUID", "")), str(meta.get("SOPInstanceUID", "")))
+    return raw, ds, str(meta.file_meta.get("TransferSyntaxUID", ""))
+
+
+def ingest_file(layout: Layout, index: Index, path) -> InstanceRecord:
+    """Store and index a DICOM file made by the node itself (re-ingest of derived inputs)."""
+    raw, ds, transfer_syntax = read_file_header(path)
+    return store_instance(layout, index, raw, ds, transfer_syntax, SELF_AE)
+
+
+def read_header(raw: bytes, affected_sop_class: str, affected_sop_instance: str) -> Dataset:
+    """Parse the identifying attributes of an encoded instance; raise RejectedInstance when unusable."""
+    try:
+        ds = pydicom.dcmread(BytesIO(raw), defer_size=_DEFER_BYTES)
+        syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+        _check_complete(ds, syntax, len(raw))
+        # Touch every attribute now, so that a malformed value fails here and not later.
+        values = {tag: ds.get(tag) for tag in _HEADER_TAGS}
+        _check_pixel_geometry(ds, syntax, values)
+    except RejectedInstance:
+        raise
+    except Exception as exc:  # pydicom raises many types on broken input
+        raise RejectedInstance(status.CANNOT_UNDERSTAND, f"not decodable: {type(exc).__name__}", keep=True)
+    for tag in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        if not is_valid_uid(str(values[tag]) if values[tag] is not None else None):
+            raise RejectedInstance(status.CANNOT_UNDERSTAND, f"missing or invalid {tag}", keep=True)
+    if str(values["SOPInstanceUID"]) != affected_sop_instance:
+        raise RejectedInstance(status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                               "SOPInstanceUID differs from the request", keep=True)
+    if values["SOPClassUID"] is not None and str(values["SOPClassUID"]) != affected_sop_class:
+        raise RejectedInstance(status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                               "SOPClassUID differs from the request", keep=True)
+    return ds
+
+
+def _check_complete(ds: Dataset, syntax: UID | None, available_bytes: int) -> None:
+    """Reject a truncated stream: pydicom ends the dataset quietly where the bytes end, so compare every
+    top-level element's declared length with what is there."""
+    deflated = syntax is not None and syntax.is_deflated   # positions then refer to the inflated stream
+    end = None
+    # keep_deferred: Dataset.elements() would read a deferred (large) value, and a truncated one with it, into a
+    # DataElement that no longer says how long it claimed to be
+    for element in (ds.get_item(tag, keep_deferred=True) for tag in ds.keys()):
+        if not isinstance(element, RawDataElement) or element.length == UNDEFINED_LENGTH:
+            end = None    # pydicom itself fails on an undefined-length item cut short
+            continue
+        end = element.value_tell + element.length
+        if element.value is not None:
+            present = len(element.value)
+        elif deflated:
+            continue
+        else:
+            present = max(0, min(element.length, available_bytes - element.value_tell))
+        if present != element.length:
+            raise RejectedInstance(status.CANNOT_UNDERSTAND, f"truncated at element {element.tag}", keep=True)
+    if end is not None and not deflated and end != available_bytes:
+        raise RejectedInstance(status.CANNOT_UNDERSTAND, "truncated inside an element header", keep=True)
+
+
+def _check_pixel_geometry(ds: Dataset, syntax: UID | None, values: dict) -> None:
+    """Reject absurd image sizes, and native pixel data whose length does not match its declared geometry.
+
+    Nothing downstream should ever try to allocate Rows x Columns x Frames from a header that lies.
+    """
+    rows, columns = values["Rows"], values["Columns"]
+    frames = int(values["NumberOfFrames"] or 1)
+    if rows is None and columns is None:
+        if str(values["SOPClassUID"]) in IMAGE_SOP_CLASSES:
+            raise RejectedInstance(status.CANNOT_UNDERSTAND, "image without Rows, Columns", keep=True)
+        return
+    if not (0 < int(rows or 0) <= MAX_ROWS_COLUMNS and 0 < int(columns or 0) <= MAX_ROWS_COLUMNS):
+        raise RejectedInstance(status.CANNOT_UNDERSTAND, f"absurd image size {rows} x {columns}", keep=True)
+    if not 0 < frames <= MAX_FRAMES:
+        raise RejectedInstance(status.CANNOT_UNDERSTAND, f"absurd NumberOfFrames {frames}", keep=True)
+    element = next((ds.get_item(tag, keep_deferred=True) for tag in _PIXEL_TAGS if tag in ds), None)
+    if element is None:
+        raise RejectedInstance(status.CANNOT_UNDERSTAND, "image without Pixel Data", keep=True)
+    if syntax is None or syntax.is_compressed or syntax.is_deflated:
+        return   # encapsulated frames have their own lengths; a deflated stream is checked once inflated
+    length = element.length if isinstance(element, RawDataElement) else len(element.value or b"")
+    bits = int(values["BitsAllocated"] or 0)
+    expected_bits = int(rows) * int(columns) * int(values["SamplesPerPixel"] or 1) * frames * bits
+    expected = (expected_bits + 7) // 8
+    if bits == 0 or length not in (expected, expected + expected % 2):
+        raise RejectedInstance(status.CANNOT_UNDERSTAND,
+                               f"Pixel Data length {length} does not match {expected}", keep=True)
+
+
+@dataclass
+class ReceiveCounters:
+    instances: int = 0
+    bytes: int = 0
+    rejected: int = 0
+    associations: int = 0
+
+
+class Receiver:
+    """Owns the pynetdicom AE and its handlers."""
+
+    def __init__(self, ae_title: str, layout: Layout, index: Index, allowed_callers: tuple[str, ...] = (),
+                 allowed_networks: tuple[str, ...] = (), min_free_bytes: float = 0.0, audit: AuditLog | None = None,
+                 ssl_context: ssl.SSLContext | None = None):
+        self.layout = layout
+        self.ssl_context = ssl_context
+        self.index = index
+        self.allowed_networks = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
+        self.min_free_bytes = min_free_bytes
+        self.audit = audit
+        self._associations: dict[int, dict] = {}   # per association: what it brought, for the audit log
+        self.counters = ReceiveCounters()
+        self._counter_lock = threading.Lock()
+        self.ae = AE(ae_title=ae_title)
+        self.ae.maximum_associations = 16
+        # Large PDUs: fewer, bigger reads per image on the receive path (0 would mean "no limit").
+        self.ae.maximum_pdu_size = 4 * 1024 * 1024
+        if allowed_callers:
+            self.ae.require_calling_aet = list(allowed_callers)
+        syntaxes = accepted_transfer_syntaxes()
+        self.ae.supported_contexts = [build_context(uid, syntaxes) for uid in STORAGE_SOP_CLASSES]
+        self.ae.add_supported_context("1.2.840.10008.1.1")  # Verification
+        self._server = None
+
+    # -- handlers (small and explicit) -----------------------------------------------------------
+    def _handle_echo(self, event) -> int:
+        return status.SUCCESS
+
+    def _handle_requested(self, event) -> None:
+        """Refuse a caller whose address is outside allowed_networks (rejected-permanent, no reason given)."""
+        address = event.assoc.requestor.address
+        if self.allowed_networks and not any(ipaddress.ip_address(address) in net for net in self.allowed_networks):
+            event.assoc.acse.send_reject(0x01, 0x01, 0x01)
+            event.assoc.refused_by_address = True    # so that EVT_REJECTED does not count it twice
+            self._refused(event, "address not in allowed_networks")
+
+    def _handle_connection_closed(self, event) -> None:
+        """Release the slot of a connection that closed before sending an A-ASSOCIATE-RQ.
+
+        pynetdicom's acceptor thread waits acse_timeout for the request even after the peer has gone, and
+        counts against maximum_associations meanwhile: a port scan or a burst of junk would lock scanners
+        out for that long. An empty item on the DUL's user queue is how pynetdicom itself says "nothing came".
+        """
+        assoc = event.assoc
+        if assoc.is_acceptor and assoc.requestor.primitive is None and assoc.dul.to_user_queue.empty():
+            assoc.dul.to_user_queue.put(None)
+
+    def _handle_accepted(self, event) -> None:
+        with self._counter_lock:
+            self.counters.associations += 1
+            self._associations[id(event.assoc)] = {"instances": 0, "bytes": 0, "rejected": 0, "studies": {}}
+        req = event.assoc.requestor
+        log.info("association accepted from AE %s at %s:%s", req.ae_title, req.address, req.port)
+
+    def _handle_rejected(self, event) -> None:
+        if not getattr(event.assoc, "refused_by_address", False):
+            self._refused(event, "calling AE title not in allowed_callers")
+
+    def _refused(self, event, reason: str) -> None:
+        req = event.assoc.requestor
+        with self._counter_lock:
+            self.counters.rejected += 1
+        log.warning("association rejected: calling AE %s at %s: %s", req.ae_title, req.address, reason)
+        if self.audit:
+            self.audit.record("association_refused", calling_ae=req.ae_title, address=req.address, reason=reason)
+
+    def _handle_ended(self, event) -> None:
+        """Released or aborted: one audit line with what the association brought."""
+        with self._counter_lock:
+            brought = self._associations.pop(id(event.assoc), None)
+        if brought is not None and self.audit:
+            req = event.assoc.requestor
+            self.audit.record("received", calling_ae=req.ae_title, address=req.address, **brought,
+                              ended="aborted" if event.event == evt.EVT_ABORTED else "released")
+
+    def _count(self, event, record: InstanceRecord | None) -> None:
+        with self._counter_lock:
+            brought = self._associations.get(id(event.assoc))
+            if brought is None:
+                return
+            if record is None:
+                brought["rejected"] += 1
+            else:
+                brought["instances"] += 1
+                brought["bytes"] += record.size
+                brought["studies"][record.study_uid] = brought["studies"].get(record.study_uid, 0) + 1
+
+    def _handle_store(self, event):
+        calling_ae = event.assoc.requestor.ae_title
+        request = event.request
+        if self.min_free_bytes and shutil.disk_usage(self.layout.root).free < self.min_free_bytes:
+            log.error("refusing instance %s: free space in data_dir below min_free_mb", request.AffectedSOPInstanceUID)
+            self._count(event, None)
+            return _failure(status.OUT_OF_RESOURCES, "disk nearly full")
+        try:
+            raw = event.encoded_dataset(include_meta=True)
+        except Exception as exc:
+            self._count(event, None)
+            return self._reject(RejectedInstance(status.CANNOT_UNDERSTAND, f"unreadable: {type(exc).__name__}",
+                                                 keep=False), b"", calling_ae)
+        try:
+            ds = read_header(raw, request.AffectedSOPClassUID, request.AffectedSOPInstanceUID)
+            record = store_instance(self.layout, self.index, raw, ds, event.context.transfer_syntax, calling_ae)
+        except RejectedInstance as exc:
+            self._count(event, None)
+            return self._reject(exc, raw, calling_ae)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("could not store instance %s: %s", request.AffectedSOPInstanceUID, exc)
+            self._count(event, None)
+            return _failure(status.OUT_OF_RESOURCES, f"storage failed: {type(exc).__name__}")
+        self._count(event, record)
+        with self._counter_lock:
+            self.counters.instances += 1
+            self.counters.bytes += record.size
+        return status.SUCCESS
+
+    # -- work ------------------------------------------------------------------------------------
+    def _reject(self, exc: RejectedInstance, raw: bytes, calling_ae: str) -> Dataset:
+        with self._counter_lock:
+            self.counters.rejected += 1
+        where = ""
+        if exc.keep and raw:
+            try:
+                where = f", quarantined as {quarantine(self.layout, raw, exc.comment).name}"
+            except OSError as write_error:
+                where = f", not quarantined ({write_error})"
+        log.warning("rejected instance from AE %s: %s (status 0x%04X)%s", calling_ae, exc.comment,
+                    exc.status_code, where)
+        return _failure(exc.status_code, exc.comment)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self, host: str, port: int) -> None:
+        handlers = [(evt.EVT_C_ECHO, self._handle_echo), (evt.EVT_C_STORE, self._handle_store),
+                    (evt.EVT_REQUESTED, self._handle_requested), (evt.EVT_ACCEPTED, self._handle_accepted),
+                    (evt.EVT_REJECTED, self._handle_rejected), (evt.EVT_RELEASED, self._handle_ended),
+                    (evt.EVT_ABORTED, self._handle_ended), (evt.EVT_CONN_CLOSE, self._handle_connection_closed)]
+        self._server = self.ae.start_server((host, port), block=False, evt_handlers=handlers,
+                                            ssl_context=self.ssl_context)
+        log.info("listening as AE %s on %s:%d%s", self.ae.ae_title, host, self.port,
+                 " (TLS only)" if self.ssl_context else "")
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1] if self._server else 0
+
+    def stop(self) -> None:
+        """Stop listening; associations in progress finish their current write first."""
+        if self._server:
+            self._server.shutdown()
+            self._server = None

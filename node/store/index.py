@@ -1,0 +1,428 @@
+"""The node's index: received instances, series/study completion, jobs and the outbox.
+
+One SQLite file (WAL, synchronous=FULL so that a commit survives a power cut),
+shared by the receive threads, the scheduler and the CLI. Schema version is
+kept in PRAGMA user_version.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid TEXT PRIMARY KEY,
+    sop_class_uid TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    transfer_syntax TEXT NOT NULL,
+    acquisition_datetime TEXT,
+    calling_ae TEXT,
+    received_at REAL NOT NULL,
+    kinds TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS instances_series ON instances(series_uid);
+CREATE TABLE IF NOT EXISTS series (
+    series_uid TEXT PRIMARY KEY,
+    study_uid TEXT NOT NULL,
+    series_description TEXT NOT NULL DEFAULT '',
+    image_type TEXT NOT NULL DEFAULT '',
+    modality TEXT,
+    first_received_at REAL NOT NULL,
+    last_received_at REAL NOT NULL,
+    completed_at REAL,
+    kinds TEXT NOT NULL DEFAULT '',
+    classification TEXT
+);
+CREATE INDEX IF NOT EXISTS series_study ON series(study_uid);
+CREATE TABLE IF NOT EXISTS studies (
+    study_uid TEXT PRIMARY KEY,
+    last_received_at REAL NOT NULL,
+    completed_at REAL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    route TEXT NOT NULL,
+    module TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    input_key TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    output_dir TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    UNIQUE (route, input_key)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER NOT NULL REFERENCES jobs(id),
+    destination TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    sent_at REAL,
+    UNIQUE (destination, sop_instance_uid, job_id)
+);
+CREATE TABLE IF NOT EXISTS study_inputs (
+    study_uid TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    set_at REAL NOT NULL,
+    PRIMARY KEY (study_uid, key)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, destination, next_attempt_at);
+"""
+
+
+def kinds_of(row) -> set[str]:
+    """The kinds (node/inputs/kinds.py) an instance or series row holds; stored comma-separated."""
+    return set(filter(None, (row["kinds"] or "").split(",")))
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
+    series_description: str
+    modality: str | None
+    path: str
+    size: int
+    transfer_syntax: str
+    acquisition_datetime: str | None
+    calling_ae: str | None
+    image_type: str = ""      # Image Type values joined by backslashes
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    route: str
+    module: str
+    study_uid: str
+    input_key: str
+    inputs: dict
+    state: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    job_id: int
+    destination: str
+    path: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_uid: str
+    attempts: int
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring an index written by an earlier cmr-node up to date: columns added since get their default.
+
+    Without this, an upgraded node would answer every C-STORE with Out of Resources (the insert fails)."""
+    reference = sqlite3.connect(":memory:")
+    reference.executescript(_SCHEMA)
+    tables = [r[0] for r in reference.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    for table in tables:
+        present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        for _, name, kind, not_null, default, _ in reference.execute(f"PRAGMA table_info({table})"):
+            if name in present:
+                continue
+            if not_null and default is None:
+                raise RuntimeError(f"index table {table} lacks column {name}, which has no default: move the old "
+                                   "data_dir aside (nothing in it is lost) and start again")
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"
+                       + (" NOT NULL" if not_null else "") + (f" DEFAULT {default}" if default is not None else ""))
+    reference.close()
+
+
+class Index:
+    def __init__(self, path: Path | str):
+        self.path = str(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise RuntimeError(f"index schema version {version} is newer than this cmr-node ({SCHEMA_VERSION})")
+            self._db.executescript(_SCHEMA)
+            _add_missing_columns(self._db)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self, statements):
+        """Run (sql, params) pairs in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                results = [self._db.execute(sql, params) for sql, params in statements]
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return results
+
+    def _query(self, sql: str, params=()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # ---- receive ---------------------------------------------------------------------------
+    def record_instance(self, rec: InstanceRecord, now: float | None = None) -> None:
+        """Index one stored instance; (re)opens its series and study for completion."""
+        now = time.time() if now is None else now
+        self._tx([
+            ("INSERT OR REPLACE INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid, path, size, "
+             "transfer_syntax, acquisition_datetime, calling_ae, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+             (rec.sop_instance_uid, rec.sop_class_uid, rec.study_uid, rec.series_uid, rec.path, rec.size,
+              rec.transfer_syntax, rec.acquisition_datetime, rec.calling_ae, now)),
+            ("INSERT INTO series (series_uid, study_uid, series_description, image_type, modality, first_received_at, "
+             "last_received_at, completed_at) VALUES (?,?,?,?,?,?,?,NULL) ON CONFLICT(series_uid) DO UPDATE SET "
+             "last_received_at=excluded.last_received_at, completed_at=NULL",
+             (rec.series_uid, rec.study_uid, rec.series_description, rec.image_type, rec.modality, now, now)),
+            ("INSERT INTO studies (study_uid, last_received_at, completed_at) VALUES (?,?,NULL) ON CONFLICT(study_uid) DO UPDATE SET "
+             "last_received_at=excluded.last_received_at, completed_at=NULL",
+             (rec.study_uid, now)),
+        ])
+
+    # ---- completion ------------------------------------------------------------------------
+    def complete_quiet_series(self, quiet_seconds: float, now: float) -> list[sqlite3.Row]:
+        """Mark series with no new instance for quiet_seconds complete; return them."""
+        with self._lock:
+            rows = self._query(
+                "SELECT * FROM series WHERE completed_at IS NULL AND last_received_at <= ?",
+                (now - quiet_seconds,))
+            self._tx([("UPDATE series SET completed_at=? WHERE series_uid=? AND last_received_at=?",
+                       (now, r["series_uid"], r["last_received_at"])) for r in rows])
+            return rows
+
+    def complete_quiet_studies(self, quiet_seconds: float, now: float) -> list[str]:
+        """Mark studies complete: quiet for quiet_seconds, every series complete, and no job of the
+        study queued or running (its outputs, such as T1 maps from raw MOLLI, may come back in)."""
+        with self._lock:
+            rows = self._query(
+                "SELECT study_uid, last_received_at FROM studies s WHERE completed_at IS NULL "
+                "AND last_received_at <= ? AND NOT EXISTS (SELECT 1 FROM series x "
+                "WHERE x.study_uid = s.study_uid AND x.completed_at IS NULL) AND NOT EXISTS (SELECT 1 FROM jobs j "
+                "WHERE j.study_uid = s.study_uid AND j.state IN ('queued', 'running'))", (now - quiet_seconds,))
+            self._tx([("UPDATE studies SET completed_at=? WHERE study_uid=? AND last_received_at=?",
+                       (now, r["study_uid"], r["last_received_at"])) for r in rows])
+            return [r["study_uid"] for r in rows]
+
+    # ---- retention -----------------------------------------------------------------------------
+    def purgeable_studies(self, received_before: float) -> list[str]:
+        """Complete studies last touched before received_before, with no job queued or running and every
+        output of every job delivered: nothing of them is still owed to anyone."""
+        return [r[0] for r in self._query(
+            "SELECT study_uid FROM studies s WHERE completed_at IS NOT NULL AND last_received_at < ? "
+            "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.study_uid = s.study_uid AND j.state IN ('queued', 'running')) "
+            "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.study_uid = s.study_uid AND o.state != 'sent')",
+            (received_before,))]
+
+    def forget_study(self, study_uid: str) -> tuple[list[str], list[str]]:
+        """Remove a study's instances from the index: (instance paths, job output folders) to delete.
+        Jobs and outbox rows stay as history (what was made and where it went)."""
+        with self._lock:
+            paths = [r[0] for r in self._query("SELECT path FROM instances WHERE study_uid=?", (study_uid,))]
+            outputs = [r[0] for r in self._query("SELECT output_dir FROM jobs WHERE study_uid=? AND output_dir "
+                                                 "IS NOT NULL", (study_uid,))]
+            self._tx([("DELETE FROM instances WHERE study_uid=?", (study_uid,)),
+                      ("DELETE FROM series WHERE study_uid=?", (study_uid,)),
+                      ("DELETE FROM studies WHERE study_uid=?", (study_uid,))])
+            return paths, outputs
+
+    def set_series_kinds(self, series_uid: str, kinds: list[str], classification: dict,
+                         instance_kinds: dict[str, set[str]]) -> sqlite3.Row:
+        """Record what a complete series was classified as (node/inputs/kinds.py); return its row."""
+        self._tx([("UPDATE series SET kinds=?, classification=? WHERE series_uid=?",
+                   (",".join(kinds), json.dumps(classification), series_uid))]
+                 + [("UPDATE instances SET kinds=? WHERE sop_instance_uid=?", (",".join(sorted(k)), uid))
+                    for uid, k in instance_kinds.items()])
+        return self._query("SELECT * FROM series WHERE series_uid=?", (series_uid,))[0]
+
+    def all_series(self) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM series ORDER BY study_uid, first_received_at")
+
+    def all_jobs(self) -> list[Job]:
+        return [self._job(r) for r in self._query("SELECT * FROM jobs ORDER BY id")]
+
+    def has_jobs(self, study_uid: str) -> bool:
+        return bool(self._query("SELECT 1 FROM jobs WHERE study_uid=? LIMIT 1", (study_uid,)))
+
+    def series_of_study(self, study_uid: str) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM series WHERE study_uid=? ORDER BY first_received_at", (study_uid,))
+
+    def complete_series_of_study(self, study_uid: str) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM series WHERE study_uid=? AND completed_at IS NOT NULL "
+                           "ORDER BY first_received_at", (study_uid,))
+
+    # ---- per-study inputs --------------------------------------------------------------------
+    def set_study_inputs(self, study_uid: str, values: dict[str, str]) -> None:
+        """Store per-study values and reopen the study's series so that its routes run again."""
+        now = time.time()
+        statements = [("INSERT INTO study_inputs (study_uid, key, value, set_at) VALUES (?,?,?,?) "
+                       "ON CONFLICT(study_uid, key) DO UPDATE SET value=excluded.value, set_at=excluded.set_at",
+                       (study_uid, k, v, now))
+                      for k, v in values.items()]
+        statements += [("UPDATE series SET completed_at=NULL WHERE study_uid=?", (study_uid,)),
+                       ("UPDATE studies SET completed_at=NULL WHERE study_uid=?", (study_uid,))]
+        self._tx(statements)
+
+    def study_inputs(self, study_uid: str) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self._query(
+            "SELECT key, value FROM study_inputs WHERE study_uid=? ORDER BY key", (study_uid,))}
+
+    def instances_of_classes(self, sop_classes: list[str]) -> list[sqlite3.Row]:
+        marks = ",".join("?" * len(sop_classes))
+        return self._query(f"SELECT * FROM instances WHERE sop_class_uid IN ({marks}) ORDER BY received_at",
+                           tuple(sop_classes))
+
+    def instances_of_series(self, series_uid: str) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM instances WHERE series_uid=? ORDER BY sop_instance_uid", (series_uid,))
+
+    # ---- jobs ------------------------------------------------------------------------------
+    def add_job(self, route: str, module: str, study_uid: str, input_key: str, inputs: dict) -> int | None:
+        """Queue a job unless the same route already has one for exactly these inputs."""
+        with self._lock:
+            cur = self._tx([(
+                "INSERT OR IGNORE INTO jobs (route, module, study_uid, input_key, inputs, state, created_at) "
+                "VALUES (?,?,?,?,?,'queued',?)",
+                (route, module, study_uid, input_key, json.dumps(inputs), time.time()))])[0]
+            return cur.lastrowid if cur.rowcount else None
+
+    def requeue_interrupted_jobs(self) -> int:
+        """Jobs left 'running' by a stop or crash go back to the queue."""
+        return self._tx([("UPDATE jobs SET state='queued' WHERE state='running'", ())])[0].rowcount
+
+    def claim_jobs(self, limit: int) -> list[Job]:
+        with self._lock:
+            rows = self._query("SELECT * FROM jobs WHERE state='queued' ORDER BY id LIMIT ?", (limit,))
+            self._tx([("UPDATE jobs SET state='running', attempts=attempts+1, started_at=? WHERE id=?",
+                       (time.time(), r["id"])) for r in rows])
+            return [self._job(r, state="running", attempts=r["attempts"] + 1) for r in rows]
+
+    @staticmethod
+    def _job(r, **override) -> Job:
+        fields = dict(id=r["id"], route=r["route"], module=r["module"], study_uid=r["study_uid"],
+                      input_key=r["input_key"], inputs=json.loads(r["inputs"]), state=r["state"],
+                      attempts=r["attempts"])
+        fields.update(override)
+        return Job(**fields)
+
+    def finish_job(self, job_id: int, output_dir: str, outputs: list[dict], destinations: list[str],
+                   study_uid: str) -> None:
+        """Mark a job done and put every output for every destination into the outbox, atomically."""
+        now = time.time()
+        statements = [("UPDATE jobs SET state='done', error=NULL, output_dir=?, finished_at=? WHERE id=?",
+                       (output_dir, now, job_id))]
+        for dest in destinations:
+            for out in outputs:
+                statements.append((
+                    "INSERT OR IGNORE INTO outbox (job_id, destination, path, sop_instance_uid, sop_class_uid, "
+                    "study_uid, state, next_attempt_at) VALUES (?,?,?,?,?,?,'pending',?)",
+                    (job_id, dest, out["path"], out["sop_instance_uid"], out["sop_class_uid"], study_uid, now)))
+        self._tx(statements)
+
+    def fail_job(self, job_id: int, error: str) -> None:
+        self._tx([("UPDATE jobs SET state='failed', error=?, finished_at=? WHERE id=?",
+                   (error[:2000], time.time(), job_id))])
+
+    def jobs(self, state: str | None = None) -> list[Job]:
+        sql, params = "SELECT * FROM jobs ORDER BY id", ()
+        if state:
+            sql, params = "SELECT * FROM jobs WHERE state=? ORDER BY id", (state,)
+        return [self._job(r) for r in self._query(sql, params)]
+
+    def job_row(self, job_id: int) -> sqlite3.Row:
+        return self._query("SELECT * FROM jobs WHERE id=?", (job_id,))[0]
+
+    # ---- outbox ----------------------------------------------------------------------------
+    def due_outbox(self, now: float) -> dict[str, list[OutboxItem]]:
+        """Pending items whose retry time has come, per destination, in queue order.
+
+        A study reaches a destination in queue order: an item waiting for its retry holds back the later
+        items of its study for that destination (a dead letter does not; it is given up on).
+        """
+        rows = self._query("SELECT * FROM outbox WHERE state='pending' ORDER BY id")
+        due: dict[str, list[OutboxItem]] = {}
+        held: set[tuple[str, str]] = set()
+        for r in rows:
+            key = (r["destination"], r["study_uid"])
+            if key in held or r["next_attempt_at"] > now:
+                held.add(key)
+                continue
+            due.setdefault(r["destination"], []).append(OutboxItem(
+                id=r["id"], job_id=r["job_id"], destination=r["destination"], path=r["path"],
+                sop_instance_uid=r["sop_instance_uid"], sop_class_uid=r["sop_class_uid"],
+                study_uid=r["study_uid"], attempts=r["attempts"]))
+        return due
+
+    def mark_sent(self, item_id: int) -> None:
+        self._tx([("UPDATE outbox SET state='sent', sent_at=?, last_error=NULL WHERE id=?", (time.time(), item_id))])
+
+    def mark_failed_attempt(self, item_id: int, error: str, next_attempt_at: float, dead: bool) -> None:
+        self._tx([("UPDATE outbox SET attempts=attempts+1, last_error=?, next_attempt_at=?, state=? WHERE id=?",
+                   (error[:500], next_attempt_at, "dead" if dead else "pending", item_id))])
+
+    def retry_dead(self, destination: str | None = None) -> int:
+        """Give dead letters a fresh set of attempts (the `cmr-node retry` command)."""
+        sql = "UPDATE outbox SET state='pending', attempts=0, next_attempt_at=? WHERE state='dead'"
+        params: tuple = (time.time(),)
+        if destination:
+            sql += " AND destination=?"
+            params += (destination,)
+        return self._tx([(sql, params)])[0].rowcount
+
+    def outbox_rows(self) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM outbox ORDER BY id")
+
+    # ---- status ----------------------------------------------------------------------------
+    def status(self) -> dict:
+        def counts(sql):
+            return {r[0]: r[1] for r in self._query(sql)}
+        return {
+            "instances": self._query("SELECT COUNT(*) FROM instances")[0][0],
+            "series": counts("SELECT CASE WHEN completed_at IS NULL THEN 'open' ELSE 'complete' END, COUNT(*) "
+                             "FROM series GROUP BY 1"),
+            "studies": self._query("SELECT COUNT(*) FROM studies")[0][0],
+            "jobs": counts("SELECT state, COUNT(*) FROM jobs GROUP BY state"),
+            "outbox": {dest: counts_by_state for dest, counts_by_state in self._outbox_counts().items()},
+        }
+
+    def job_counts(self) -> list[sqlite3.Row]:
+        """(module, state, count, seconds): seconds is the summed run time of the jobs that finished."""
+        return self._query("SELECT module, state, COUNT(*) AS count, "
+                           "COALESCE(SUM(CASE WHEN finished_at IS NOT NULL AND started_at IS NOT NULL "
+                           "THEN finished_at - started_at END), 0) AS seconds FROM jobs GROUP BY module, state")
+
+    def _outbox_counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self._query("SELECT destination, state, COUNT(*) FROM outbox GROUP BY 1, 2"):
+            out.setdefault(r[0], {})[r[1]] = r[2]
+        return out
