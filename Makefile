@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := dcmtk orthanc dicom3tools dcm2niix strace openssl systemd
 SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy dcm2niix strace openssl systemd-analyze
 
-.PHONY: demo test venv system-tools benchmark clean
+.PHONY: demo test check venv system-tools benchmark clean
 
 $(BIN)/cmr-node: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ demo: venv
 
 test: venv system-tools
 	PATH="$$PATH:/usr/sbin" $(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# Lint (ruff: pyflakes and pycodestyle errors) everywhere, type-check (mypy) the analysis and output packages.
+check: venv
+	$(BIN)/ruff check node analysis dicom_out tests benchmarks
+	$(BIN)/mypy analysis dicom_out
 
 benchmark: venv system-tools
 	-PATH="$$PATH:/usr/sbin" $(BIN)/python benchmarks/receive_throughput.py

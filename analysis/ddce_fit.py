@@ -35,6 +35,7 @@ import numpy as np
 
 from analysis.tcxm import BiexpAif, tissue_concentration
 
+
 # (low, high, log-scaled) for v = ve + vp, f = vp / v, Fp, PS
 BOUNDS = np.array([(0.02, 1.0, 0), (0.005, 0.95, 0), (0.02, 10.0, 1), (0.005, 20.0, 1)], dtype=float)
 STARTS = ((0.3, 1.0, 1.0), (0.1, 0.2, 0.2))   # (f, Fp, PS) per start; v from the data
@@ -192,11 +193,12 @@ def _fit_block(t_min, ct_mM, aif, sigma_mM, iterations, priors, weighted) -> Tcx
     sigma = np.maximum(sigma, 1e-6)
     late = t >= np.median(t)
     v0 = np.clip(np.mean(y[:, late], axis=1) / np.mean(aif(t[late])), 0.03, 0.95)
-    u, cost = None, None
+    u: np.ndarray | None = None       # (N, 4) best unconstrained parameters so far
+    cost: np.ndarray | None = None    # (N,) and their cost
     for f0, fp0, ps0 in STARTS:
         # later starts only where the fit so far is poor (chi-square above twice its expectation)
         # (unweighted fits have no expected chi-square: every voxel gets every start)
-        if u is None:
+        if u is None or cost is None:
             todo = np.arange(len(y))
         else:
             todo = np.flatnonzero(cost > 2.0 * (t.size + 3) if weighted else np.ones(len(y), dtype=bool))
@@ -205,11 +207,13 @@ def _fit_block(t_min, ct_mM, aif, sigma_mM, iterations, priors, weighted) -> Tcx
         start = np.column_stack([v0[todo], np.full(todo.size, f0), np.full(todo.size, fp0), np.full(todo.size, ps0)])
         u_new, cost_new = _levenberg_marquardt(t, y[todo], sigma[todo], _unconstrained(start), aif, iterations,
                                                   priors)
-        if u is None:
+        if u is None or cost is None:
             u, cost = u_new, cost_new
         else:
             take = cost_new < cost[todo]
             u[todo[take]], cost[todo[take]] = u_new[take], cost_new[take]
+    if u is None:   # the first start fits every voxel: only an empty block gets here without a fit
+        raise ValueError("no voxels to fit")
     p = _natural(u)
     fitted = _model(t, p, aif)
     ss_res = np.sum((fitted - y) ** 2, axis=1)

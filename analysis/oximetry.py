@@ -83,7 +83,7 @@ def oxygen_consumption(*, mbf_ml_per_min_per_g=None, sao2=None, sbo2=None, hb_g_
     needed_mvo2 = {"mbf_ml_per_min_per_g": mbf_ml_per_min_per_g, "sao2": sao2, "sbo2": sbo2,
                    "hb_g_per_dl": hb_g_per_dl}
     missing = [k for k, v in needed_mvo2.items() if v is None]
-    mvo2 = None
+    mvo2: float | None = None
     if not missing:
         # Hb in g/dL -> g/mL (/100): mL O2 per mL blood extracted, times flow per gram
         mvo2 = mbf_ml_per_min_per_g * (sao2 - sbo2) * hb_g_per_dl / 100.0 * O2_PER_G_HB_ML
@@ -91,8 +91,8 @@ def oxygen_consumption(*, mbf_ml_per_min_per_g=None, sao2=None, sbo2=None, hb_g_
                   "heart_rate_per_min": heart_rate_per_min, "lv_mass_g": lv_mass_g}
     missing_mee = [k for k, v in needed_mee.items() if v is None]
     total = mvo2 * lv_mass_g if mvo2 is not None and lv_mass_g is not None else None
-    mee = None
-    if mvo2 is not None and not missing_mee and mvo2 > 0:
+    mee: float | None = None
+    if mvo2 is not None and total is not None and not missing_mee and mvo2 > 0:
         work_j_per_min = stroke_volume_ml * mean_arterial_pressure_mmhg * J_PER_ML_MMHG * heart_rate_per_min
         mee = 100.0 * work_j_per_min / (total * J_PER_ML_O2)
     return OxygenResult(mvo2_ml_per_min_per_g=mvo2, mvo2_ml_per_min=total, mee_percent=mee,

@@ -31,9 +31,9 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray, max_shift_px: floa
     cross = np.fft.fft2(_edges(reference)) * np.conj(np.fft.fft2(_edges(moving)))
     correlation = np.real(np.fft.ifft2(cross / np.maximum(np.abs(cross), 1e-12)))
     correlation = ndimage.gaussian_filter(correlation, 1.0, mode="wrap")   # steadier peak with noisy maps
-    peak = np.unravel_index(np.argmax(correlation), correlation.shape)
-    shift = np.array([peak[0] + _subpixel(correlation[:, peak[1]], peak[0]),
-                      peak[1] + _subpixel(correlation[peak[0], :], peak[1])], dtype=float)
+    row, col = (int(i) for i in np.unravel_index(np.argmax(correlation), correlation.shape))
+    shift = np.array([row + _subpixel(correlation[:, col], row),
+                      col + _subpixel(correlation[row, :], col)], dtype=float)
     size = np.array(correlation.shape)
     shift = np.where(shift > size / 2, shift - size, shift)
     return shift if np.all(np.abs(shift) <= max_shift_px) else np.zeros(2)

@@ -19,7 +19,7 @@ import datetime
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import UID, ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID
 
 from dicom_out.parametric_map import MANUFACTURER, MODEL_NAME
 from dicom_out.sources import PATIENT_STUDY_TYPE2
@@ -92,7 +92,7 @@ def derived_map_images(values: np.ndarray, sources: list[list], *, series_uid: s
         ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = MRImageStorage
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = sop_uids[k]
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = UID(sop_uids[k])
         ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         _copy_identity(ds, plane.header)
         if plane.field_strength_t:

@@ -1,11 +1,15 @@
 """Phantom studies written as DICOM files, as a scanner would send them."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analysis.phantoms.t1_ecv import EcvPhantom, ecv_phantom
 from dicom_out.synthetic_mr import SyntheticStudy, save_series, t1_map_series
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PRE_DESCRIPTION = "MOLLI_pre_MOCO_T1"
 POST_DESCRIPTION = "MOLLI_post15min_MOCO_T1"
@@ -124,7 +128,9 @@ def write_raw_molli_ddce_study(directory: Path, phantom, study: SyntheticStudy |
     from dicom_out.synthetic_mr import molli_series
     study = study or SyntheticStudy()
     injection = study.study_datetime + timedelta(minutes=10)
-    acquisitions = [("dDCE_native_MOLLI", phantom.t1_native_ms, injection - timedelta(minutes=3), None)]
+    # (series description, T1 map, acquisition time, contrast agent or None before contrast)
+    acquisitions: list[tuple[str, np.ndarray, datetime, str | None]] = [
+        ("dDCE_native_MOLLI", phantom.t1_native_ms, injection - timedelta(minutes=3), None)]
     acquisitions += [(f"dDCE_post_{m:04.1f}min_MOLLI", phantom.t1_post_ms[k], injection + timedelta(minutes=float(m)),
                       "Gadobutrol") for k, m in enumerate(phantom.times_min)]
     files = []

@@ -15,6 +15,7 @@ two can never disagree. Structure (PS3.16 TID 1500, measured facts in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -135,7 +136,8 @@ def _referenced_segment(seg: Dataset, number: int) -> hd.sr.ReferencedSegment:
 
 
 def _group(g: RegionGroup, uid_seed: str, algorithm: hd.sr.AlgorithmIdentification):
-    common = dict(
+    # keyword arguments shared by both kinds of measurement group
+    common: dict[str, Any] = dict(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=derived_uid(uid_seed, g.label), identifier=g.label),
         finding_type=g.finding, finding_category=g.category, algorithm_id=algorithm,
         finding_sites=[hd.sr.FindingSite(g.site)] if g.site else None,

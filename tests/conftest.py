@@ -24,6 +24,9 @@ SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 
 SYSTEM_BIN = "/usr/bin:/usr/sbin:/bin:/sbin:/usr/local/bin"
 
+# the unit tests (`pytest -m "not integration"`) start no real external program: tests/unit_guard.py
+pytest_plugins = ["tests.unit_guard"]
+
 
 def require_tool(name: str) -> str:
     """The system's tool (Debian's DCMTK, Orthanc, dicom3tools, dcm2niix), never a namesake in the virtual

@@ -155,6 +155,7 @@ def _osipi_files():
     return sorted(root.glob("**/2cxm*sd_0*delay_0*.csv")) if root.is_dir() else []
 
 
+@pytest.mark.integration     # no external program, but minutes of fits over the whole reference set
 @pytest.mark.skipif(not _osipi_files(), reason="OSIPI 2CXM reference data not present in ../shared/reference-data")
 def test_osipi_2cxm_reference_data():
     import csv

@@ -69,6 +69,7 @@ def test_bad_config_names_the_key(data, key):
     assert key in str(info.value)
 
 
+@pytest.mark.integration
 def test_cli_reports_config_error(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[node]\nport = 11112\ncolour = "blue"\n')

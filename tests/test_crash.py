@@ -9,10 +9,13 @@ import time
 
 import numpy as np
 import pydicom
+import pytest
 
 from dicom_out.phantom_studies import write_ecv_study
 from dicom_out.synthetic_mr import SyntheticStudy, save_series, t1_map_series
 from tests.conftest import node_config_dict, require_tool, serve_process, storescu, wait_until, write_toml
+
+pytestmark = pytest.mark.integration     # `cmr-node serve` as a process, SIGKILLed, with DCMTK storescu
 
 IMAGES = 1000
 

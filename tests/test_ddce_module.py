@@ -38,6 +38,7 @@ def maps_by_description(out):
             if (ds := pydicom.dcmread(p, stop_before_pixels=True)).SOPClassUID == PM_SOP_CLASS}
 
 
+@pytest.mark.integration     # dciodvfy; and the whole dDCE study through the module takes about 9 s
 def test_report_has_the_wall_per_window_and_every_number(processed, ddce_study):
     report, out = processed
     results = ddce_job(report)["results"]
@@ -59,6 +60,7 @@ def test_report_has_the_wall_per_window_and_every_number(processed, ddce_study):
     assert dciodvfy_errors(seg) == []
 
 
+@pytest.mark.integration     # no external program, but the whole dDCE study through the module (about 9 s)
 def test_outputs_every_parameter_for_both_windows(processed):
     report, out = processed
     job = ddce_job(report)
@@ -75,6 +77,7 @@ def test_outputs_every_parameter_for_both_windows(processed):
         assert len(window["maps"]) == 6
 
 
+@pytest.mark.integration
 def test_every_map_is_valid_dicom_with_units(processed):
     _, out = processed
     for description, path in maps_by_description(out).items():
@@ -85,6 +88,7 @@ def test_every_map_is_valid_dicom_with_units(processed):
         assert (unit.CodeValue, unit.CodingSchemeDesignator) == (expected, "UCUM"), description
 
 
+@pytest.mark.integration     # no external program, but the whole dDCE study through the module (about 9 s)
 def test_map_values_match_phantom(processed, ddce_study):
     _, phantom, _ = ddce_study
     maps = maps_by_description(processed[1])
@@ -99,6 +103,7 @@ def test_map_values_match_phantom(processed, ddce_study):
     assert np.median(fp[phantom.labels == Region.MVO]) < np.median(fp[phantom.labels == Region.INFARCT])
 
 
+@pytest.mark.integration     # no external program, but two whole dDCE studies (over 10 s)
 def test_five_minute_maps_do_not_change_when_later_maps_arrive(tmp_path, ddce_study):
     files = ddce_study[2]
     early = tmp_path / "early"
@@ -130,6 +135,7 @@ def test_unknown_injection_time_is_a_clear_error(tmp_path):
     assert job["state"] == "failed" and "time of injection unknown" in job["error"]
 
 
+@pytest.mark.integration
 def test_end_to_end_five_minute_maps_before_the_study_ends(tmp_path, orthanc, make_node):
     study, phantom, files = write_ddce_study(tmp_path / "scanner", SyntheticStudy())
     config = node_config_dict(tmp_path / "data", [orthanc_destination(orthanc)])

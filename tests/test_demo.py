@@ -5,9 +5,12 @@ import sys
 from collections import Counter
 
 import pydicom
+import pytest
 
 import node.demo.demo as demo
 from tests.conftest import PM_SOP_CLASS, SC_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, require_tool
+
+pytestmark = pytest.mark.integration     # `cmr-node demo` with Orthanc, and the demo's node on a port
 
 
 def test_demo_with_orthanc(tmp_path):

@@ -3,12 +3,15 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from node.config import load_config
 from tests.conftest import require_tool
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 
 
+@pytest.mark.integration
 def test_systemd_unit_runs_unprivileged_and_confined():
     unit = (DEPLOY / "cmr-node.service").read_text()
     assert re.search(r"^User=cmr-node$", unit, re.M) and re.search(r"^UMask=0077$", unit, re.M)

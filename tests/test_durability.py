@@ -13,9 +13,12 @@ import sys
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from dicom_out.phantom_studies import write_raw_molli_ecv_study
 from tests.conftest import node_config_dict, require_tool, storescu, wait_until, write_toml
+
+pytestmark = pytest.mark.integration     # `cmr-node serve` under strace, with DCMTK storescu
 
 SYSCALLS = "openat,close,fsync,fdatasync,rename,renameat,renameat2,sendto,sendmsg"
 

@@ -20,10 +20,13 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 from pynetdicom.presentation import build_context
+import pytest
 
 from dicom_out.phantom_studies import write_ecv_study
 from node.network import status
 from tests.conftest import node_config_dict, node_log, serve_process, storescu, wait_until, write_toml
+
+pytestmark = pytest.mark.integration     # `cmr-node serve` as a process, with DCMTK storescu
 
 FAILURES = {status.CANNOT_UNDERSTAND, status.DATASET_DOES_NOT_MATCH_SOP_CLASS, status.OUT_OF_RESOURCES}
 PEAK_MEMORY_LIMIT_MB = 300

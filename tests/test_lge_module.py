@@ -62,10 +62,15 @@ def test_synthetic_lge_has_higher_infarct_to_blood_cnr_than_standard(default_run
     assert 300 < results["lge_ddce"]["ti_ms"] < 700     # nulls remote myocardium at 15 min
 
 
-def test_outputs_valid_and_segments_match_the_phantom(default_run):
-    phantom, job, out = default_run
+@pytest.mark.integration
+def test_outputs_are_valid_dicom(default_run):
+    _, job, out = default_run
     for name in job["outputs"]:
         assert dciodvfy_errors(out / name) == [], name
+
+
+def test_segments_and_report_match_the_phantom(default_run):
+    phantom, job, out = default_run
     seg_path = next(out / n for n in job["outputs"]
                     if pydicom.dcmread(out / n, stop_before_pixels=True).SOPClassUID == SEG_SOP_CLASS)
     seg = hd.seg.segread(seg_path)
@@ -90,11 +95,13 @@ def test_outputs_valid_and_segments_match_the_phantom(default_run):
     assert np.median(signal[phantom.labels == Region.LV_BLOOD]) < -200      # dark blood: no interstitium
 
 
+@pytest.mark.integration     # no external program, but a dDCE study of its own through the module (3 to 4 s)
 def test_no_mvo_where_the_phantom_has_none(tmp_path):
     job, _ = run_lge(tmp_path, ddce_phantom(SliceGeometry(mvo_width_deg=0.0)))
     assert job["results"]["lge_ddce"]["nsd"]["mvo_voxels"] == 0
 
 
+@pytest.mark.integration     # no external program, but a dDCE study of its own through the module (3 to 4 s)
 def test_infarct_with_blood_t1_at_15_min_is_still_separated(tmp_path):
     phantom = ddce_phantom(SliceGeometry(mvo_width_deg=0.0), times_min=EQUAL_T1_TIMES,
                            parameters=infarct_matching_blood_t1())
@@ -104,6 +111,7 @@ def test_infarct_with_blood_t1_at_15_min_is_still_separated(tmp_path):
     assert dde["cnr_infarct_blood"] > 15.0     # README: about 19 against 0.004
 
 
+@pytest.mark.integration     # no external program, but a dDCE study of its own through the module (3 to 4 s)
 def test_small_subendocardial_infarct_is_detected(tmp_path):
     geometry = SliceGeometry(infarct_width_deg=40.0, infarct_transmurality=0.35, mvo_width_deg=0.0)
     phantom = ddce_phantom(geometry)
@@ -127,6 +135,7 @@ def _add_myocardium_seg(directory, study, files):
     seg.save_as(directory / "seg" / "myocardium.dcm")
 
 
+@pytest.mark.integration     # no external program, but a dDCE study of its own through the module (3 to 4 s)
 def test_received_myocardium_seg_is_used_and_said_so(tmp_path):
     phantom = ddce_phantom()
     job, out = run_lge(tmp_path, phantom, extra_files=[_add_myocardium_seg])
@@ -139,6 +148,7 @@ def test_received_myocardium_seg_is_used_and_said_so(tmp_path):
             "value": {"value": "87982008", "scheme": "SCT", "meaning": "Manual"}} in wall["evaluations"]
 
 
+@pytest.mark.integration
 def test_end_to_end_into_orthanc(tmp_path, orthanc, make_node):
     study, _, files = write_ddce_study(tmp_path / "scanner", SyntheticStudy())
     config = node_config_dict(tmp_path / "data", [orthanc_destination(orthanc)])

@@ -3,8 +3,12 @@ import json
 import urllib.error
 import urllib.request
 
+import pytest
+
 from node.demo.local_pacs import free_port
 from tests.conftest import node_config_dict, orthanc_destination, storescu, wait_until
+
+pytestmark = pytest.mark.integration     # nodes on ports, DCMTK storescu and Orthanc
 
 
 def _node(tmp_path, make_node, destinations=None, **node_keys):

@@ -36,15 +36,18 @@ def test_sbo2_from_coronary_sinus(tmp_path, so2, hct):
     assert results["mvo2_ml_per_min_per_g"] is None and "hb_g_per_dl" in results["missing_inputs"]
 
 
-def test_mvo2_and_mee_with_configured_inputs(tmp_path):
-    _, report, out = run_offline(tmp_path, inputs=dict(CLINICAL, hematocrit=0.42), cs_so2=0.35)
+@pytest.fixture(scope="module")
+def with_clinical_inputs(tmp_path_factory):
+    return run_offline(tmp_path_factory.mktemp("clinical"), inputs=dict(CLINICAL, hematocrit=0.42), cs_so2=0.35)
+
+
+def test_mvo2_and_mee_with_configured_inputs(with_clinical_inputs):
+    _, report, out = with_clinical_inputs
     results = job(report, "oximetry")["results"]
     sbo2 = results["sbo2_percent"] / 100
     assert results["missing_inputs"] == []
     assert results["mvo2_ml_per_min_per_g"] == pytest.approx(1.0 * (0.98 - sbo2) * 0.14 * 1.36, rel=1e-3)
     assert 10 < results["mee_percent"] < 30
-    for name in job(report, "oximetry")["outputs"] + job(report, "t2map")["outputs"]:
-        assert dciodvfy_errors(out / name) == [], name
     for module in ("oximetry", "t2map"):
         found = job(report, module)["results"]
         assert_report_matches(out / f"{found['report_sop_instance_uid']}.dcm", found["measurements"])
@@ -53,6 +56,13 @@ def test_mvo2_and_mee_with_configured_inputs(tmp_path):
     consumption = groups["LV myocardium (oxygen consumption)"]
     assert consumption[("122239", "DCM", None)] == (results["mvo2_ml_per_min_per_g"], "ml/min/g")
     assert consumption[("MEE", "99CMRN", None)] == (results["mee_percent"], "%")
+
+
+@pytest.mark.integration
+def test_oximetry_and_t2_outputs_are_valid_dicom(with_clinical_inputs):
+    _, report, out = with_clinical_inputs
+    for name in job(report, "oximetry")["outputs"] + job(report, "t2map")["outputs"]:
+        assert dciodvfy_errors(out / name) == [], name
 
 
 def test_t2_map_matches_phantom(tmp_path):
@@ -74,6 +84,7 @@ def test_missing_roi_is_flagged_and_the_map_still_sent(tmp_path):
     assert groups == {"SO2 map": {}}
 
 
+@pytest.mark.integration
 def test_roi_arriving_later_reruns_oximetry_into_orthanc(tmp_path, orthanc, make_node):
     study, phantom, files = write_oximetry_study(tmp_path / "scanner", SyntheticStudy(field_strength_t=3.0))
     config = node_config_dict(tmp_path / "data", [orthanc_destination(orthanc)])
@@ -105,4 +116,9 @@ def test_coronary_sinus_from_rt_structure_set(tmp_path):
     assert abs(results["sbo2_percent"] - 55.0) < 3.0
     voxels = results["slices"][0]["coronary_sinus_voxels"]
     assert abs(voxels - phantom.coronary_sinus.sum()) <= 8      # rasterised contour of the same 5 mm vessel
+
+
+@pytest.mark.integration
+def test_the_rt_structure_set_written_for_the_tests_is_valid_dicom(tmp_path):
+    _, _, files = write_oximetry_study(tmp_path / "in", roi_as="rtstruct")
     assert dciodvfy_errors(files[-1]) == []

@@ -42,6 +42,7 @@ def _outbox(db) -> list[str]:
         return []
 
 
+@pytest.mark.integration
 def test_no_patient_data_in_any_log_line_at_debug(tmp_path, orthanc):
     """A served node at DEBUG, its worker processes, a rejected instance and deliveries to a PACS: no name, ID,
     birth date, accession number or referring physician in any line of any process."""
@@ -117,6 +118,7 @@ def test_oxygen_and_work_constants():
 
 
 # ---- the tests' own tools --------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_tools_are_the_systems_not_the_virtual_environments():
     for tool in ("storescu", "storescp", "echoscu"):
         path = require_tool(tool)
@@ -124,6 +126,7 @@ def test_tools_are_the_systems_not_the_virtual_environments():
     assert "dcmtk" in os.popen(f"{require_tool('storescu')} --version").read().lower()
 
 
+@pytest.mark.integration
 def test_dciodvfy_helper_reports_what_dciodvfy_cannot_read(tmp_path):
     assert dciodvfy_errors(tmp_path / "missing.dcm")
     (tmp_path / "junk.dcm").write_bytes(b"not DICOM at all" * 10)

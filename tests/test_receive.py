@@ -51,6 +51,7 @@ def encode_body(ds: Dataset) -> bytes:
 
 
 
+@pytest.mark.integration
 def test_echo_and_store_with_storescu(tmp_path, make_node, ecv_study):
     _, _, files = ecv_study
     node = make_node(node_config_dict(tmp_path / "data"))
@@ -69,6 +70,7 @@ def test_echo_and_store_with_storescu(tmp_path, make_node, ecv_study):
     assert list(node.layout.tmp.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_unknown_caller_is_rejected(tmp_path, make_node, ecv_study):
     config = node_config_dict(tmp_path / "data")
     config["node"]["allowed_callers"] = ["SCANNER"]
@@ -78,6 +80,7 @@ def test_unknown_caller_is_rejected(tmp_path, make_node, ecv_study):
     assert echo(node.port, "SCANNER") == 0
 
 
+@pytest.mark.integration
 def test_compressed_input_is_stored_as_received(tmp_path, make_node, ecv_study):
     _, _, files = ecv_study
     compressed = tmp_path / "jpeg_lossless.dcm"
@@ -92,6 +95,7 @@ def test_compressed_input_is_stored_as_received(tmp_path, make_node, ecv_study):
     assert (stored.pixel_array == pydicom.dcmread(files[0]).pixel_array).all()
 
 
+@pytest.mark.integration
 def test_bad_input_gets_failure_status_and_is_quarantined(tmp_path, make_node, ecv_study, chunked_send):
     _, _, files = ecv_study
     node = make_node(node_config_dict(tmp_path / "data"))
@@ -121,6 +125,7 @@ def test_bad_input_gets_failure_status_and_is_quarantined(tmp_path, make_node, e
     assert Index(node.layout.index_path).status()["instances"] == len(files)
 
 
+@pytest.mark.integration
 def test_failed_write_is_out_of_resources_and_leaves_no_half_file(tmp_path, make_node, ecv_study):
     _, _, files = ecv_study
     node = make_node(node_config_dict(tmp_path / "data"))

@@ -86,6 +86,7 @@ def test_revision_replaces_and_keeps_history(registry, ecv_report, tmp_path):
     assert (summary["reports_current"], summary["reports_history"], summary["studies"]) == (1, 2, 1)
 
 
+@pytest.mark.integration     # no external program, but a raw MOLLI study through the module (about 5 s)
 def test_native_and_post_contrast_reports_of_one_producer_are_both_current(registry, tmp_path):
     """The MOLLI module reports a study's native and its post-contrast T1 separately: both stay current (a
     report is current per study, producer and source series); a revision replaces only its own."""
@@ -203,6 +204,7 @@ def _cli(*args):
                           timeout=120)
 
 
+@pytest.mark.integration
 def test_cli_ingest_export_and_summary(tmp_path, ecv_report, ecv_study):
     toml = write_toml(node_config_dict(tmp_path / "data", registry={"salt": SALT.decode()}), tmp_path / "node.toml")
     result = _cli("ingest", str(ecv_report[0]), "--config", str(toml))
@@ -228,6 +230,7 @@ def test_cli_ingest_export_and_summary(tmp_path, ecv_report, ecv_study):
     assert len(history) == 2 * len(current) and {r["current"] for r in history} == {"0", "1"}
 
 
+@pytest.mark.integration
 def test_node_ingests_reports_sent_to_it(tmp_path, ecv_study, ecv_report, make_node):
     """A report that arrives by C-STORE (from a workstation, or our own sent back) reaches the registry."""
     config = node_config_dict(tmp_path / "data")

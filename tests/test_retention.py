@@ -2,7 +2,11 @@
 import json
 import time
 
+import pytest
+
 from tests.conftest import node_config_dict, orthanc_destination, storescu, wait_until
+
+pytestmark = pytest.mark.integration     # nodes on ports, DCMTK storescu and Orthanc
 
 
 def test_delivered_study_is_purged_and_history_kept(tmp_path, make_node, orthanc, ecv_study):

@@ -36,6 +36,7 @@ def with_certificate(directory: Path, trusted_ca: Path) -> list[str]:
     return ["+tls", str(directory / "SCANNER.key"), str(directory / "SCANNER.crt"), "+cf", str(trusted_ca)]
 
 
+@pytest.mark.integration
 def test_mutual_tls_serves_certified_scanners_and_refuses_everyone_else(tmp_path, make_node, ecv_study,
                                                                           certificates):
     _, _, files = ecv_study
@@ -61,6 +62,7 @@ def test_mutual_tls_serves_certified_scanners_and_refuses_everyone_else(tmp_path
     assert storescu(node.port, files[:1], extra=untrusting).returncode != 0
 
 
+@pytest.mark.integration
 def test_tls_without_client_certificates_still_refuses_plain_dicom(tmp_path, make_node, ecv_study, certificates):
     _, _, files = ecv_study
     config = node_config_dict(tmp_path / "data")
@@ -72,6 +74,7 @@ def test_tls_without_client_certificates_still_refuses_plain_dicom(tmp_path, mak
     assert Index(node.layout.index_path).status()["instances"] == len(files)
 
 
+@pytest.mark.integration
 def test_results_reach_a_tls_pacs(tmp_path, make_node, ecv_study, certificates):
     require_tool("Orthanc")
     # Orthanc runs on 127.0.0.1 too, so the node's certificate (server and client usage) serves it as well.
@@ -106,6 +109,7 @@ def test_bad_tls_config_names_the_key(tls, destination_tls, key):
     assert key in str(info.value)
 
 
+@pytest.mark.integration
 def test_unusable_key_stops_the_node_with_a_message(tmp_path, certificates):
     from node.service import Node
     config = node_config_dict(tmp_path / "data")
@@ -183,6 +187,7 @@ def node_associates(certificates: Path, pacs: TlsPacs) -> bool:
         return False
 
 
+@pytest.mark.integration
 def test_the_node_refuses_a_pacs_it_cannot_trust(certificates, tmp_path):
     """Destination side: a PACS certificate for another host name, from an untrusted CA, expired, or a PACS
     that speaks only TLS 1.0/1.1: no association. The same harness with the right certificate associates."""
@@ -227,6 +232,7 @@ def _site_certificate(certificates: Path, directory: Path, host: str) -> tuple[P
     return certificate, key
 
 
+@pytest.mark.integration
 def test_the_listener_refuses_expired_and_old_tls_clients(tmp_path, make_node, ecv_study, certificates):
     """Listener side (mutual TLS): a scanner certificate of the site CA that expired, and a client that speaks
     only TLS 1.0/1.1, are refused; a client's host name is not checked by DICOM servers, so there is no

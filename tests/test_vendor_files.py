@@ -22,6 +22,8 @@ import pytest
 from tests.conftest import dciodvfy_errors, require_tool
 from tests.scanner_files import enhanced_study, ge_study, philips_study
 
+pytestmark = pytest.mark.integration     # `cmr-node process` as a process, dciodvfy and dcm2niix
+
 REFERENCE = (Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "vendor"
              / "siemens-prisma-shmolli-phantom" / "Hcmr_Phantom_1916_260C" / "Konrad_Shmolli")
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="Siemens ShMOLLI phantom not in ../shared")
