@@ -14,12 +14,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from analysis.errors import AnalysisError
+
+
 MIN_AREA_MM2 = 150.0     # a 7 mm radius LV cavity (small child, end-systole)
 MAX_AREA_MM2 = 8000.0    # a 50 mm radius dilated LV
 MIN_ROUNDNESS = 0.4      # a disc is 1, the RV crescent about 0.3, noise specks far less
 
 
-class BloodPoolNotFound(ValueError):
+class BloodPoolNotFound(AnalysisError):
     pass
 
 

@@ -26,8 +26,10 @@ import numpy as np
 from analysis.blood_pool import find_blood_pool
 from analysis.ddce_fit import TcxmFit, fit_tcxm
 from analysis.ecv import MAX_T1_MS, MIN_T1_MS, relative_r1_change
+from analysis.errors import AnalysisError
 from analysis.registration import align
 from analysis.tcxm import BiexpAif, fit_biexp_aif
+
 
 TISSUE_DENSITY_G_PER_ML = 1.05   # myocardium (Vinnakota & Bassingthwaighte, AJP 2004;286:H1742)
 WINDOW_JITTER_MIN = 0.5   # acquisition-timing slack: a window is reached, and a map is in it, within this
@@ -88,7 +90,7 @@ def analyse_slice(t1_native_ms: np.ndarray, t1_post_ms: np.ndarray, times_min: n
     order = np.argsort(times)
     times, post = times[order], np.asarray(t1_post_ms, dtype=float)[order]
     if np.any(times <= 0):
-        raise ValueError("post-contrast maps must be acquired after the injection (times > 0)")
+        raise AnalysisError("post-contrast maps must be acquired after the injection (times > 0)")
     shifts = np.zeros((len(times), 2))
     if register:
         post, shifts = align(t1_native_ms, post)

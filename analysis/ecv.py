@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.blood_pool import find_blood_pool
+from analysis.errors import AnalysisError
+
 
 MIN_T1_MS = 50.0      # below this a T1 map pixel is background or a failed fit
 MAX_T1_MS = 5000.0
@@ -55,7 +57,7 @@ def ecv_map(t1_pre_ms: np.ndarray, t1_post_ms: np.ndarray, hematocrit: float, pi
     blood_post = float(np.median(t1_post_ms[blood]))
     d_r1_blood = 1.0 / blood_post - 1.0 / blood_pre            # 1/ms
     if d_r1_blood <= 0:
-        raise ValueError("blood R1 did not rise after contrast: are pre and post swapped?")
+        raise AnalysisError("blood R1 did not rise after contrast: are pre and post swapped?")
     d_r1 = np.zeros(t1_pre_ms.shape)
     d_r1[valid] = 1.0 / t1_post_ms[valid] - 1.0 / t1_pre_ms[valid]
     ecv = np.where(valid, (1.0 - hematocrit) * d_r1 / d_r1_blood, 0.0)

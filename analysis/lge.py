@@ -38,7 +38,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from analysis.errors import AnalysisError
 from analysis.tcxm import tissue_concentration
+
 
 LN2 = float(np.log(2.0))
 REMOTE_SECTORS = 12
@@ -91,7 +93,7 @@ def _remote_reference(signal, myocardium, centre) -> np.ndarray:
         if sel.sum() >= 10 and np.median(signal[sel]) < best_median:
             best, best_median = sel, float(np.median(signal[sel]))
     if best is None:
-        raise ValueError("no myocardial sector large enough for a remote reference")
+        raise AnalysisError("no myocardial sector large enough for a remote reference")
     return best
 
 

@@ -20,13 +20,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from analysis.errors import AnalysisError
+
+
 RAYS = 180
 MAX_WALL_MM = 20.0           # thicker than any LV wall short of severe hypertrophy
 MYOCARDIAL_BAND_LOW = 0.88   # fraction of myocardial T1 below which a ray has left the myocardium
 SMOOTHING_RAYS = 9           # angular median filter width (rays, 2 degrees each)
 
 
-class MyocardiumNotFound(ValueError):
+class MyocardiumNotFound(AnalysisError):
     pass
 
 

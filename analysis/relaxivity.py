@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 
+from analysis.errors import AnalysisError
+
+
 # generic name: (regex on the agent text, r1 at 1.5 T, r1 at 3 T)
 R1_PLASMA = {
     "gadobutrol": (r"gadobutrol|gadovist|gadavist", 5.2, 5.0),
@@ -20,7 +23,7 @@ R1_PLASMA = {
 }
 
 
-class UnknownAgent(ValueError):
+class UnknownAgent(AnalysisError):
     pass
 
 

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
+from analysis.errors import AnalysisError
+
+
 
 @dataclass(frozen=True)
 class BiexpAif:
@@ -73,7 +76,7 @@ def fit_biexp_aif(t_min: np.ndarray, ca_mM: np.ndarray) -> BiexpAif:
     """Least-squares bi-exponential fit of sampled plasma concentration (mmol/L) at t_min (min > 0)."""
     t, c = np.asarray(t_min, float), np.asarray(ca_mM, float)
     if t.size < 3 or np.any(t <= 0) or np.any(c <= 0):
-        raise ValueError("the AIF needs at least 3 post-injection samples with positive concentration")
+        raise AnalysisError("the AIF needs at least 3 post-injection samples with positive concentration")
     # start: slow component from the late half (log-linear), fast one from what is left early
     late = t >= np.median(t)
     slope, intercept = np.polyfit(t[late], np.log(c[late]), 1)

@@ -8,11 +8,12 @@ from datetime import datetime
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, RTStructureSetStorage
 
+from analysis.geometry import pixels_to_patient_mm
 from dicom_out.parametric_map import MANUFACTURER, MODEL_NAME
 
-RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+RTSTRUCT_SOP_CLASS = RTStructureSetStorage   # 1.2.840.10008.5.1.4.1.1.481.3
 _COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
            "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName")
 
@@ -25,10 +26,8 @@ def _ref(image: Dataset) -> Dataset:
 
 def contour_points_mm(image: Dataset, rows_cols: np.ndarray) -> np.ndarray:
     """Patient coordinates (mm) of (row, col) pixel positions on the image plane."""
-    origin = np.asarray(image.ImagePositionPatient, dtype=float)
-    o = np.asarray(image.ImageOrientationPatient, dtype=float)
-    spacing = np.asarray(image.PixelSpacing, dtype=float)
-    return origin + np.outer(rows_cols[:, 1] * spacing[1], o[:3]) + np.outer(rows_cols[:, 0] * spacing[0], o[3:])
+    return pixels_to_patient_mm(rows_cols, image.ImagePositionPatient, image.ImageOrientationPatient,
+                                image.PixelSpacing)
 
 
 def build_rtstruct(image: Dataset, roi_name: str, contour_rc: np.ndarray, *, series_uid: str, sop_uid: str,
@@ -38,7 +37,7 @@ def build_rtstruct(image: Dataset, roi_name: str, contour_rc: np.ndarray, *, ser
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = RTSTRUCT_SOP_CLASS
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = sop_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = UID(sop_uid)
     ds.SpecificCharacterSet = "ISO_IR 100"
     for keyword in _COPIED:
         setattr(ds, keyword, image.get(keyword, ""))

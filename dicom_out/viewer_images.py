@@ -69,15 +69,15 @@ def _secondary_capture(pm: Dataset, pixels: np.ndarray, photometric: str, bits: 
     return sc
 
 
-def grayscale_images(pm: Dataset) -> list[Dataset]:
+def grayscale_images(pm: Dataset, series_offset: int) -> list[Dataset]:
     """One 16-bit Secondary Capture per slice; stored * slope + intercept = value in the map's unit."""
     d = describe(pm)
     low, high = float(d["values"].min()), float(d["values"].max())
     slope = _nice_slope(high - low)
-    images = []
+    images: list[Dataset] = []
     for k, plane in enumerate(d["values"]):
         stored = np.clip(np.round((plane - low) / slope), 0, 65535).astype(np.uint16)
-        sc = _secondary_capture(pm, stored, "MONOCHROME2", 16, "gray", k, f"{pm.SeriesDescription} [view]", 1000)
+        sc = _secondary_capture(pm, stored, "MONOCHROME2", 16, "gray", k, f"{pm.SeriesDescription} [view]", series_offset)
         sc.RescaleIntercept, sc.RescaleSlope, sc.RescaleType = f"{low:.6g}", f"{slope:.6g}", "US"
         sc.WindowCenter = [f"{d['center']:.6g}", f"{(low + high) / 2:.6g}"]
         sc.WindowWidth = [f"{d['width']:.6g}", f"{max(high - low, slope):.6g}"]
@@ -119,13 +119,13 @@ def render(planes: np.ndarray, d: dict) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def colour_images(pm: Dataset) -> list[Dataset]:
+def colour_images(pm: Dataset, series_offset: int) -> list[Dataset]:
     """One RGB Secondary Capture per slice with colour bar, unit and warning burned in."""
     d = describe(pm)
-    images = []
+    images: list[Dataset] = []
     for k, plane in enumerate(d["values"]):
         sc = _secondary_capture(pm, render(plane[None], d), "RGB", 8, "colour", k,
-                                f"{pm.SeriesDescription} [colour]", 2000)
+                                f"{pm.SeriesDescription} [colour]", series_offset)
         sc.BurnedInAnnotation = "YES"
         images.append(sc)
     return images

@@ -25,6 +25,10 @@ def _process(args) -> int:
         kinds = ", ".join(series.get("kinds", {})) or "unclassified"
         routes = ", ".join(series["routes"]) or "not routed: " + "; ".join(series["not_routed_because"])
         print(f"series {series.get('series_number')} {series.get('series_description', '')!r}: {kinds} -> {routes}")
+    for job in failed:
+        failure = job["failure"]
+        what = "input not usable" if failure["kind"] == "input" else "internal error"
+        print(f"route {job['route']} failed ({what}, at '{failure['step']}'): {failure['reason']}")
     print(f"{len(report['jobs'])} job(s), {len(failed)} failed, {len(report['skipped_files'])} file(s) skipped; "
           f"results in {Path(args.out) / 'results.json'}")
     return 1 if failed else 0
@@ -58,7 +62,7 @@ def _retry(args) -> int:
 
 
 def _inputs(args) -> int:
-    from node.process.jobs import STUDY_INPUT_TYPES
+    from node.settings import study_value
     from node.store.layout import is_valid_uid
     if not is_valid_uid(args.study_uid):
         raise ConfigError(f"not a Study Instance UID: {args.study_uid!r}")
@@ -67,12 +71,10 @@ def _inputs(args) -> int:
         values = {}
         for pair in args.values:
             key, _, value = pair.partition("=")
-            if key not in STUDY_INPUT_TYPES or not value:
-                raise ConfigError(f"{pair!r}: expected key=value with key one of {', '.join(STUDY_INPUT_TYPES)}")
             try:
-                STUDY_INPUT_TYPES[key](value)
-            except ValueError:
-                raise ConfigError(f"{pair!r}: {key} must be a number") from None
+                study_value(key, value)
+            except ValueError as exc:
+                raise ConfigError(f"{pair!r}: {exc}") from None
             values[key] = value
         index.set_study_inputs(args.study_uid, values)
         print(f"{len(values)} value(s) set; the study's routes run again")

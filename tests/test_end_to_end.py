@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
+import pytest
 
 from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_ecv_study
@@ -22,6 +23,8 @@ from node.demo.local_pacs import Orthanc, free_port
 from node.network.sop_classes import STORAGE_SOP_CLASSES
 from tests.conftest import (PM_SOP_CLASS, SEG_SOP_CLASS, dciodvfy_errors, node_config_dict, node_log,
                             orthanc_destination, require_tool, serve_process, storescu, wait_until, write_toml)
+
+pytestmark = pytest.mark.integration     # DCMTK, Orthanc, dciodvfy and nodes on ports, some served as processes
 
 
 def maps_in_orthanc(orthanc, study_uid: str) -> list[str]:
@@ -292,10 +295,17 @@ def test_node_killed_mid_job_completes_it_once(tmp_path, orthanc):
 def test_failing_module_marks_job_failed_and_node_goes_on(tmp_path, make_node):
     study, _, files = new_study(tmp_path)
     native_only = [f for f in files if f.parent.name == "pre"]
-    node = make_node(node_config_dict(tmp_path / "data"))
+    config = node_config_dict(tmp_path / "data")
+    node = make_node(config)
     assert storescu(node.port, native_only).returncode == 0
     wait_until(lambda: node.index.jobs("failed"), timeout=60, what="failed job")
-    assert "a native and a post-contrast" in node.index.job_row(node.index.jobs("failed")[0].id)["error"]
+    failed = node.index.job_row(node.index.jobs("failed")[0].id)
+    assert "a native and a post-contrast" in failed["error"] and failed["failure_kind"] == "input"
+    shown = json.loads(cli("status", "--config", str(write_toml(config, tmp_path / "node.toml"))).stdout)
+    assert shown["failed_jobs"][0]["reason"] == failed["error"] and shown["failed_jobs"][0]["step"] == "read inputs"
+    results = json.loads((Path(failed["output_dir"]) / "results.json").read_text())
+    assert results == {"state": "failed", "failure": {"kind": "input", "step": "read inputs",
+                                                      "reason": failed["error"], "reference": None}}
     post = [f for f in files if f.parent.name == "post"]
     assert storescu(node.port, post).returncode == 0  # the missing series arrives: a new job succeeds
     wait_until(lambda: node.index.jobs("done"), timeout=60, what="job on the completed study")
@@ -317,7 +327,8 @@ def test_per_study_inputs_set_and_show_rerun_the_study(tmp_path, make_node):
                       what="the study run again")
     rerun = json.loads((Path(node.index.job_row(done[-1].id)["output_dir"]) / "results.json").read_text())
     assert rerun["hematocrit"] == 0.5
-    for bad, key in (("hematocrit=abc", "hematocrit"), ("colour=blue", "colour"), ("hematocrit=", "hematocrit")):
+    for bad, key in (("hematocrit=abc", "hematocrit"), ("colour=blue", "colour"), ("hematocrit=", "hematocrit"),
+                     ("hematocrit=42", "between 0.1 and 0.7")):   # the configuration's own check, per study too
         refused = cli("inputs", "set", study.study_uid, bad, "--config", str(toml))
         assert refused.returncode == 2 and key in refused.stderr, bad
     assert cli("inputs", "show", "../etc", "--config", str(toml)).returncode == 2

@@ -26,6 +26,7 @@ def processed(tmp_path_factory, ecv_study):
     return study, phantom, out
 
 
+@pytest.mark.integration
 def test_process_writes_map_and_results(processed):
     study, phantom, out = processed
     report = json.loads((out / "results.json").read_text())
@@ -51,6 +52,7 @@ def _output(out, sop_class):
     return next(p for p in out.glob("*.dcm") if pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID == sop_class)
 
 
+@pytest.mark.integration
 def test_ecv_report_holds_every_number_with_code_and_unit(processed):
     study, phantom, out = processed
     results = json.loads((out / "results.json").read_text())["jobs"][0]["results"]
@@ -71,6 +73,7 @@ def test_ecv_report_holds_every_number_with_code_and_unit(processed):
     assert {results["maps"][0]["sop_instance_uid"], seg_uid} < referenced   # and the source images
 
 
+@pytest.mark.integration
 def test_ecv_segmentation_holds_wall_and_blood_pool(processed):
     _, phantom, out = processed
     seg_path = _output(out, SEG_SOP_CLASS)
@@ -85,6 +88,7 @@ def test_ecv_segmentation_holds_wall_and_blood_pool(processed):
     assert np.all(phantom.labels[pool] == Region.LV_BLOOD)
 
 
+@pytest.mark.integration
 def test_ecv_map_values_match_phantom(processed):
     _, phantom, out = processed
     pm = hd.pm.ParametricMap.from_file(_output(out, PM_SOP_CLASS))
@@ -94,6 +98,7 @@ def test_ecv_map_values_match_phantom(processed):
         assert abs(np.median(ecv_percent[phantom.labels == region]) - truth) < 2.0, region
 
 
+@pytest.mark.integration
 def test_ecv_map_is_valid_dicom_with_codes_and_references(processed, ecv_study):
     _, _, files = ecv_study
     path = _output(processed[2], PM_SOP_CLASS)
@@ -122,6 +127,7 @@ def test_process_is_deterministic(tmp_path, ecv_study):
     assert a["jobs"][0]["outputs"] == b["jobs"][0]["outputs"]  # same inputs -> same output UIDs
 
 
+@pytest.mark.integration
 def test_process_skips_non_dicom_and_says_why_nothing_was_routed(tmp_path, ecv_study):
     _, _, files = ecv_study
     only_pre = tmp_path / "in"
@@ -139,6 +145,7 @@ def test_process_skips_non_dicom_and_says_why_nothing_was_routed(tmp_path, ecv_s
     assert why in series["not_routed_because"] and why in result.stdout
 
 
+@pytest.mark.integration
 def test_process_exits_1_when_a_job_fails(tmp_path, ecv_study):
     """Two native maps ten minutes apart: the ECV route runs and fails, saying what it found."""
     _, _, files = ecv_study
@@ -155,6 +162,9 @@ def test_process_exits_1_when_a_job_fails(tmp_path, ecv_study):
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [j["state"] for j in report["jobs"]] == ["failed"]
     assert "a native and a post-contrast" in report["jobs"][0]["error"] and "2 native" in report["jobs"][0]["error"]
+    assert report["jobs"][0]["failure"]["kind"] == "input" and report["jobs"][0]["failure"]["step"] == "read inputs"
+    assert "Error" not in report["jobs"][0]["error"]          # a reason, not a class name
+    assert "route ecv failed (input not usable, at 'read inputs'): need a native" in result.stdout
 
 def test_multi_slice_maps_are_paired_by_position_whatever_the_file_order(tmp_path):
     """Three slices of different hearts (LV radius 18, 22, 26 mm) in one native and one post-contrast series,

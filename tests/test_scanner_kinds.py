@@ -12,7 +12,8 @@ from dicom_out.synthetic_mr import SyntheticStudy, save_series, t1_map_series
 from node.route.router import t1_timeline
 from node.inputs.frames import field_strength_t, read_instance, vendor_of
 from node.inputs.kinds import classify_files
-from node.inputs.t1_maps import InputError, classify, group_by_series, read_t1_maps
+from node.errors import InputError
+from node.inputs.t1_maps import classify, group_by_series, read_t1_maps
 from tests.scanner_files import START, Study, _ge_private, _pixels, _plane, save_one
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from node.config import parse_config
 from node.dispatch.dispatcher import next_attempt_delay
+from node.errors import Failure, FailureKind, Step
 from node.store.index import Index, InstanceRecord
 from node.route.router import Router
 from node.store.layout import Layout, is_valid_uid, write_atomic
@@ -152,7 +153,7 @@ def test_study_waits_for_its_running_jobs():
     assert index.complete_quiet_series(1, now=100.0)
     assert index.complete_quiet_studies(1, now=100.0) == []        # the job may bring a T1 map back in
     index.claim_jobs(1)
-    index.fail_job(job, "done with it")
+    index.fail_job(job, Failure(FailureKind.INPUT, Step.READ, "done with it"))
     assert index.complete_quiet_studies(1, now=100.0) == ["1.2.3"]
 
 

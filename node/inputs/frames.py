@@ -16,6 +16,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from analysis.geometry import normal, position_along_normal_mm
+
 MR_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.4": "MR Image",
     "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image",
@@ -74,17 +76,23 @@ def private_value(ds: Dataset, group: int, creator: str, offset: int, binary_for
     return None
 
 
-def parse_datetime(text: str) -> datetime | None:
-    """A DICOM DT (or DA + TM) value; the time-zone suffix is ignored."""
+def parse_datetime(text: str, date: str | None = None) -> datetime | None:
+    """A DICOM DT value (PS3.5 6.2), or a TM value on date (DA); the time-zone suffix is ignored.
+    None when the text is not one of these."""
     text = str(text).strip().split("+")[0]
+    if date is not None and len(text.split(".")[0]) <= 6:   # TM: HH, HHMM or HHMMSS[.F]
+        text = f"{date}{text}"
     if len(text) > 8 and "-" in text[8:]:
         text = text[:8] + text[8:].split("-")[0]
-    for fmt in ("%Y%m%d%H%M%S.%f", "%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d%H"):
-        try:
-            return datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-    return None
+    digits, _, fraction = text.partition(".")
+    # by length: strptime alone would read "202603141015" as 10:01:05
+    fmt = {14: "%Y%m%d%H%M%S", 12: "%Y%m%d%H%M", 10: "%Y%m%d%H"}.get(len(digits))
+    if fmt is None or not digits.isdigit() or (fraction and (len(digits) != 14 or not fraction.isdigit())):
+        return None
+    try:
+        return datetime.strptime(f"{digits}.{fraction[:6]}" if fraction else digits, fmt + (".%f" if fraction else ""))
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -237,13 +245,12 @@ class Frame:
 
     @property
     def normal(self) -> np.ndarray:
-        o = self.orientation
-        return np.cross(o[:3], o[3:])
+        return normal(self.orientation)
 
     @property
     def position_mm(self) -> float:
         """Position along the slice normal (mm)."""
-        return float(np.dot(self.normal, self.position))
+        return position_along_normal_mm(self.position, self.orientation)
 
     @property
     def plane_key(self) -> tuple:
@@ -273,7 +280,7 @@ class Frame:
         date = next((ds.get(k) for k in ("AcquisitionDate", "SeriesDate", "ContentDate", "StudyDate") if ds.get(k)),
                     None)
         for time_keyword in ("AcquisitionTime", "SeriesTime"):
-            if date and ds.get(time_keyword) and (parsed := parse_datetime(f"{date}{ds.get(time_keyword)}")):
+            if date and ds.get(time_keyword) and (parsed := parse_datetime(ds.get(time_keyword), date)):
                 return parsed
         return None
 

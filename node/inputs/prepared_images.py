@@ -11,18 +11,18 @@ correction applies where an inversion is followed by more than one image (contin
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_out.sources import instances
+from analysis.geometry import group_by_slice
 from node.inputs.frames import Frame
 from node.inputs.kinds import T1_RAW, T2_RAW, frames_of_kinds
 from node.inputs.frames import MAX_TIME_MS
 from node.inputs.timing import INVERSION_TIME_SOURCES, T2PREP_TIME_SOURCES
-from node.inputs.t1_maps import InputError
+from node.errors import InputError
 
 
 @dataclass
@@ -101,14 +101,13 @@ def read_prepared_series(paths: list[str], sources=INVERSION_TIME_SOURCES, minim
     frames = frames_of_kinds(paths, kinds)
     if not frames:
         raise InputError(f"no {' or '.join(kinds)} images among the {len(paths)} input files")
-    groups: dict[float, list[Frame]] = defaultdict(list)
     for f in frames:
         if not f.has_geometry:
             raise InputError(f"instance {f.sop_instance_uid}: an image without geometry (position, orientation, "
                              "pixel spacing)")
-        groups[round(f.position_mm, 0)].append(f)
     slices = []
-    for position, members in sorted(groups.items()):
+    for members in group_by_slice(frames, lambda f: f.position_mm):
+        position = round(float(np.mean([f.position_mm for f in members])), 2)
         if len(members) < minimum_images:
             raise InputError(f"slice at {position:.0f} mm has {len(members)} prepared images; "
                              f"at least {minimum_images} are needed")

@@ -13,6 +13,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from analysis.geometry import patient_mm_to_pixels
+
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 
@@ -61,11 +63,8 @@ def _polygon_mask(rows: int, cols: int, poly_rc: np.ndarray) -> np.ndarray:
 
 def _to_pixels(points_mm: np.ndarray, image: Dataset) -> np.ndarray:
     """(row, col) of patient-coordinate points on the image plane."""
-    origin = np.asarray(image.ImagePositionPatient, dtype=float)
-    orientation = np.asarray(image.ImageOrientationPatient, dtype=float)
-    spacing = np.asarray(image.PixelSpacing, dtype=float)     # row spacing, column spacing
-    offset = points_mm - origin
-    return np.column_stack([offset @ orientation[3:] / spacing[0], offset @ orientation[:3] / spacing[1]])
+    return patient_mm_to_pixels(points_mm, image.ImagePositionPatient, image.ImageOrientationPatient,
+                                image.PixelSpacing)
 
 
 def rtstruct_masks(path: str, name_pattern: str,

@@ -28,19 +28,16 @@ from pydicom.dataset import Dataset
 
 from analysis.ecv import blood_t1_ratio
 from dicom_out.parametric_map import MANUFACTURER
+from analysis.geometry import same_slice
+from node.errors import InputError
 from node.inputs.frames import Frame, parse_datetime
 from node.inputs.kinds import SAME_ACQUISITION_S, T1_MAP, frames_of_kinds
 
-POSITION_TOLERANCE_MM = 1.0   # slices of different series within this distance are the same slice
 BLOOD_T1_RATIO = 1.5          # native blood T1 over post-contrast blood T1, at least
 _NATIVE_WORDS = re.compile(r"(?i)(?<![a-z])(pre(?![a-z])|pre-?contrast|native?|nativo|nativa|nonc|non-?contrast|"
                            r"baseline|without)")
 _POST_WORDS = re.compile(r"(?i)(?<![a-z])(post(?!erior)|enh(anced)?(?![a-z])|gd(?![a-z])|gado|contrast-?enhanced|"
                          r"ce(?![a-z])|\+c(?![a-z])|with(?![a-z]))")
-
-
-class InputError(ValueError):
-    """The inputs of a module are not usable; the message says why (no PHI)."""
 
 
 @dataclass
@@ -114,7 +111,7 @@ def _common(a: list[T1Slice], b: list[T1Slice]) -> list[tuple[T1Slice, T1Slice]]
     pairs = []
     for s in a:
         match = min(b, key=lambda t: abs(t.position_mm - s.position_mm))
-        if abs(match.position_mm - s.position_mm) <= POSITION_TOLERANCE_MM and match.t1_ms.shape == s.t1_ms.shape \
+        if same_slice(match.position_mm, s.position_mm) and match.t1_ms.shape == s.t1_ms.shape \
                 and np.allclose(match.frame.normal, s.frame.normal, atol=0.01):
             pairs.append((s, match))
     return pairs

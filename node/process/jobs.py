@@ -15,43 +15,34 @@ import os
 import shutil
 import sqlite3
 import threading
-import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from node.ops import logs
-from node.config import CLINICAL_INPUTS, Config
+from node.config import Config
+from node.errors import Failure, FailureKind, Step, failure_of
 from node.store.index import Index, Job
+from node.ops import logs
 from node.process.modules import MODULES, ModuleInput
 from node.receive.receiver import RejectedInstance, ingest_file
 from node.registry import SR_SOP_CLASSES, Registry
 from node.registry import ingest_file as register_report
+from node.settings import ModuleSettings, with_study_values
 from node.store.layout import Layout
 
 log = logging.getLogger("cmr_node.jobs")
 
 
 class ModuleFailed(Exception):
-    pass
+    """A job's module failed; args are the Failure's fields, so that it crosses the process boundary."""
 
+    @property
+    def failure(self) -> Failure:
+        kind, step, reason, reference = self.args
+        return Failure(FailureKind(kind), Step(step), reason, reference)
 
-# Values a user may set for one study with `cmr-node inputs set`, and their types.
-STUDY_INPUT_TYPES = {
-    "hematocrit": float,                      # fraction
-    "injection_time": str,                    # YYYYMMDDHHMMSS or HHMMSS (study date) of the contrast bolus
-    "injection_to_first_map_minutes": float,  # minutes from injection to the first post-contrast map
-    **{key: float for key in CLINICAL_INPUTS},  # oximetry: Hb (g/dL), SaO2 (fraction), MBF, SV, MAP, HR, LV mass
-}
-
-
-def merge_study_inputs(settings: dict, study_inputs: dict[str, str]) -> dict:
-    """Per-study values override configured ones."""
-    merged = dict(settings)
-    for key, value in study_inputs.items():
-        if key in STUDY_INPUT_TYPES:
-            merged[key] = STUDY_INPUT_TYPES[key](value)
-    return merged
+    def __str__(self) -> str:
+        return self.failure.reason
 
 
 def write_datasets(datasets, directory: Path, reingest=()) -> list[dict]:
@@ -84,17 +75,33 @@ def write_outputs(output, directory: Path) -> list[dict]:
     return outputs
 
 
-def run_module(module: str, study_uid: str, files: list[str], settings: dict, job_key: str):
+def run_module(module: str, study_uid: str, files: list[str], settings: ModuleSettings, job_key: str,
+               viewer_images: tuple[str, ...] = ()):
     """Run one module in this process and return its ModuleOutput, with the route's viewer images added."""
     spec = MODULES[module]
     output = spec.load()(ModuleInput(study_uid=study_uid, files=files, settings=settings, job_key=job_key))
     from node.process.modules.viewer import add_viewer_outputs   # here: the receive path never loads the imaging code
-    add_viewer_outputs(output, settings.get("viewer_images", ["grayscale"]))
+    add_viewer_outputs(output, viewer_images)
     return output
 
 
-def execute_job(job_id: int, module: str, study_uid: str, files: list[str], settings: dict, job_key: str,
-                results_root: str) -> tuple[str, list[dict]]:
+def log_failure(what: str, failure: Failure, exc: BaseException) -> None:
+    """An unusable input is a warning with its reason; an internal error is logged with its traceback."""
+    if failure.kind is FailureKind.INPUT:
+        log.warning("%s: input not usable (%s): %s", what, failure.step, failure.reason)
+    else:
+        log.error("%s: internal error at step '%s', reference %s", what, failure.step, failure.reference,
+                  exc_info=exc)
+
+
+def write_failure(directory: Path, failure: Failure) -> None:
+    """results.json of a failed job: the reason, for the person who opens the folder."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "results.json").write_text(json.dumps({"state": "failed", "failure": failure.as_dict()}, indent=2))
+
+
+def execute_job(job_id: int, module: str, study_uid: str, files: list[str], settings: ModuleSettings, job_key: str,
+                results_root: str, viewer_images: tuple[str, ...] = ()) -> tuple[str, list[dict]]:
     """Worker-process entry point: run the module and leave its outputs in results/<job id>/."""
     log.debug("job %d: module %s in worker process %d, %d input files", job_id, module, os.getpid(), len(files))
     final = Path(results_root) / str(job_id)
@@ -102,12 +109,14 @@ def execute_job(job_id: int, module: str, study_uid: str, files: list[str], sett
     for stale in (partial, final):
         shutil.rmtree(stale, ignore_errors=True)
     try:
-        output = run_module(module, study_uid, files, settings, job_key)
+        output = run_module(module, study_uid, files, settings, job_key, viewer_images)
         outputs = write_outputs(output, partial)
     except Exception as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        detail = traceback.format_exc(limit=3)
-        raise ModuleFailed(f"{type(exc).__name__}: {exc}\n{detail}") from None
+        failure = failure_of(exc)
+        log_failure(f"job {job_id}", failure, exc)
+        write_failure(final, failure)
+        raise ModuleFailed(*failure.as_dict().values()) from None
     partial.rename(final)
     for out in outputs:
         out["path"] = str(final / Path(out["path"]).name)
@@ -135,9 +144,9 @@ class JobRunner:
                                              initializer=logs.configure, initargs=logs.settings())
         return self._pool
 
-    def settings(self, study_uid: str) -> dict:
+    def settings(self, study_uid: str) -> ModuleSettings:
         """Configured inputs with this study's own values (`cmr-node inputs set`) on top."""
-        return merge_study_inputs(self.config.inputs.as_settings(), self.index.study_inputs(study_uid))
+        return with_study_values(self.config.inputs, self.index.study_inputs(study_uid))
 
     def poll(self) -> None:
         """Start queued jobs while workers are free (run by the scheduler)."""
@@ -151,13 +160,18 @@ class JobRunner:
     def _submit(self, job: Job) -> None:
         log.info("job %d started: module %s, attempt %d", job.id, job.module, job.attempts)
         route = next((r for r in self.config.routes if r.name == job.route), None)
-        settings = dict(self.settings(job.study_uid), viewer_images=list(route.viewer_images) if route else [])
+        try:
+            settings = self.settings(job.study_uid)
+        except ValueError as exc:   # a study value stored by an older version that this one refuses
+            self.index.fail_job(job.id, Failure(FailureKind.INPUT, Step.READ, f"per-study value: {exc}"))
+            return
         try:
             future = self._executor().submit(execute_job, job.id, job.module, job.study_uid, job.inputs["files"],
-                                             settings, job.input_key, str(self.results_root))
+                                             settings, job.input_key, str(self.results_root),
+                                             route.viewer_images if route else ())
         except (BrokenProcessPool, RuntimeError) as exc:
             self._pool = None
-            self.index.fail_job(job.id, f"could not start worker: {exc}")
+            self.index.fail_job(job.id, Failure(FailureKind.INTERNAL, Step.RUN, f"could not start a worker: {exc}"))
             return
         self._running[job.id] = future
         future.add_done_callback(lambda f, job=job: self._finished(job, f))
@@ -174,11 +188,15 @@ class JobRunner:
         exc = future.exception()
         if isinstance(exc, BrokenProcessPool):
             self._pool = None
-            self.index.fail_job(job.id, "worker process died")
+            self.index.fail_job(job.id, Failure(FailureKind.INTERNAL, Step.RUN,
+                                                "the worker process died (out of memory?); see the system log"))
             log.error("job %d failed: worker process died", job.id)
+        elif isinstance(exc, ModuleFailed):
+            self.index.fail_job(job.id, exc.failure, str(self.results_root / str(job.id)))
+            log.error("job %d failed (%s, %s): %s", job.id, exc.failure.kind, exc.failure.step, exc.failure.reason)
         elif exc is not None:
-            self.index.fail_job(job.id, str(exc))
-            log.error("job %d failed: %s", job.id, str(exc).splitlines()[0])
+            self.index.fail_job(job.id, Failure(FailureKind.INTERNAL, Step.RUN, f"could not run the job: {exc}"))
+            log.error("job %d failed: %s", job.id, exc)
         else:
             output_dir, outputs = future.result()
             route = next((r for r in self.config.routes if r.name == job.route), None)

@@ -10,9 +10,11 @@ import pydicom
 import node
 from node.config import Config
 from node.store.index import Index, InstanceRecord
-from node.process.jobs import run_module, write_datasets, write_previews
+from node.errors import failure_of
+from node.process.jobs import log_failure, run_module, write_datasets, write_previews
 from node.receive.receiver import RejectedInstance, instance_record, read_file_header
 from node.route.router import Router, t1_timeline
+from node.settings import ModuleSettings
 
 log = logging.getLogger("cmr_node.process")
 
@@ -33,10 +35,10 @@ def index_folder(input_dir: Path, index: Index) -> list[str]:
     return skipped
 
 
-def _run_job(job, settings: dict, out_dir: Path, index: Index) -> dict:
+def _run_job(job, settings: ModuleSettings, viewer_images: tuple[str, ...], out_dir: Path, index: Index) -> dict:
     entry = {"route": job.route, "module": job.module, "study_instance_uid": job.study_uid}
     try:
-        output = run_module(job.module, job.study_uid, job.inputs["files"], settings, job.input_key)
+        output = run_module(job.module, job.study_uid, job.inputs["files"], settings, job.input_key, viewer_images)
         written = write_datasets(output.datasets, out_dir, set(output.reingest))
         entry["previews"] = sorted(write_previews(output.previews, out_dir, prefix=f"job{job.id}_"))
         entry.update(state="done", results=output.results, outputs=[Path(o["path"]).name for o in written])
@@ -45,9 +47,10 @@ def _run_job(job, settings: dict, out_dir: Path, index: Index) -> dict:
             if out["reingest"]:
                 index.record_instance(_record(Path(out["path"])))
     except Exception as exc:  # one failing module does not stop the others
-        log.error("route %s failed: %s", job.route, exc)
-        entry.update(state="failed", error=f"{type(exc).__name__}: {exc}")
-        index.fail_job(job.id, entry["error"])
+        failure = failure_of(exc)
+        log_failure(f"route {job.route}", failure, exc)
+        entry.update(state="failed", error=failure.reason, failure=failure.as_dict())
+        index.fail_job(job.id, failure)
     return entry
 
 
@@ -77,15 +80,13 @@ def process_folder(input_dir: Path, out_dir: Path, config: Config) -> dict:
     index = Index(":memory:")
     skipped = index_folder(input_dir, index)
     router = Router(config, index)
-    settings = config.inputs.as_settings()
     report = {"cmr_node_version": node.__version__, "skipped_files": skipped, "jobs": []}
     # rounds: outputs taken back in (T1 maps from raw MOLLI) can start further routes
     router.sweep(now=float("inf"))
     while jobs := index.claim_jobs(limit=1_000_000):
         for job in jobs:
             route = next(r for r in config.routes if r.name == job.route)
-            report["jobs"].append(_run_job(job, dict(settings, viewer_images=list(route.viewer_images)), out_dir,
-                                           index))
+            report["jobs"].append(_run_job(job, config.inputs, route.viewer_images, out_dir, index))
         router.sweep(now=float("inf"))
     report["series"] = _series_report(index, router, report["jobs"])
     (out_dir / "results.json").write_text(json.dumps(report, indent=2))

@@ -18,6 +18,7 @@ import logging
 import time
 from datetime import datetime
 
+from analysis.geometry import same_slice
 from node.config import Config, Route
 from node.store.index import Index, kinds_of
 from node.process.modules import MODULES
@@ -53,7 +54,7 @@ def t1_timeline(series_rows) -> str | None:
             continue
         for plane, acquired in json.loads(row["classification"])["kinds"][T1_MAP].get("acquired", []):
             match = next((times for key, times in planes if key[:-1] == tuple(plane[:-1])
-                          and abs(key[-1] - plane[-1]) <= 1), None)
+                          and same_slice(key[-1], plane[-1])), None)
             if match is None:
                 planes.append((tuple(plane), match := []))
             match.append(datetime.fromisoformat(acquired))

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.errors import Failure
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -57,7 +59,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     inputs TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
     attempts INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
+    error TEXT,                 -- why it failed: one line, never a class name or a traceback
+    failure_kind TEXT,          -- 'input' (the data cannot give the result) or 'internal' (a defect; see the log)
+    failure_step TEXT,          -- where: 'read inputs', 'compute', 'build outputs', 'write outputs', 'run module'
     output_dir TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
@@ -349,9 +353,18 @@ class Index:
                     (job_id, dest, out["path"], out["sop_instance_uid"], out["sop_class_uid"], study_uid, now)))
         self._tx(statements)
 
-    def fail_job(self, job_id: int, error: str) -> None:
-        self._tx([("UPDATE jobs SET state='failed', error=?, finished_at=? WHERE id=?",
-                   (error[:2000], time.time(), job_id))])
+    def fail_job(self, job_id: int, failure: Failure, output_dir: str | None = None) -> None:
+        """Record why a job failed; output_dir holds its results.json saying so (purged with the study)."""
+        self._tx([("UPDATE jobs SET state='failed', error=?, failure_kind=?, failure_step=?, output_dir=?, "
+                   "finished_at=? WHERE id=?", (failure.reason[:2000], str(failure.kind), str(failure.step),
+                                                output_dir, time.time(), job_id))])
+
+    def failed_jobs(self, limit: int = 20) -> list[dict]:
+        """The latest failures, newest first: what `cmr-node status` shows."""
+        rows = self._query("SELECT id, route, module, study_uid, failure_kind, failure_step, error FROM jobs "
+                           "WHERE state='failed' ORDER BY finished_at DESC, id DESC LIMIT ?", (limit,))
+        return [{"job": r["id"], "route": r["route"], "module": r["module"], "study_instance_uid": r["study_uid"],
+                 "kind": r["failure_kind"], "step": r["failure_step"], "reason": r["error"]} for r in rows]
 
     def jobs(self, state: str | None = None) -> list[Job]:
         sql, params = "SELECT * FROM jobs ORDER BY id", ()
@@ -412,6 +425,7 @@ class Index:
                              "FROM series GROUP BY 1"),
             "studies": self._query("SELECT COUNT(*) FROM studies")[0][0],
             "jobs": counts("SELECT state, COUNT(*) FROM jobs GROUP BY state"),
+            "failed_jobs": self.failed_jobs(),
             "outbox": {dest: counts_by_state for dest, counts_by_state in self._outbox_counts().items()},
         }
 

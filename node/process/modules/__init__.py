@@ -13,6 +13,8 @@ from typing import Callable
 
 import pydicom
 
+from node.settings import ModuleSettings
+
 
 @dataclass(frozen=True)
 class ModuleSpec:
@@ -32,7 +34,7 @@ class ModuleInput:
     """What the node hands a module: files of the matched series and settings."""
     study_uid: str
     files: list[str]
-    settings: dict
+    settings: ModuleSettings   # the [inputs] section with the study's own values merged over it
     job_key: str          # deterministic digest of the inputs; seeds output UIDs
 
 

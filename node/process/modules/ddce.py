@@ -26,93 +26,79 @@ from datetime import datetime, timedelta
 import numpy as np
 
 import node
+from analysis.geometry import same_slice
 from analysis.ddce import TISSUE_DENSITY_G_PER_ML, WINDOW_JITTER_MIN, analyse_slice, covered_windows
 from analysis.relaxivity import UnknownAgent, r1_per_mM_s
 from dicom_out import codes
-from dicom_out.parametric_map import MapQuantity, build_parametric_map
+from dicom_out.parametric_map import build_parametric_map
+from dicom_out.quantities import map_quantity
 from dicom_out.uids import derived_uid
 from dicom_out.report import Measure, RegionGroup, fit_quality, segmentation_method, statistics, volume
 from node.process.modules import MODULES, ModuleInput, ModuleOutput
 from node.process.modules.reporting import LvRegions, add_report, lv_regions, lv_segmentation, voxel_ml
-from node.inputs.frames import field_strength_t
-from node.inputs.t1_maps import POSITION_TOLERANCE_MM, InputError, T1Slice, classify, group_by_series, read_t1_maps
+from node.inputs.frames import field_strength_t, parse_datetime
+from node.errors import InputError
+from node.inputs.t1_maps import T1Slice, classify, group_by_series, read_t1_maps
+from node.settings import ModuleSettings
+from node.process.modules.output_series import OUTPUT_SERIES
 
-_TWO_CX = codes.TWO_COMPARTMENT_EXCHANGE
-
-# analysis map name -> (label in descriptions, quantity)
-QUANTITIES = {
-    "ve": ("ve", MapQuantity("ve", "Extravascular extracellular volume fraction (2CXM)", codes.UNIT_NONE,
-                             codes.VE, _TWO_CX, 0.3, 0.6)),
-    "vp": ("vp", MapQuantity("vp", "Plasma volume fraction (2CXM)", codes.UNIT_NONE, codes.VP, _TWO_CX, 0.1, 0.2)),
-    "ve_plus_vp": ("ve+vp", MapQuantity("ve+vp", "Total distribution volume ve + vp (2CXM)", codes.UNIT_NONE,
-                                        codes.VE_PLUS_VP, _TWO_CX, 0.4, 0.8)),
-    "ps": ("PS", MapQuantity("PS", "Permeability surface area product (2CXM)", codes.UNIT_ML_PER_MIN_PER_G,
-                             codes.PS, _TWO_CX, 2.0, 4.0)),
-    "fp": ("Fp", MapQuantity("Fp", "Plasma flow (2CXM)", codes.UNIT_ML_PER_MIN_PER_G, codes.FP, _TWO_CX, 1.0, 2.0)),
-    "r_squared": ("R2", MapQuantity("R2", "Coefficient of determination of the 2CXM fit", codes.UNIT_NONE,
-                                    codes.FIT_R2, _TWO_CX, 0.5, 1.0)),
-}
+# the 2CXM maps (analysis.ddce), each written as a Parametric Map (dicom_out/quantities.py)
+QUANTITIES = {name: map_quantity(name) for name in ("ve", "vp", "ve_plus_vp", "ps", "fp", "r_squared")}
 
 
-def _parse_datetime(text: str, date_fallback: str) -> datetime:
-    text = str(text).strip().split(".")[0]
-    if len(text) <= 6:
-        text = f"{date_fallback}{text.ljust(6, '0')}"
-    return datetime.strptime(text[:14], "%Y%m%d%H%M%S")
-
-
-def injection_time(posts: list[list[T1Slice]], settings: dict) -> tuple[datetime, str]:
+def injection_time(posts: list[list[T1Slice]], settings: ModuleSettings) -> tuple[datetime, str]:
     """(time of the contrast injection, where it came from)."""
     first = min((s for series in posts for s in series if s.acquired), key=lambda s: s.acquired, default=None)
     if first is None:
         raise InputError("post-contrast maps carry no acquisition date/time")
     date = first.acquired.strftime("%Y%m%d")
-    if settings.get("injection_time"):
-        return _parse_datetime(settings["injection_time"], date), "per-study injection_time"
-    for series in posts:
-        bolus = series[0].dataset.get("ContrastBolusStartTime")
-        if bolus:
-            return _parse_datetime(str(bolus), date), "Contrast Bolus Start Time (0018,1042)"
-    minutes = settings.get("injection_to_first_map_minutes")
+    given = [(settings.injection_time, "per-study injection_time")] + [
+        (series[0].dataset.get("ContrastBolusStartTime"), "Contrast Bolus Start Time (0018,1042)") for series in posts]
+    for text, source in given:
+        if text:
+            if (when := parse_datetime(str(text), date)) is None:
+                raise InputError(f"{source} {str(text)[:20]!r} is not a DICOM time (HHMMSS) or date-time")
+            return when, source
+    minutes = settings.injection_to_first_map_minutes
     if minutes:
         return first.acquired - timedelta(minutes=float(minutes)), "configured injection_to_first_map_minutes"
     raise InputError("time of injection unknown: no Contrast Bolus Start Time (0018,1042) in the maps, no "
                      "per-study injection_time and no [inputs] injection_to_first_map_minutes")
 
 
-def relaxivity(posts: list[list[T1Slice]], settings: dict) -> tuple[float, str, float]:
+def relaxivity(posts: list[list[T1Slice]], settings: ModuleSettings) -> tuple[float, str, float]:
     header = posts[0][0].dataset
     agent = str(header.get("ContrastBolusAgent", "") or "")
     field = field_strength_t(header)
     if not field:
         raise InputError("Magnetic Field Strength (0018,0087) missing: relaxivity depends on it")
     try:
-        return r1_per_mM_s(agent, field, settings.get("relaxivity")), agent, field
+        return r1_per_mM_s(agent, field, settings.relaxivity), agent, field
     except UnknownAgent as exc:
         raise InputError(str(exc)) from None
 
 
-def window_key(used: list[T1Slice], settings: dict, r1: float, injection: datetime) -> str:
-    digest = hashlib.sha256(f"ddce {MODULES['ddce'].version} {settings['hematocrit']} {r1} {injection}".encode())
+def window_key(used: list[T1Slice], settings: ModuleSettings, r1: float, injection: datetime) -> str:
+    digest = hashlib.sha256(f"ddce {MODULES['ddce'].version} {settings.hematocrit} {r1} {injection}".encode())
     for uid in sorted(str(s.dataset.SOPInstanceUID) for s in used):
         digest.update(uid.encode())
     return digest.hexdigest()
 
 
-def fit_window(window: float, native: list[T1Slice], timed: list[tuple[float, T1Slice]], settings: dict,
+def fit_window(window: float, native: list[T1Slice], timed: list[tuple[float, T1Slice]], settings: ModuleSettings,
                 r1: float) -> tuple[dict[str, np.ndarray], list[dict], list[T1Slice], list]:
     """Maps stacked over slice positions, per-slice summaries, the post slices used and per-slice results."""
     stacks: dict[str, list[np.ndarray]] = {name: [] for name in (*QUANTITIES, "failed")}
     slices, used, results = [], [], []
     for base in native:
-        here = sorted(((t, s) for t, s in timed if abs(s.position_mm - base.position_mm) <= POSITION_TOLERANCE_MM
+        here = sorted(((t, s) for t, s in timed if same_slice(s.position_mm, base.position_mm)
                        and t <= window + WINDOW_JITTER_MIN), key=lambda pair: pair[0])
         if len(here) < 3 or any(s.t1_ms.shape != base.t1_ms.shape for _, s in here):
             raise InputError(f"slice at {base.position_mm:.1f} mm: fewer than 3 usable post-contrast maps "
                              f"in the {window:g}-min window, or a different matrix")
         result = analyse_slice(base.t1_ms, np.stack([s.t1_ms for _, s in here]), np.array([t for t, _ in here]),
-                               hematocrit=float(settings["hematocrit"]), r1_per_mM_s=r1, pixel_mm=base.pixel_mm,
-                               windows_min=[window], t1_noise_fraction=float(settings["t1_noise_fraction"]))
+                               hematocrit=settings.hematocrit, r1_per_mM_s=r1, pixel_mm=base.pixel_mm,
+                               windows_min=[window], t1_noise_fraction=settings.t1_noise_fraction)
         fitted = result.windows[0]
         results.append(result)
         for name in (*QUANTITIES, "failed"):
@@ -146,9 +132,9 @@ def _window_group(window: float, maps: dict[str, np.ndarray], pms: dict[str, obj
     failed_fraction = float((myocardium & ~ok).sum() / max(myocardium.sum(), 1))
     measures = []
     for name in REPORTED:
-        quantity = QUANTITIES[name][1]
+        quantity = QUANTITIES[name]
         measures += statistics(quantity.quantity, quantity.unit, maps[name][ok], source=pms[name])
-    r2 = QUANTITIES["r_squared"][1]
+    r2 = QUANTITIES["r_squared"]
     measures += statistics(r2.quantity, r2.unit, maps["r_squared"][ok], source=pms["r_squared"])[2:]
     measures += [Measure(codes.FAILED_FIT_FRACTION, round(failed_fraction * 100, 2), codes.UNIT_PERCENT),
                  Measure(codes.PATIENT_MOTION, round(max(float(np.linalg.norm(r.shifts_mm, axis=1).max()) for r in results), 2),
@@ -166,30 +152,30 @@ def run(inp: ModuleInput) -> ModuleOutput:
     r1, agent, field = relaxivity(posts, settings)
     timed = [((s.acquired - injection).total_seconds() / 60.0, s) for series in posts for s in series if s.acquired]
     timed = [(t, s) for t, s in timed if t > 0]
-    windows = covered_windows(np.array([t for t, _ in timed]), settings["ddce_windows_minutes"])
+    windows = covered_windows(np.array([t for t, _ in timed]), settings.ddce_windows_minutes)
     output = ModuleOutput(results={
         "module": "ddce", "classified_by": how, "injection_time": injection.isoformat(),
         "injection_time_source": injection_source, "contrast_agent": agent, "field_strength_t": field,
-        "r1_per_mM_s": r1, "hematocrit": settings["hematocrit"], "tissue_density_g_per_ml": TISSUE_DENSITY_G_PER_ML,
+        "r1_per_mM_s": r1, "hematocrit": settings.hematocrit, "tissue_density_g_per_ml": TISSUE_DENSITY_G_PER_ML,
         "last_map_min": round(max((t for t, _ in timed), default=0.0), 2), "windows": []})
     fitted = [fit_window(window, native, timed, settings, r1) for window in windows]
     # one set of regions for every window: the wall from the native map, the blood pool of the first window
     regions = lv_regions([s.t1_ms for s in native], [r.blood_pool for r in fitted[0][3]] if fitted else [],
                          [s.pixel_mm for s in native], [s.position_mm for s in native])
     output.results["quality_flags"] = regions.flags
-    seg = lv_segmentation(regions, [s.frame for s in native], inp, "ddce", 9190, "dDCE regions (cmr-node)") \
+    seg = lv_segmentation(regions, [s.frame for s in native], inp, "ddce", OUTPUT_SERIES["ddce.regions"]) \
         if fitted else None
     groups = []
     for n, (window, (maps, slices, used, results)) in enumerate(zip(windows, fitted)):
         key = window_key(used, settings, r1, injection)
         entry = {"window_min": window, "slices": slices, "maps": []}
         pms = {}
-        for k, (name, (label, quantity)) in enumerate(QUANTITIES.items()):
+        for k, (name, quantity) in enumerate(QUANTITIES.items()):
             series_uid = derived_uid(key, name, "series")
             pm = build_parametric_map(
                 maps[name], [s.frame for s in native], quantity, series_uid=series_uid,
-                sop_uid=derived_uid(key, name, "instance"), series_number=9100 + 10 * n + k,
-                series_description=f"dDCE {window:g}min {label}", content_label=f"DDCE{int(window)}",
+                sop_uid=derived_uid(key, name, "instance"), series_number=OUTPUT_SERIES["ddce.maps"].number(10 * n + k),
+                series_description=OUTPUT_SERIES["ddce.maps"].describe(window=window, label=quantity.lut_label), content_label=f"DDCE{int(window)}",
                 software_version=node.__version__, further_source_images=[s.frame for s in used])
             output.datasets.append(pm)
             pms[name] = pm
@@ -202,7 +188,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
         blood = np.stack(regions.blood_pool)
         groups.append(RegionGroup(
             "LV blood pool", codes.BLOOD, site=codes.LEFT_VENTRICLE, category=codes.TISSUE, segment=(seg, 2),
-            measures=[Measure(codes.HEMATOCRIT, round(float(settings["hematocrit"]) * 100, 1), codes.UNIT_PERCENT),
+            measures=[Measure(codes.HEMATOCRIT, round(settings.hematocrit * 100, 1), codes.UNIT_PERCENT),
                       volume(int(blood.sum()), voxel_ml(native[0].frame))],
             evaluations=[segmentation_method(manual=False)]))
         add_report(output, inp, "ddce", groups, [s.dataset for s in native] + [s.dataset for _, s in timed], "dDCE")

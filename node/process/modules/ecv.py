@@ -10,25 +10,27 @@ from __future__ import annotations
 import numpy as np
 
 import node
+from analysis.geometry import POSITION_TOLERANCE_MM, same_slice
 from analysis.ecv import ecv_map
 from dicom_out import codes
-from dicom_out.parametric_map import MapQuantity, build_parametric_map
+from dicom_out.parametric_map import build_parametric_map
+from dicom_out.quantities import QUANTITIES
 from dicom_out.report import Measure, RegionGroup, median, segmentation_method, statistics, volume
 from dicom_out.uids import derived_uid
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.reporting import add_report, lv_regions, lv_segmentation, voxel_ml
-from node.inputs.t1_maps import POSITION_TOLERANCE_MM, InputError, T1Slice, classify, group_by_series, read_t1_maps
+from node.errors import InputError
+from node.inputs.t1_maps import T1Slice, classify, group_by_series, read_t1_maps
+from node.process.modules.output_series import OUTPUT_SERIES
 
 
-ECV_QUANTITY = MapQuantity(
-    lut_label="ECV", explanation="Extracellular volume fraction (percent)", unit=codes.UNIT_PERCENT,
-    quantity=codes.ECV, method=codes.ECV_FROM_T1, window_center=40.0, window_width=60.0)
+ECV = QUANTITIES["ecv"]
 
 
 def _partner(target: T1Slice, natives: list[list[T1Slice]]) -> T1Slice:
     """The native slice of the same plane, from the native acquisition nearest in time to the post-contrast one."""
     candidates = [s for series in natives for s in series
-                  if abs(s.position_mm - target.position_mm) <= POSITION_TOLERANCE_MM]
+                  if same_slice(s.position_mm, target.position_mm)]
     if not candidates:
         raise InputError(f"no native slice within {POSITION_TOLERANCE_MM:g} mm of {target.position_mm:.1f} mm")
     if target.acquired is not None and any(s.acquired for s in candidates):
@@ -97,7 +99,7 @@ def _groups(label: str, percent: np.ndarray, natives, post, results, regions, pm
 
 
 def run(inp: ModuleInput) -> ModuleOutput:
-    hematocrit = float(inp.settings["hematocrit"])
+    hematocrit = inp.settings.hematocrit
     natives, posts, how = classify(group_by_series(read_t1_maps(inp.files)))
     output = ModuleOutput(results={
         "module": "ecv", "hematocrit": hematocrit, "classified_by": how,
@@ -110,16 +112,17 @@ def run(inp: ModuleInput) -> ModuleOutput:
         if not done:
             continue
         partners, post, results = (list(x) for x in zip(*done))
-        percent = np.clip(np.stack([r.ecv for r in results]) * 100.0, 0.0, 100.0)
+        percent = np.clip(np.stack([r.ecv for r in results]) * ECV.scale, 0.0, 100.0)
         series_uid = derived_uid(inp.job_key, "ecv", post[0].series_uid, "series")
         pm = build_parametric_map(
-            percent, [s.frame for s in post], ECV_QUANTITY,
+            percent, [s.frame for s in post], ECV.map,
             series_uid=series_uid, sop_uid=derived_uid(inp.job_key, "ecv", post[0].series_uid, "instance"),
-            series_number=9000 + n, series_description="ECV map (cmr-node)", content_label="ECV",
+            series_number=OUTPUT_SERIES["ecv.map"].number(n), series_description=OUTPUT_SERIES["ecv.map"].describe(),
+            content_label="ECV",
             software_version=node.__version__, further_source_images=[native.frame for native in partners])
         regions = lv_regions([s.t1_ms for s in partners], [r.blood_pool for r in results], [s.pixel_mm for s in post],
                              [s.position_mm for s in post])
-        seg = lv_segmentation(regions, [s.frame for s in post], inp, f"ecv-{n}", 9050 + n, "ECV regions (cmr-node)")
+        seg = lv_segmentation(regions, [s.frame for s in post], inp, f"ecv-{n}", OUTPUT_SERIES["ecv.regions"], n)
         output.datasets += [pm, seg]
         output.results["quality_flags"] += regions.flags
         label = f" ({post[0].series_description})" if len(posts) > 1 else ""

@@ -26,6 +26,7 @@ import pydicom
 from scipy import ndimage
 
 import node
+from analysis.geometry import same_slice
 from analysis.ddce import covered_windows
 from analysis.lge import interstitial_concentration, lge_metrics, lge_slices, t1_from_concentration
 from analysis.registration import align
@@ -38,7 +39,9 @@ from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.ddce import fit_window, injection_time, relaxivity, window_key
 from node.process.modules.reporting import LV_BLOOD_SEGMENT, LV_MYOCARDIUM_SEGMENT, add_report, lv_regions, voxel_ml
 from node.inputs.roi import SEG_SOP_CLASS, seg_masks
-from node.inputs.t1_maps import POSITION_TOLERANCE_MM, InputError, classify, group_by_series, read_t1_maps
+from node.errors import InputError
+from node.inputs.t1_maps import classify, group_by_series, read_t1_maps
+from node.process.modules.output_series import OUTPUT_SERIES, OutputSeries
 
 STANDARD_TOLERANCE_MIN = 2.5
 INFARCT_SEGMENT = Segment("Infarct", codes.ABNORMAL_STRUCTURE, codes.MYOCARDIAL_INFARCTION)
@@ -60,7 +63,7 @@ def _standard_t1(timed, native, target: float):
     maps, used = [], []
     for base in native:
         here = [(abs(t - target), s) for t, s in timed
-                if abs(s.position_mm - base.position_mm) <= POSITION_TOLERANCE_MM and abs(t - target) <= STANDARD_TOLERANCE_MIN]
+                if same_slice(s.position_mm, base.position_mm) and abs(t - target) <= STANDARD_TOLERANCE_MIN]
         if not here:
             return None
         nearest = min(here, key=lambda pair: pair[0])[1]
@@ -70,12 +73,12 @@ def _standard_t1(timed, native, target: float):
     return np.stack(maps), used
 
 
-def _images(values: np.ndarray, sources, key: str, name: str, number: int, description: str, derivation: str,
+def _images(values: np.ndarray, sources, key: str, name: str, series: OutputSeries, target: float, derivation: str,
             signed: bool):
     return derived_map_images(
         values * 1000.0, sources, series_uid=derived_uid(key, name, "series"),
-        sop_uids=[derived_uid(key, name, k) for k in range(len(values))], series_number=number,
-        series_description=description, image_type_value3="LGE", derivation=derivation,
+        sop_uids=[derived_uid(key, name, k) for k in range(len(values))], series_number=series.number(),
+        series_description=series.describe(target=target), image_type_value3="LGE", derivation=derivation,
         window=(0.0, 1000.0) if signed else (500.0, 1000.0), software_version=node.__version__,
         rescale=(1.0, -1000.0 if signed else 0.0))
 
@@ -96,9 +99,8 @@ def _rounded(metrics: dict) -> dict:
 
 def run(inp: ModuleInput) -> ModuleOutput:
     settings = inp.settings
-    target = float(settings.get("lge_target_minutes", 15.0))
-    window = float(settings.get("lge_fit_window_minutes", 5.0))
-    method, n_sd = settings.get("lge_infarct_method", "nsd"), float(settings.get("lge_n_sd", 5.0))
+    target, window = settings.lge_target_minutes, settings.lge_fit_window_minutes
+    method, n_sd = settings.lge_infarct_method, settings.lge_n_sd
     kinds = {f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in inp.files}
     seg_files = [f for f, k in kinds.items() if k == SEG_SOP_CLASS]
     natives, posts, how = classify(group_by_series(read_t1_maps([f for f, k in kinds.items() if k != SEG_SOP_CLASS])))
@@ -140,7 +142,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
     aif = fits[0].windows[0].aif
     output.results["lge_ddce"] = {
         "ti_ms": round(ti, 1), "blood_t1_by_aif_ms": round(float(t1_from_concentration(
-            np.array([blood_t1]), np.array([(1 - float(settings["hematocrit"])) * float(aif(np.array([target]))[0])]),
+            np.array([blood_t1]), np.array([(1 - settings.hematocrit) * float(aif(np.array([target]))[0])]),
             r1)[0]), 1),
         **{m: _rounded(lge_metrics(lge_slices(t1_target, myocardium, cavity, m, n_sd)[0], myocardium, cavity, pools))
            for m in ("nsd", "fwhm")}}
@@ -150,10 +152,10 @@ def run(inp: ModuleInput) -> ModuleOutput:
                          .encode()).hexdigest()
     sources = [[s.frame] for s in native]
     psir = np.stack([s.psir for s in synthetic])
-    output.datasets += _images(psir, sources, key, "psir", 9700, f"LGE_dDCE {target:g}min PSIR (cmr-node)",
+    output.datasets += _images(psir, sources, key, "psir", OUTPUT_SERIES["lge.psir"], target,
                                f"Synthetic PSIR-like LGE at {target:g} min from the {window:g}-min dDCE fit, TI "
                                f"{ti:.0f} ms, signal x1000 (cmr-node)", signed=True)
-    output.datasets += _images(np.abs(psir), sources, key, "mag", 9701, f"LGE_dDCE {target:g}min IR (cmr-node)",
+    output.datasets += _images(np.abs(psir), sources, key, "mag", OUTPUT_SERIES["lge.magnitude"], target,
                                f"Synthetic magnitude IR LGE at {target:g} min, TI {ti:.0f} ms, signal x1000 "
                                "(cmr-node)", signed=False)
     infarct = np.stack([s.segmentation.infarct for s in synthetic])
@@ -162,8 +164,8 @@ def run(inp: ModuleInput) -> ModuleOutput:
         np.stack([myocardium, infarct, mvo, pools], axis=-1), [s.frame for s in native],
         [Segment(LV_MYOCARDIUM_SEGMENT.label, LV_MYOCARDIUM_SEGMENT.category, LV_MYOCARDIUM_SEGMENT.property_type,
                  manual=manual), INFARCT_SEGMENT, MVO_SEGMENT, LV_BLOOD_SEGMENT],
-        series_uid=derived_uid(key, "seg", "series"), sop_uid=derived_uid(key, "seg"), series_number=9702,
-        series_description="LGE_dDCE regions (cmr-node)", software_version=node.__version__)
+        series_uid=derived_uid(key, "seg", "series"), sop_uid=derived_uid(key, "seg"),
+        series_number=OUTPUT_SERIES["lge.regions"].number(), series_description=OUTPUT_SERIES["lge.regions"].describe(), software_version=node.__version__)
     output.datasets.append(seg)
     voxel = voxel_ml(native[0].frame)
     groups = [
@@ -190,8 +192,8 @@ def run(inp: ModuleInput) -> ModuleOutput:
             **{m: _rounded(lge_metrics(lge_slices(t1_standard, myocardium, cavity, m, n_sd)[0], myocardium, cavity,
                                        pools)) for m in ("nsd", "fwhm")}}
         skey = hashlib.sha256(f"{key} {[str(s.dataset.SOPInstanceUID) for s in standard_used]}".encode()).hexdigest()
-        images = _images(np.stack([s.psir for s in measured]), [[s.frame] for s in standard_used], skey, "std", 9703,
-                         f"LGE_standard {target:g}min PSIR (cmr-node)", f"PSIR-like LGE from the measured T1 map, "
+        images = _images(np.stack([s.psir for s in measured]), [[s.frame] for s in standard_used], skey, "std",
+                         OUTPUT_SERIES["lge.standard"], target, f"PSIR-like LGE from the measured T1 map, "
                          f"TI {ti_standard:.0f} ms, signal x1000 (cmr-node)", signed=True)
         output.datasets += images
         groups.append(RegionGroup("LV myocardium (LGE_standard)", codes.LV_MYOCARDIUM,

@@ -17,20 +17,18 @@ import numpy as np
 
 import node
 from analysis.relaxometry import MolliFit, fit_inversion_recovery, fit_shmolli
-from dicom_out import codes
 from dicom_out.derived_mr import derived_map_images
 from dicom_out.descriptions import description_with_suffix
-from dicom_out.parametric_map import MapQuantity, build_parametric_map
+from dicom_out.parametric_map import build_parametric_map
+from dicom_out.quantities import map_quantity
 from dicom_out.uids import derived_uid
 from node.inputs.prepared_images import PreparedSlice, read_prepared_series
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.reporting import add_report, fitted_voxels_group
+from node.process.modules.output_series import OUTPUT_SERIES
 
-RESIDUAL_QUANTITY = MapQuantity("T1 residual", "RMS residual of the MOLLI fit relative to A", codes.UNIT_NONE,
-                                codes.FIT_RESIDUAL, None, 0.05, 0.1)
-T1_QUANTITY = MapQuantity("T1", "T1 from inversion recovery (ms)", codes.UNIT_MS, codes.T1,
-                          codes.T1_BY_INVERSION_RECOVERY, 1000.0, 1600.0)
-DERIVED_SUFFIX = "_T1MAP_cmrnode"
+T1_QUANTITY, RESIDUAL_QUANTITY = map_quantity("t1_ms"), map_quantity("t1_residual")
+DERIVED_SUFFIX = OUTPUT_SERIES["molli.scanner_like_t1"].description
 SHMOLLI_FIRST_INVERSION = (0, 3, 4, 5, 6)   # by inversion time: 5(1)1(1)1 plays TI1, TI1+RR, ... then TI2, TI3
 
 
@@ -77,21 +75,23 @@ def run(inp: ModuleInput) -> ModuleOutput:
     first = [s.frames[0] for s in slices]
     further = [f.header for s in slices for f in s.frames[1:]]
     key = inp.job_key
-    number = int(header.get("SeriesNumber", 0) or 0) % 100
+    number = int(header.get("SeriesNumber", 0) or 0)
     pm = build_parametric_map(
         t1, first, T1_QUANTITY, series_uid=derived_uid(key, "molli", "pm-series"),
-        sop_uid=derived_uid(key, "molli", "pm"), series_number=9300 + number,
-        series_description=description_with_suffix(description, " T1 (cmr-node)", header), content_label="T1MAP",
+        sop_uid=derived_uid(key, "molli", "pm"), series_number=OUTPUT_SERIES["molli.t1"].number(number),
+        series_description=description_with_suffix(description, OUTPUT_SERIES["molli.t1"].describe(), header), content_label="T1MAP",
         software_version=node.__version__, further_source_images=further)
     residual_pm = build_parametric_map(
         np.stack(residuals).astype(np.float32), first, RESIDUAL_QUANTITY,
         series_uid=derived_uid(key, "molli", "residual-series"), sop_uid=derived_uid(key, "molli", "residual"),
-        series_number=9350 + number, series_description=description_with_suffix(description, " T1 residual (cmr-node)", header),
+        series_number=OUTPUT_SERIES["molli.residual"].number(number),
+        series_description=description_with_suffix(description, OUTPUT_SERIES["molli.residual"].describe(), header),
         content_label="T1RESID", software_version=node.__version__, further_source_images=further)
     derived = derived_map_images(
         t1, [s.frames for s in slices], series_uid=derived_uid(key, "molli", "mr-series"),
         sop_uids=[derived_uid(key, "molli", "mr", k) for k in range(len(slices))],
-        series_number=9400 + number, series_description=description_with_suffix(description, DERIVED_SUFFIX, header),
+        series_number=OUTPUT_SERIES["molli.scanner_like_t1"].number(number),
+        series_description=description_with_suffix(description, DERIVED_SUFFIX, header),
         image_type_value3="T1 MAP", derivation=f"T1 by inversion recovery ({summaries[0]['fit']}) (cmr-node)",
         window=(1000, 1600), software_version=node.__version__)
     output = ModuleOutput(datasets=[pm, residual_pm] + derived, reingest=[str(d.SOPInstanceUID) for d in derived],

@@ -21,20 +21,21 @@ from analysis.blood_pool import otsu_threshold
 from analysis.oximetry import CALIBRATIONS, oxygen_consumption, saturation_from_t2
 from analysis.relaxometry import fit_t2
 from dicom_out import codes
-from dicom_out.parametric_map import MapQuantity, build_parametric_map
+from dicom_out.parametric_map import build_parametric_map
+from dicom_out.quantities import QUANTITIES
 from dicom_out.uids import derived_uid
-from node.config import CLINICAL_INPUTS
+from node.settings import CLINICAL_INPUTS
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.t2map import fit_prepared_slices
 from dicom_out.report import Evaluation, Measure, RegionGroup, segmentation_method
 from node.process.modules.reporting import add_report
 from node.inputs.roi import RTSTRUCT_SOP_CLASS, SEG_SOP_CLASS, RoiSource, rtstruct_masks, seg_masks
-from node.inputs.t1_maps import InputError
+from node.errors import InputError
+from node.process.modules.output_series import OUTPUT_SERIES
 
 CORONARY_SINUS_CODE = "90219004"
 CORONARY_SINUS_NAME = r"(?i)coronary\s*sinus|\bCS\b"
-SO2_QUANTITY = MapQuantity("SO2", "Blood oxygen saturation from blood T2 (percent)", codes.UNIT_PERCENT,
-                           codes.BLOOD_OXYGEN_SATURATION, None, 60.0, 80.0)
+SO2 = QUANTITIES["so2"]
 
 
 def _coronary_sinus_masks(roi_files: dict[str, str], slices) -> tuple[dict[float, np.ndarray], list[RoiSource]]:
@@ -96,8 +97,8 @@ def _roi_t2(s, mask: np.ndarray) -> float:
 
 def run(inp: ModuleInput) -> ModuleOutput:
     settings = inp.settings
-    hematocrit = float(settings["hematocrit"])
-    calibration = CALIBRATIONS[settings.get("oximetry_calibration", "lu2012_3T")]
+    hematocrit = settings.hematocrit
+    calibration = CALIBRATIONS[settings.oximetry_calibration]
     kinds = {f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in inp.files}
     roi_files = {f: k for f, k in kinds.items() if k in (SEG_SOP_CLASS, RTSTRUCT_SOP_CLASS)}
     slices, fits = fit_prepared_slices([f for f in kinds if f not in roi_files])
@@ -108,7 +109,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
         body = ~f["failed"]
         bright = body & (f["s0"] > otsu_threshold(f["s0"][body])) if body.sum() > 10 else body
         so2, in_range = saturation_from_t2(f["t2_ms"], hematocrit, calibration)
-        so2_maps.append(np.where(bright & in_range, so2 * 100.0, 0.0))
+        so2_maps.append(np.where(bright & in_range, so2 * SO2.scale, 0.0))
         entry = {"position_mm": s.position_mm, "blood_voxels": int((bright & in_range).sum())}
         if s.position_mm in masks and masks[s.position_mm].any():
             t2_cs = _roi_t2(s, masks[s.position_mm])
@@ -120,12 +121,13 @@ def run(inp: ModuleInput) -> ModuleOutput:
         slice_results.append(entry)
     if not masks:
         flags.append("coronary sinus ROI missing")
-    clinical = {k: float(settings[k]) for k in CLINICAL_INPUTS if settings.get(k) is not None}
+    clinical = {k: getattr(settings, k) for k in CLINICAL_INPUTS if getattr(settings, k) is not None}
     oxygen = oxygen_consumption(sbo2=sbo2, **clinical)
     first = [s.frames[0] for s in slices]
     pm = build_parametric_map(
-        np.stack(so2_maps).astype(np.float32), first, SO2_QUANTITY, series_uid=derived_uid(inp.job_key, "so2", "s"),
-        sop_uid=derived_uid(inp.job_key, "so2", "i"), series_number=9600, series_description="SO2 map (cmr-node)",
+        np.stack(so2_maps).astype(np.float32), first, SO2.map, series_uid=derived_uid(inp.job_key, "so2", "s"),
+        sop_uid=derived_uid(inp.job_key, "so2", "i"), series_number=OUTPUT_SERIES["oximetry.so2"].number(),
+        series_description=OUTPUT_SERIES["oximetry.so2"].describe(),
         content_label="SO2MAP", software_version=node.__version__,
         further_source_images=[f for s in slices for f in s.frames[1:]])
     output = ModuleOutput(datasets=[pm], results={

@@ -15,14 +15,15 @@ from pydicom.dataset import Dataset
 import node
 from analysis.myocardium import Myocardium, MyocardiumNotFound, find_lv_myocardium
 from dicom_out import codes
+from dicom_out.descriptions import description_with_suffix
 from dicom_out.report import RegionGroup, build_measurement_report, median
 from dicom_out.segmentation import Segment, build_segmentation
 from dicom_out.uids import derived_uid
 from node.process.modules import MODULES, ModuleInput, ModuleOutput
+from node.process.modules.output_series import OUTPUT_SERIES, OutputSeries
 
 LV_MYOCARDIUM_SEGMENT = Segment("LV myocardium", codes.ANATOMICAL_STRUCTURE, codes.LV_MYOCARDIUM)
 LV_BLOOD_SEGMENT = Segment("LV blood pool", codes.TISSUE, codes.BLOOD)
-REPORT_SERIES_NUMBER = {"ecv": 9901, "ddce": 9902, "molli": 9903, "t2map": 9904, "oximetry": 9905, "lge": 9906}
 
 
 @dataclass
@@ -50,12 +51,12 @@ def lv_regions(native_t1_ms: list[np.ndarray], blood_pools: list[np.ndarray], pi
     return LvRegions(myocardium=found, blood_pool=list(blood_pools), flags=flags)
 
 
-def lv_segmentation(regions: LvRegions, sources: list, inp: ModuleInput, name: str, series_number: int,
-                    description: str):
+def lv_segmentation(regions: LvRegions, sources: list, inp: ModuleInput, name: str, series: OutputSeries,
+                    index: int = 0):
     return build_segmentation(
         regions.masks(), sources, [LV_MYOCARDIUM_SEGMENT, LV_BLOOD_SEGMENT],
         series_uid=derived_uid(inp.job_key, name, "seg-series"), sop_uid=derived_uid(inp.job_key, name, "seg"),
-        series_number=series_number, series_description=description, software_version=node.__version__)
+        series_number=series.number(index), series_description=series.describe(), software_version=node.__version__)
 
 
 FIELD_OF_VIEW_REGION = "Whole field of view, every fitted voxel (not a tissue region)"
@@ -89,8 +90,10 @@ def add_report(output: ModuleOutput, inp: ModuleInput, module: str, groups: list
     sr = build_measurement_report(
         groups, source_images=source_images, derived=list(output.datasets) + list(evidence), algorithm_name=f"cmr-node {module}",
         algorithm_version=MODULES[module].version, series_uid=derived_uid(inp.job_key, module, "sr-series"),
-        sop_uid=derived_uid(inp.job_key, module, "sr"), series_number=REPORT_SERIES_NUMBER[module],
-        series_description=f"{description} report (cmr-node)", software_version=node.__version__)
+        sop_uid=derived_uid(inp.job_key, module, "sr"), series_number=OUTPUT_SERIES[f"{module}.report"].number(),
+        series_description=description_with_suffix(description, OUTPUT_SERIES[f"{module}.report"].describe(),
+                                                   source_images[0] if source_images else None),
+        software_version=node.__version__)
     output.datasets.append(sr)
     output.results["measurements"] = [g.as_dict() for g in groups]
     output.results["report_sop_instance_uid"] = str(sr.SOPInstanceUID)

@@ -9,18 +9,16 @@ import numpy as np
 
 import node
 from analysis.relaxometry import fit_t2
-from dicom_out import codes
 from dicom_out.descriptions import description_with_suffix
-from dicom_out.parametric_map import MapQuantity, build_parametric_map
+from dicom_out.parametric_map import build_parametric_map
+from dicom_out.quantities import map_quantity
 from dicom_out.uids import derived_uid
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.reporting import add_report, fitted_voxels_group
 from node.inputs.prepared_images import read_t2_prepared_series
+from node.process.modules.output_series import OUTPUT_SERIES
 
-T2_QUANTITY = MapQuantity("T2", "T2 from T2-prepared images, mono-exponential (ms)", codes.UNIT_MS, codes.T2,
-                          None, 50.0, 100.0)
-RESIDUAL_QUANTITY = MapQuantity("T2 residual", "RMS residual of the T2 fit relative to S0", codes.UNIT_NONE,
-                                codes.FIT_RESIDUAL, None, 0.05, 0.1)
+T2_QUANTITY, RESIDUAL_QUANTITY = map_quantity("t2_ms"), map_quantity("t2_residual")
 
 
 def fit_prepared_slices(files: list[str]):
@@ -45,13 +43,13 @@ def run(inp: ModuleInput) -> ModuleOutput:
          "t2_ms_median": round(float(np.median(f["t2_ms"][~f["failed"]])), 1) if (~f["failed"]).any() else None}
         for s, f in zip(slices, fits)]})
     stacks = {}
-    for n, (name, quantity) in enumerate((("t2_ms", T2_QUANTITY), ("residual", RESIDUAL_QUANTITY))):
+    for name, quantity, series in (("t2_ms", T2_QUANTITY, OUTPUT_SERIES["t2map.t2"]),
+                                   ("residual", RESIDUAL_QUANTITY, OUTPUT_SERIES["t2map.residual"])):
         values = stacks[name] = np.stack([np.where(f["failed"], 0.0, f[name]) for f in fits]).astype(np.float32)
         output.datasets.append(build_parametric_map(
             values, first, quantity, series_uid=derived_uid(inp.job_key, name, "series"),
-            sop_uid=derived_uid(inp.job_key, name, "instance"), series_number=9500 + n,
-            series_description=description_with_suffix(description, f" {quantity.lut_label} (cmr-node)",
-                                                       first[0].header), content_label="T2MAP",
+            sop_uid=derived_uid(inp.job_key, name, "instance"), series_number=series.number(),
+            series_description=description_with_suffix(description, series.describe(), first[0].header), content_label="T2MAP",
             software_version=node.__version__, further_source_images=further))
     group = fitted_voxels_group(stacks["t2_ms"], stacks["residual"], np.stack([f["failed"] for f in fits]),
                                 *output.datasets[:2], T2_QUANTITY, RESIDUAL_QUANTITY)

@@ -1,0 +1,61 @@
+"""Image planes in patient coordinates, arrays in and out: the one home for slice position and pixel <-> mm.
+
+An image plane is given by Image Position (Patient) (mm, centre of the first pixel), Image Orientation
+(Patient) (row direction cosines, then column direction cosines) and Pixel Spacing (row spacing, column
+spacing; mm) (DICOM PS3.3 C.7.6.2.1.1). Slices of different series are the same slice when their positions
+along the normal differ by no more than POSITION_TOLERANCE_MM; grouping uses the same rule.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, TypeVar
+
+import numpy as np
+
+POSITION_TOLERANCE_MM = 1.0   # scanners repeat a planned slice to well under a millimetre
+
+T = TypeVar("T")
+
+
+def normal(orientation: np.ndarray) -> np.ndarray:
+    """Slice normal: row direction × column direction (right-handed, as highdicom's get_normal_vector)."""
+    orientation = np.asarray(orientation, dtype=float)
+    return np.cross(orientation[:3], orientation[3:])
+
+
+def position_along_normal_mm(position: np.ndarray, orientation: np.ndarray) -> float:
+    """Where the plane lies along its normal (mm); equal for every slice of one plane."""
+    return float(np.dot(normal(orientation), np.asarray(position, dtype=float)))
+
+
+def same_slice(a_mm: float, b_mm: float) -> bool:
+    """Two positions along one normal (mm) that are one slice."""
+    return abs(a_mm - b_mm) <= POSITION_TOLERANCE_MM
+
+
+def group_by_slice(items: Iterable[T], position_mm: Callable[[T], float]) -> list[list[T]]:
+    """Items grouped into slices, in order of position: a slice holds the items within the tolerance of its
+    first (lowest) one."""
+    groups: list[list[T]] = []
+    for item in sorted(items, key=position_mm):
+        if groups and same_slice(position_mm(groups[-1][0]), position_mm(item)):
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def pixels_to_patient_mm(rows_cols: np.ndarray, position: np.ndarray, orientation: np.ndarray,
+                         spacing: np.ndarray) -> np.ndarray:
+    """(n, 3) patient coordinates (mm) of (n, 2) (row, column) pixel positions on the plane."""
+    rows_cols = np.asarray(rows_cols, dtype=float)
+    o, spacing = np.asarray(orientation, dtype=float), np.asarray(spacing, dtype=float)
+    return (np.asarray(position, dtype=float) + np.outer(rows_cols[:, 1] * spacing[1], o[:3])
+            + np.outer(rows_cols[:, 0] * spacing[0], o[3:]))
+
+
+def patient_mm_to_pixels(points_mm: np.ndarray, position: np.ndarray, orientation: np.ndarray,
+                         spacing: np.ndarray) -> np.ndarray:
+    """(n, 2) (row, column) positions of (n, 3) patient points (mm) projected on the plane."""
+    o, spacing = np.asarray(orientation, dtype=float), np.asarray(spacing, dtype=float)
+    offset = np.asarray(points_mm, dtype=float) - np.asarray(position, dtype=float)
+    return np.column_stack([offset @ o[3:] / spacing[0], offset @ o[:3] / spacing[1]])
