@@ -97,8 +97,8 @@ def _remote_reference(signal, myocardium, centre) -> np.ndarray:
     return best
 
 
-def segment_infarct(signal: np.ndarray, myocardium: np.ndarray, cavity: np.ndarray, method: str = "nsd",
-                    n_sd: float = 5.0) -> LgeSegmentation:
+def segment_infarct(signal: np.ndarray, myocardium: np.ndarray, cavity: np.ndarray, method: str,
+                    n_sd: float) -> LgeSegmentation:
     """Infarct and MVO on one slice of a PSIR-like image."""
     centre = np.argwhere(cavity).mean(axis=0) if cavity.any() else np.argwhere(myocardium).mean(axis=0)
     remote = _remote_reference(signal, myocardium, centre)
@@ -154,8 +154,8 @@ class LgeSlice:
     segmentation: LgeSegmentation
 
 
-def lge_slices(t1_stack: np.ndarray, myocardium: np.ndarray, cavity: np.ndarray, method: str = "nsd",
-               n_sd: float = 5.0) -> tuple[list[LgeSlice], float]:
+def lge_slices(t1_stack: np.ndarray, myocardium: np.ndarray, cavity: np.ndarray, method: str,
+               n_sd: float) -> tuple[list[LgeSlice], float]:
     """IR images of T1 maps (slices, rows, cols) at the TI nulling remote myocardium, segmented; (slices, TI)."""
     def render_and_segment(ti):
         out = []

@@ -10,7 +10,7 @@ Inputs and conventions:
   these is an error that says so.
 - r1 from Contrast/Bolus Agent (0018,0010) and Magnetic Field Strength
   (0018,0087) through analysis/relaxivity.py, overridable in [inputs] relaxivity.
-- Windows ([inputs] ddce_windows_minutes, default 5 and 30): a window is fitted
+- Windows ([inputs] ddce_windows_minutes, node/settings.py): a window is fitted
   as soon as the maps reach it, from the maps inside it only; its output UIDs
   derive from exactly those inputs, so a later re-run (more maps arrived)
   rewrites the same 5-minute objects instead of adding new ones.

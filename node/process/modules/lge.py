@@ -6,8 +6,8 @@ when the study has one, a DICOM SEG with an LV myocardium segment (SCT
 (the built-in one does). Without it the myocardium is segmented automatically and the report
 says so; the route (study-so-far) runs again when the SEG arrives.
 
-Settings ([inputs]): lge_target_minutes (15), lge_fit_window_minutes (5),
-lge_infarct_method ("nsd" or "fwhm"), lge_n_sd (5). LGE_standard uses the
+Settings ([inputs], declared in node/settings.py): lge_target_minutes,
+lge_fit_window_minutes, lge_infarct_method, lge_n_sd. LGE_standard uses the
 measured T1 map nearest the target time, within 2.5 minutes, when there is one.
 
 Outputs: LGE_dDCE as derived MR images, phase-sensitive (values = signal x

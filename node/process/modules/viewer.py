@@ -1,6 +1,6 @@
 """Viewer-ready companions of every Parametric Map a module made (dicom_out/viewer_images.py).
 
-Which ones a route sends is its `viewer_images` list: "grayscale" (default) and
+Which ones a route sends is its `viewer_images` list (node/settings.py Route): "grayscale" and
 "colour". PNG previews are always written next to the outputs, never sent.
 """
 from __future__ import annotations
