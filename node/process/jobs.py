@@ -201,10 +201,12 @@ class JobRunner:
             output_dir, outputs = future.result()
             route = next((r for r in self.config.routes if r.name == job.route), None)
             destinations = list(route.destinations) if route else []
+            # the registry first: once finish_job commits, the outputs may be sent and, with the study
+            # complete, purged by retention before a later read of the report could take its numbers
+            self._register([o for o in outputs if o["sop_class_uid"] in SR_SOP_CLASSES])
             self.index.finish_job(job.id, output_dir, outputs, destinations, job.study_uid)
             log.info("job %d done: %d objects for %d destinations", job.id, len(outputs), len(destinations))
             self._reingest([o for o in outputs if o.get("reingest")])
-            self._register([o for o in outputs if o["sop_class_uid"] in SR_SOP_CLASSES])
 
     def _register(self, outputs: list[dict]) -> None:
         """Our own reports into the registry, parsed from the files just written (as anyone's would be)."""
