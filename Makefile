@@ -47,6 +47,7 @@ benchmark: venv system-tools
 	-PATH="$$PATH:/usr/sbin" $(BIN)/python benchmarks/receive_load.py
 	-$(BIN)/python benchmarks/ddce_fit_speed.py
 	-$(BIN)/python benchmarks/ddce_fit_reference.py
+	-$(BIN)/python benchmarks/ddce_interval_coverage.py
 	-$(BIN)/python benchmarks/t1_fit_speed.py
 
 clean:

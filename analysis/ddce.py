@@ -54,6 +54,9 @@ class DdceResult:
     blood_pool: np.ndarray                 # bool (rows, cols)
     valid: np.ndarray                      # bool: fitted voxels
     blood_plasma_mM: np.ndarray            # (T,) measured plasma concentration
+    times_min: np.ndarray = field(default_factory=lambda: np.zeros(0))        # (T,) sorted acquisition times
+    concentration_mM: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (T, rows, cols), registered
+    hematocrit: float = 0.0
     windows: list[WindowResult] = field(default_factory=list)
 
 
@@ -98,7 +101,8 @@ def analyse_slice(t1_native_ms: np.ndarray, t1_post_ms: np.ndarray, times_min: n
     mean_post = np.exp(np.mean(np.log(np.where(post > 0, post, 1.0)), axis=0))
     blood_pool = find_blood_pool(relative_r1_change(t1_native_ms, mean_post), pixel_mm) & valid
     plasma = np.median(conc[:, blood_pool], axis=1) / (1.0 - hematocrit)
-    result = DdceResult(shifts_mm=shifts * pixel_mm, blood_pool=blood_pool, valid=valid, blood_plasma_mM=plasma)
+    result = DdceResult(shifts_mm=shifts * pixel_mm, blood_pool=blood_pool, valid=valid, blood_plasma_mM=plasma,
+                        times_min=times, concentration_mM=conc, hematocrit=hematocrit)
     voxels = conc[:, valid].T                                   # (N, T)
     sd = _concentration_sd(t1_native_ms, post, r1_per_mM_s, t1_noise_fraction)[:, valid].T
     for window in covered_windows(times, windows_min):
@@ -126,6 +130,21 @@ def _maps(fit: TcxmFit, valid: np.ndarray) -> dict[str, np.ndarray]:
     separable[valid] = fit.ve_vp_separable
     maps["ve_vp_separable"] = separable.astype(np.float32)
     return maps
+
+
+def region_inputs(result: DdceResult, window: WindowResult, mask: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What a regional interval (analysis/ddce_uncertainty.py) is computed from, over the window's maps:
+    (t_min, tissue mean, its standard error, blood-pool plasma median, its standard error), mmol/L.
+    Standard errors from the spread over voxels: SD / sqrt(n) for the mean, 1.2533 SD / sqrt(n) for the
+    median (its asymptotic efficiency for normal data)."""
+    use = np.isin(result.times_min, window.times_min)
+    conc = result.concentration_mM[use]
+    tissue = conc[:, mask & result.valid]
+    blood = conc[:, result.blood_pool] / (1.0 - result.hematocrit)
+    if tissue.shape[1] < 2 or blood.shape[1] < 2:
+        raise AnalysisError("a region or the blood pool has fewer than 2 voxels: no interval")
+    return (result.times_min[use], tissue.mean(axis=1), tissue.std(axis=1, ddof=1) / np.sqrt(tissue.shape[1]),
+            np.median(blood, axis=1), 1.2533 * blood.std(axis=1, ddof=1) / np.sqrt(blood.shape[1]))
 
 
 def region_summary(result: DdceResult, masks: dict[str, np.ndarray]) -> list[dict]:

@@ -103,6 +103,28 @@ def declare_private_scheme(ds: Dataset) -> None:
 
 
 UNIT_ML = CodedConcept("ml", "UCUM", "milliliter")
+UNIT_S = CodedConcept("s", "UCUM", "second")
+
+# A 95 % interval as TID 310 Measurement Properties: offsets from the value (CID 225 Measurement Uncertainty).
+UPPER_UNCERTAINTY = CodedConcept("371886008", "SCT", "+, range of upper measurement uncertainty")
+LOWER_UNCERTAINTY = CodedConcept("371885007", "SCT", "-, range of lower measurement uncertainty")
+YES = CodedConcept("373066001", "SCT", "Yes")   # CID 230 Yes-No
+NO = CodedConcept("373067005", "SCT", "No")
+MEAN_LAG = CodedConcept("LAG", PRIVATE_SCHEME, "Mean tracer lag of the 2CXM")   # first moment of its impulse response
+
+
+def identifiable(quantity: CodedConcept) -> CodedConcept:
+    """Private concept name of the qualitative evaluation 'this quantity is identified by the data' (Yes/No):
+    PS3.16 has no concept of identifiability."""
+    return CodedConcept(f"ID-{quantity.value}"[:16], PRIVATE_SCHEME, f"{quantity.meaning} identifiable"[:64])
+
+
+def confidence_limit(quantity: CodedConcept, upper: bool) -> CodedConcept:
+    """Private concept of one end of a 95 % interval when there is no value to hang TID 310 offsets on (a
+    parameter the data bound on one side only): PS3.16 has no concept of a one-sided confidence limit."""
+    side = "Upper" if upper else "Lower"
+    return CodedConcept(f"{side[0]}CL95-{quantity.value}"[:16], PRIVATE_SCHEME,
+                        f"{side} 95% confidence limit of {quantity.meaning}"[:64])
 UNIT_MM = CodedConcept("mm", "UCUM", "millimeter")
 UNIT_ML_PER_MIN = CodedConcept("ml/min", "UCUM", "milliliter per minute")
 

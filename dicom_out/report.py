@@ -37,6 +37,7 @@ class Measure:
     derivation: CodedConcept | None = None     # SCT mean / SD / median; None for a single value
     method: CodedConcept | None = None
     source: Dataset | None = None              # the Parametric Map the value was read from
+    interval: tuple[float, float] | None = None   # 95 % confidence interval (low, high) in unit: TID 310
     frames: list[int] | None = None            # its frames (1-based); None = all
 
 
@@ -113,7 +114,20 @@ def _measurement(m: Measure, algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.
     if m.source is not None:
         references = [hd.sr.SourceImageForMeasurement.from_source_image(m.source, referenced_frame_numbers=m.frames)]
     return hd.sr.Measurement(name=m.name, value=m.value, unit=m.unit, derivation=m.derivation, method=m.method,
-                             algorithm_id=algorithm, referenced_images=references)
+                             algorithm_id=algorithm, referenced_images=references,
+                             properties=_uncertainty(m) if m.interval is not None else None)
+
+
+def _uncertainty(m: Measure) -> hd.sr.MeasurementProperties:
+    """TID 310 upper and lower measurement uncertainty: the interval's ends as offsets from the value, in the
+    measurement's unit (highdicom's own arguments write them unitless)."""
+    properties = hd.sr.MeasurementProperties()
+    assert m.interval is not None
+    low, high = m.interval
+    for name, offset in ((codes.UPPER_UNCERTAINTY, high - m.value), (codes.LOWER_UNCERTAINTY, m.value - low)):
+        properties.append(hd.sr.NumContentItem(name=name, value=round(max(offset, 0.0), 6), unit=m.unit,
+                                               relationship_type=hd.sr.RelationshipTypeValues.HAS_PROPERTIES))
+    return properties
 
 
 def _referenced_segment(seg: Dataset, number: int) -> hd.sr.ReferencedSegment:
@@ -174,7 +188,7 @@ def build_measurement_report(groups: list[RegionGroup], *, source_images: list[D
         evidence=list(source_images) + list(derived), content=report, series_instance_uid=series_uid,
         series_number=series_number, sop_instance_uid=sop_uid, instance_number=1, manufacturer=MANUFACTURER,
         series_description=description_with_suffix(series_description, "", source_images[0]), is_complete=True, is_final=False, is_verified=False)
-    if any(c.scheme_designator == codes.PRIVATE_SCHEME for g in groups for m in g.measures
-           for c in (m.name, m.unit)):
+    if any(c.scheme_designator == codes.PRIVATE_SCHEME for g in groups
+           for c in [c for m in g.measures for c in (m.name, m.unit)] + [e.name for e in g.evaluations]):
         codes.declare_private_scheme(sr)
     return sr

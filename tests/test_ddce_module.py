@@ -11,6 +11,7 @@ from dicom_out.phantom_studies import write_ddce_study
 from dicom_out.synthetic_mr import SyntheticStudy
 from node.config import offline_config
 from node.process.offline import process_folder
+from node.registry.parse import parse_report
 from tests.conftest import (PM_SOP_CLASS, SEG_SOP_CLASS, assert_report_matches, dciodvfy_errors, sr_groups, node_config_dict, orthanc_destination, storescu,
                             wait_until)
 
@@ -56,6 +57,22 @@ def test_report_has_the_wall_per_window_and_every_number(processed, ddce_study):
         assert wall[("PS", "99CMRN", "Mean")][1] == "ml/min/g"
         assert wall[("FAILFRAC", "99CMRN", None)][0] < 5.0
         assert wall[("128553", "DCM", None)][1] == "mm"
+    parsed = {g.region: g for g in parse_report(pydicom.dcmread(sr_path)).groups}
+    for window, entry in zip((5, 30), results["windows"]):
+        group = parsed[f"LV myocardium, {window}-min window"]
+        said = {n.meaning: v.meaning for n, v in group.evaluations}
+        wall = entry["regions"][0]
+        assert said["Permeability surface area product identifiable"] == "No"
+        assert said["Total distribution volume ve + vp identifiable"] == \
+            ("Yes" if wall["ve_plus_vp"]["identifiable"] else "No")
+        regional = {m.name.value: m for m in group.measurements if m.derivation is None}
+        if wall["ve_plus_vp"]["identifiable"]:   # the regional value with its interval (TID 310), as results.json
+            total = regional["VEVP"]
+            assert [total.value, total.ci95_low, total.ci95_high] == pytest.approx(
+                [wall["ve_plus_vp"]["value"], *wall["ve_plus_vp"]["ci95"]], abs=1e-6)
+        assert "PS" not in regional                # a bound under its own concept, never a plain PS
+        low = wall["ps_ml_per_min_per_g"]["ci95"][0]
+        assert (regional["LCL95-PS"].value if "LCL95-PS" in regional else None) == low
     seg = next(p for p in out.glob("*.dcm") if pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID == SEG_SOP_CLASS)
     assert dciodvfy_errors(seg) == []
 
@@ -75,6 +92,20 @@ def test_outputs_every_parameter_for_both_windows(processed):
         s = window["slices"][0]
         assert s["aif_plasma"]["r_squared"] > 0.99 and s["blood_pool_voxels"] > 100
         assert len(window["maps"]) == 6
+        [wall] = window["regions"]
+        keys = ("ve", "vp", "ve_plus_vp", "ps_ml_per_min_per_g", "fp_ml_per_min_per_g", "mean_lag_s")
+        for key in keys:
+            assert set(wall[key]) >= {"value", "ci95", "identifiable"}, key
+            value, (low, high) = wall[key]["value"], wall[key]["ci95"]
+            if wall[key]["identifiable"]:
+                assert low <= value <= high
+            else:   # no number where the data give only a bound
+                assert value is None and (low is None or high is None)
+        # delayed data never determine PS and Fp (the point): a lower bound at most, said in words
+        for key in ("ps_ml_per_min_per_g", "fp_ml_per_min_per_g"):
+            assert not wall[key]["identifiable"] and wall[key]["ci95"][1] is None
+    thirty = results["windows"][1]["regions"][0]["ve_plus_vp"]
+    assert thirty["identifiable"] and thirty["ci95"][1] - thirty["ci95"][0] < 0.05
 
 
 @pytest.mark.integration

@@ -114,13 +114,15 @@ def test_a_version_1_registry_is_brought_up_to_date(tmp_path, ecv_report):
     from node.registry import store
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
-    db.executescript(store._SCHEMA.replace(",\n    source_series TEXT NOT NULL DEFAULT ''", ""))
+    db.executescript(store._SCHEMA.replace(",\n    source_series TEXT NOT NULL DEFAULT ''", "")
+                     .replace(", ci95_low REAL, ci95_high REAL", ""))
     db.execute("PRAGMA user_version=1")
     db.commit()
     db.close()
     registry = Registry(path, SALT)
     assert ingest_file(registry, ecv_report[0]) == "ingested"
-    assert registry.summary()["schema_version"] == 2 and registry.rows()[0]["source_series"]
+    assert registry.summary()["schema_version"] == 3 and registry.rows()[0]["source_series"]
+    assert registry.rows()[0]["ci95_low"] is None          # the interval columns are there, empty for ECV
     registry.close()
 
 

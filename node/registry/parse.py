@@ -47,6 +47,26 @@ class MeasuredValue:
     value: float
     unit: str
     derivation: str | None
+    ci95_low: float | None = None    # the value minus TID 310 lower measurement uncertainty
+    ci95_high: float | None = None   # plus the upper one
+
+
+UPPER_UNCERTAINTY = ("371886008", "SCT")   # TID 310, CID 225: offsets from the value
+LOWER_UNCERTAINTY = ("371885007", "SCT")
+
+
+def _interval(measurement, value: float) -> tuple[float | None, float | None]:
+    """(low, high) from a measurement's TID 310 upper and lower uncertainty, where it has them."""
+    offsets = {}
+    for item in measurement[0].get("ContentSequence", []):
+        name = item.get("ConceptNameCodeSequence")
+        numbers = item.get("MeasuredValueSequence")
+        if name and numbers and (name[0].CodeValue, name[0].CodingSchemeDesignator) in (UPPER_UNCERTAINTY,
+                                                                                        LOWER_UNCERTAINTY):
+            offsets[name[0].CodeValue] = float(numbers[0].NumericValue)
+    low = value - offsets[LOWER_UNCERTAINTY[0]] if LOWER_UNCERTAINTY[0] in offsets else None
+    high = value + offsets[UPPER_UNCERTAINTY[0]] if UPPER_UNCERTAINTY[0] in offsets else None
+    return low, high
 
 
 @dataclass
@@ -118,7 +138,8 @@ def _groups(content) -> list[Group]:
             if m.value is None:
                 continue
             group.measurements.append(MeasuredValue(Code.of(m.name), float(m.value), str(m.unit.value),
-                                                    m.derivation.meaning if m.derivation else None))
+                                                    m.derivation.meaning if m.derivation else None,
+                                                    *_interval(m, float(m.value))))
         for e in g.get_qualitative_evaluations():
             group.evaluations.append((Code.of(e.name), Code.of(e.value)))
         groups.append(group)

@@ -12,7 +12,8 @@ Schema (version in PRAGMA user_version; SCHEMA_VERSION below):
   report that replaced it). So the native and the post-contrast MOLLI report of
   a study are both current, while a re-run on more series replaces the earlier.
 - measurements(report_id, region, tracking_uid, finding_*, site_*, concept_code,
-  concept_scheme, concept_meaning, derivation, value, unit): one row per number.
+  concept_scheme, concept_meaning, derivation, value, unit, ci95_low, ci95_high): one row per number, with
+  its 95 % interval where the report gives one (TID 310 upper and lower measurement uncertainty).
 - evaluations(report_id, region, concept_*, value_*): qualitative evaluations.
 - not_ingested(sop_instance_uid, reason, seen_at): SRs that were stored but
   are not TID 1500 reports (or not readable as one).
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from node.registry.parse import ParsedReport
 
-SCHEMA_VERSION = 2   # 2: reports.source_series
+SCHEMA_VERSION = 3   # 2: reports.source_series; 3: measurements.ci95_low, ci95_high
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -44,7 +45,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     report_id INTEGER NOT NULL REFERENCES reports(id), region TEXT NOT NULL, tracking_uid TEXT,
     finding_code TEXT, finding_scheme TEXT, finding_meaning TEXT, site_code TEXT, site_scheme TEXT, site_meaning TEXT,
     concept_code TEXT NOT NULL, concept_scheme TEXT NOT NULL, concept_meaning TEXT, derivation TEXT,
-    value REAL NOT NULL, unit TEXT NOT NULL);
+    value REAL NOT NULL, unit TEXT NOT NULL, ci95_low REAL, ci95_high REAL);
 CREATE INDEX IF NOT EXISTS measurements_by_report ON measurements(report_id);
 CREATE TABLE IF NOT EXISTS evaluations (
     report_id INTEGER NOT NULL REFERENCES reports(id), region TEXT NOT NULL, concept_code TEXT, concept_scheme TEXT,
@@ -54,7 +55,7 @@ CREATE TABLE IF NOT EXISTS not_ingested (sop_instance_uid TEXT PRIMARY KEY, reas
 
 EXPORT_COLUMNS = ("pseudonym", "study_date", "accession_number", "study_uid", "report_sop_instance_uid", "producer",
                   "source_series", "content_datetime", "current", "region", "finding", "finding_site", "concept_code",
-                  "concept_scheme", "concept_meaning", "derivation", "value", "unit")
+                  "concept_scheme", "concept_meaning", "derivation", "value", "unit", "ci95_low", "ci95_high")
 
 
 class RegistryError(RuntimeError):
@@ -80,6 +81,9 @@ class Registry:
             raise RegistryError(f"{self.path}: registry schema {version} is newer than this cmr-node ({SCHEMA_VERSION})")
         if version == 1:   # version 1 had no source_series: every report counted as on the same series
             self.db.execute("ALTER TABLE reports ADD COLUMN source_series TEXT NOT NULL DEFAULT ''")
+        if version in (1, 2):   # no intervals before version 3: the numbers had none
+            for column in ("ci95_low", "ci95_high"):
+                self.db.execute(f"ALTER TABLE measurements ADD COLUMN {column} REAL")
         self.db.executescript(_SCHEMA)
         self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -143,9 +147,9 @@ class Registry:
             finding = (g.finding.value, g.finding.scheme, g.finding.meaning) if g.finding else (None, None, None)
             site = (g.site.value, g.site.scheme, g.site.meaning) if g.site else (None, None, None)
             self.db.executemany(
-                "INSERT INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(report_id, g.region, g.tracking_uid, *finding, *site, m.name.value, m.name.scheme, m.name.meaning,
-                  m.derivation, m.value, m.unit) for m in g.measurements])
+                  m.derivation, m.value, m.unit, m.ci95_low, m.ci95_high) for m in g.measurements])
             self.db.executemany(
                 "INSERT INTO evaluations VALUES (?,?,?,?,?,?,?,?)",
                 [(report_id, g.region, n.value, n.scheme, n.meaning, v.value, v.scheme, v.meaning)
@@ -169,8 +173,8 @@ class Registry:
             "AS report_sop_instance_uid, r.producer, r.source_series, r.content_datetime, r.current, m.region, "
             "m.finding_meaning "
             "AS finding, m.site_meaning AS finding_site, m.concept_code, m.concept_scheme, m.concept_meaning, "
-            "m.derivation, m.value, m.unit FROM measurements m JOIN reports r ON r.id = m.report_id "
-            "JOIN studies s ON s.study_uid = r.study_uid WHERE (? OR r.current = 1) AND (? IS NULL OR s.study_date >= ?) "
+            "m.derivation, m.value, m.unit, m.ci95_low, m.ci95_high FROM measurements m JOIN reports r "
+            "ON r.id = m.report_id JOIN studies s ON s.study_uid = r.study_uid WHERE (? OR r.current = 1) AND (? IS NULL OR s.study_date >= ?) "
             "ORDER BY s.study_date, s.study_uid, r.producer, r.id, m.rowid")
         return [dict(row) for row in self.db.execute(query, (int(history), since, since))]
 

@@ -17,6 +17,9 @@ Inputs and conventions:
 Outputs per window: float Parametric Maps of ve, vp, ve+vp (fractions), PS and
 Fp (mL/min/g, tissue density 1.05 g/mL) and fit R^2, Series Description like
 "dDCE 5min ve"; failed voxels are 0 in every map and counted in results.json.
+Per slice the LV myocardium's parameters with 95 % intervals and whether the
+data identify them (node/process/modules/ddce_regions.py): results.json and the
+report.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from node.inputs.frames import field_strength_t, parse_datetime
 from node.errors import InputError
 from node.inputs.t1_maps import T1Slice, classify, group_by_series, read_t1_maps
 from node.settings import ModuleSettings
+from node.process.modules.ddce_regions import report_items, results_entry, slice_estimates
 from node.process.modules.output_series import OUTPUT_SERIES
 
 # the 2CXM maps (analysis.ddce), each written as a Parametric Map (dicom_out/quantities.py)
@@ -125,8 +129,9 @@ REPORTED = ("ve", "vp", "ve_plus_vp", "ps", "fp")
 
 
 def _window_group(window: float, maps: dict[str, np.ndarray], pms: dict[str, object], regions: LvRegions,
-                  seg, results: list, voxel: float) -> RegionGroup:
-    """The LV myocardium's 2CXM parameters in one window."""
+                  seg, results: list, voxel: float, estimates: list) -> RegionGroup:
+    """The LV myocardium's 2CXM parameters in one window: voxel statistics of the maps, the regional values
+    with their 95 % intervals (or the bound where the data give only one), and whether each is identified."""
     myocardium = regions.masks()[..., 0] & np.stack([r.valid for r in results])
     ok = myocardium & (maps["failed"] == 0)
     failed_fraction = float((myocardium & ~ok).sum() / max(myocardium.sum(), 1))
@@ -134,6 +139,8 @@ def _window_group(window: float, maps: dict[str, np.ndarray], pms: dict[str, obj
     for name in REPORTED:
         quantity = QUANTITIES[name]
         measures += statistics(quantity.quantity, quantity.unit, maps[name][ok], source=pms[name])
+    regional, identification = report_items(estimates)
+    measures += regional
     r2 = QUANTITIES["r_squared"]
     measures += statistics(r2.quantity, r2.unit, maps["r_squared"][ok], source=pms["r_squared"])[2:]
     measures += [Measure(codes.FAILED_FIT_FRACTION, round(failed_fraction * 100, 2), codes.UNIT_PERCENT),
@@ -141,7 +148,8 @@ def _window_group(window: float, maps: dict[str, np.ndarray], pms: dict[str, obj
                          codes.UNIT_MM), volume(int(myocardium.sum()), voxel)]
     return RegionGroup(f"LV myocardium, {window:g}-min window", codes.LV_MYOCARDIUM,
                        category=codes.ANATOMICAL_STRUCTURE, segment=(seg, 1), measures=measures,
-                       evaluations=[segmentation_method(manual=False), fit_quality(failed_fraction)])
+                       evaluations=[segmentation_method(manual=False), fit_quality(failed_fraction)]
+                       + identification)
 
 
 def run(inp: ModuleInput) -> ModuleOutput:
@@ -168,21 +176,24 @@ def run(inp: ModuleInput) -> ModuleOutput:
     groups = []
     for n, (window, (maps, slices, used, results)) in enumerate(zip(windows, fitted)):
         key = window_key(used, settings, r1, injection)
-        entry = {"window_min": window, "slices": slices, "maps": []}
+        estimates = slice_estimates(results, regions.masks()[..., 0])
+        entry = {"window_min": window, "slices": slices, "maps": [], "regions": [
+            results_entry(e, s.position_mm) for e, s in zip(estimates, native)]}
         pms = {}
         for k, (name, quantity) in enumerate(QUANTITIES.items()):
+            description = OUTPUT_SERIES["ddce.maps"].describe(window=window, label=quantity.lut_label)
             series_uid = derived_uid(key, name, "series")
             pm = build_parametric_map(
                 maps[name], [s.frame for s in native], quantity, series_uid=series_uid,
                 sop_uid=derived_uid(key, name, "instance"), series_number=OUTPUT_SERIES["ddce.maps"].number(10 * n + k),
-                series_description=OUTPUT_SERIES["ddce.maps"].describe(window=window, label=quantity.lut_label), content_label=f"DDCE{int(window)}",
+                series_description=description, content_label=f"DDCE{int(window)}",
                 software_version=node.__version__, further_source_images=[s.frame for s in used])
             output.datasets.append(pm)
             pms[name] = pm
             entry["maps"].append({"parameter": name, "unit": quantity.unit.value, "series_instance_uid": series_uid,
                                   "sop_instance_uid": str(pm.SOPInstanceUID)})
         output.results["windows"].append(entry)
-        groups.append(_window_group(window, maps, pms, regions, seg, results, voxel_ml(native[0].frame)))
+        groups.append(_window_group(window, maps, pms, regions, seg, results, voxel_ml(native[0].frame), estimates))
     if seg is not None:
         output.datasets.append(seg)
         blood = np.stack(regions.blood_pool)

@@ -1,0 +1,69 @@
+"""Regional 95 % intervals of the 2CXM (analysis/ddce_uncertainty.py): right where the data decide, open
+(a bound, not identified) where they do not."""
+import numpy as np
+import pytest
+
+from analysis.ddce_uncertainty import Estimate, _Problem, mean_lag_min, profile_region
+from analysis.tcxm import BiexpAif, irf_exponentials
+
+TIMES_30_MIN = np.array([1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 23, 26, 30.0])
+AIF = BiexpAif(a1=2.0, m1=1.2, a2=1.0, m2=0.05)
+
+
+def _curves(ve, vp, fp, ps, bolus, times):
+    """Tissue and plasma concentration from the joint model itself (x as in analysis/ddce_uncertainty.py)."""
+    x = np.array([ve, vp, np.log(fp), np.log(ps), np.log(AIF.a1), np.log(AIF.m1 - AIF.m2), np.log(AIF.a2),
+                  np.log(AIF.m2), np.log(bolus)])
+    model = _Problem(times, np.zeros(times.size), np.ones(times.size), np.zeros(times.size),
+                     np.ones(times.size)).residual(x)
+    return model[:times.size], model[times.size:]
+
+
+def test_mean_lag_is_the_first_moment_of_the_impulse_response():
+    q = np.array([[0.25, 0.06, 0.7, 0.5]])          # ve, vp, Fp, PS (1/min)
+    c1, a, c2, b = (float(v[0]) for v in irf_exponentials(q[:, 2], q[:, 3], q[:, 1], q[:, 0]))
+    t = np.linspace(0, 200, 400001)
+    h = c1 * np.exp(-a * t) + c2 * np.exp(-b * t)
+    assert np.trapezoid(h, t) == pytest.approx(0.31, rel=1e-4)     # the area is ve + vp
+    assert float(mean_lag_min(q)[0]) == pytest.approx(np.trapezoid(t * h, t) / np.trapezoid(h, t), rel=1e-4)
+
+
+def test_thirty_minutes_bound_ve_plus_vp_on_both_sides_around_the_truth():
+    ct, cp = _curves(0.25, 0.06, 0.7, 0.5, 1.5, TIMES_30_MIN)
+    rng = np.random.default_rng(3)
+    se_t, se_p = np.full(ct.size, 0.003), np.full(cp.size, 0.01)
+    estimates = profile_region(TIMES_30_MIN, ct + se_t * rng.standard_normal(ct.size), se_t,
+                               cp + se_p * rng.standard_normal(cp.size), se_p, AIF, names=("ve_plus_vp",))
+    e = estimates["ve_plus_vp"]
+    assert e.identified and e.ci95[0] < 0.31 < e.ci95[1] and e.ci95[1] - e.ci95[0] < 0.2
+
+
+def test_fast_exchange_leaves_ps_a_lower_bound_only():
+    """Infarct-like tissue (PS 5 /min): delayed samples cannot tell PS 5 from PS 20."""
+    ct, cp = _curves(0.6, 0.05, 0.5, 5.0, 1.5, TIMES_30_MIN)
+    se_t, se_p = np.full(ct.size, 0.003), np.full(cp.size, 0.01)
+    e = profile_region(TIMES_30_MIN, ct, se_t, cp, se_p, AIF, names=("ps",))["ps"]
+    assert not e.identified and e.value is None
+    assert e.ci95[1] is None and e.ci95[0] is not None and e.ci95[0] < 5.0
+
+
+def test_an_open_interval_is_reported_without_a_value():
+    e = Estimate(value=None, ci95=(0.45, None), identified=False)
+    assert e.as_dict(scale=1 / 1.05, decimals=3) == {"value": None, "ci95": [0.429, None], "identifiable": False}
+
+
+def test_the_interval_has_the_width_the_curvature_of_chi_square_gives():
+    """Where chi-square is nearly quadratic (ve + vp over 30 minutes), the profile interval is the Wald one,
+    value +- 1.96 SE with SE from the inverse Fisher information: this pins the 95 % threshold (3.84)."""
+    ct, cp = _curves(0.25, 0.06, 0.7, 0.5, 1.5, TIMES_30_MIN)
+    se_t, se_p = np.full(ct.size, 0.003), np.full(cp.size, 0.01)
+    problem = _Problem(TIMES_30_MIN, ct, se_t, cp, se_p)
+    x = np.array([0.25, 0.06, np.log(0.7), np.log(0.5), np.log(AIF.a1), np.log(AIF.m1 - AIF.m2), np.log(AIF.a2),
+                  np.log(AIF.m2), np.log(1.5)])   # noise-free data: the truth is the optimum
+    jacobian = np.column_stack([(problem.residual(x + h) - problem.residual(x - h)) / 2e-6
+                                for h in np.eye(x.size) * 1e-6])
+    gradient = np.zeros(x.size)
+    gradient[:2] = 1.0                            # d(ve + vp) / dx
+    se = float(np.sqrt(gradient @ np.linalg.pinv(jacobian.T @ jacobian) @ gradient))
+    e = profile_region(TIMES_30_MIN, ct, se_t, cp, se_p, AIF, names=("ve_plus_vp",))["ve_plus_vp"]
+    assert e.ci95[1] - e.ci95[0] == pytest.approx(2 * 1.96 * se, rel=0.25)
