@@ -67,3 +67,25 @@ def test_the_interval_has_the_width_the_curvature_of_chi_square_gives():
     se = float(np.sqrt(gradient @ np.linalg.pinv(jacobian.T @ jacobian) @ gradient))
     e = profile_region(TIMES_30_MIN, ct, se_t, cp, se_p, AIF, names=("ve_plus_vp",))["ve_plus_vp"]
     assert e.ci95[1] - e.ci95[0] == pytest.approx(2 * 1.96 * se, rel=0.25)
+
+
+def test_what_the_report_says_for_identified_and_bounded_parameters():
+    from dicom_out import codes
+    from node.process.modules.ddce_regions import bound_text, report_items, results_entry
+    one_slice = [{"ve_plus_vp": Estimate(0.30, (0.28, 0.33), True), "ps": Estimate(None, (0.42, None), False),
+                  "fp": Estimate(None, (None, None), False)}]
+    measures, evaluations = report_items(one_slice)
+    by_code = {m.name.value: m for m in measures}
+    assert by_code["VEVP"].value == 0.3 and by_code["VEVP"].interval == (0.28, 0.33)
+    assert "LCL95-VEVP" not in by_code and "UCL95-VEVP" not in by_code   # a value with its interval, no limits
+    assert "PS" not in by_code and by_code["LCL95-PS"].value == pytest.approx(0.42 / 1.05, abs=1e-4)
+    assert not any(code.startswith(("FP", "LCL95-FP", "UCL95-FP")) for code in by_code)   # nothing known
+    said = {e.name.value: e.value for e in evaluations}
+    assert said["ID-VEVP"] == codes.YES and said["ID-PS"] == codes.NO and said["ID-FP"] == codes.NO
+    assert bound_text("ps", one_slice[0]["ps"]) == "PS >= 0.4 mL/min/g"
+    entry = results_entry(one_slice[0], 12.0)
+    assert entry["ps_ml_per_min_per_g"] == {"value": None, "ci95": [0.4, None], "identifiable": False,
+                                            "bound": "PS >= 0.4 mL/min/g"}
+    # two slices: evaluations only (Yes only where every slice identifies it), the intervals stay per slice
+    measures, evaluations = report_items(one_slice + [{"ve_plus_vp": Estimate(None, (0.1, None), False)}])
+    assert measures == [] and {e.name.value: e.value for e in evaluations}["ID-VEVP"] == codes.NO
