@@ -115,15 +115,14 @@ def _measurement(m: Measure, algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.
         references = [hd.sr.SourceImageForMeasurement.from_source_image(m.source, referenced_frame_numbers=m.frames)]
     return hd.sr.Measurement(name=m.name, value=m.value, unit=m.unit, derivation=m.derivation, method=m.method,
                              algorithm_id=algorithm, referenced_images=references,
-                             properties=_uncertainty(m) if m.interval is not None else None)
+                             properties=_uncertainty(m, m.interval) if m.interval is not None else None)
 
 
-def _uncertainty(m: Measure) -> hd.sr.MeasurementProperties:
+def _uncertainty(m: Measure, interval: tuple[float, float]) -> hd.sr.MeasurementProperties:
     """TID 310 upper and lower measurement uncertainty: the interval's ends as offsets from the value, in the
     measurement's unit (highdicom's own arguments write them unitless)."""
     properties = hd.sr.MeasurementProperties()
-    assert m.interval is not None
-    low, high = m.interval
+    low, high = interval
     for name, offset in ((codes.UPPER_UNCERTAINTY, high - m.value), (codes.LOWER_UNCERTAINTY, m.value - low)):
         properties.append(hd.sr.NumContentItem(name=name, value=round(max(offset, 0.0), 6), unit=m.unit,
                                                relationship_type=hd.sr.RelationshipTypeValues.HAS_PROPERTIES))

@@ -128,6 +128,25 @@ MUTANTS = (
     Mutant("outputs", "Series Description cut by characters", "dicom_out/descriptions.py",
            "        return len(encode_string(text, encodings))", "        return len(text)",
            ("tests/test_vendor_files.py::test_long_non_ascii_series_description_is_cut_by_bytes_keeping_the_suffix",)),
+    Mutant("outputs", "a MOLLI T1 map's series number outside its block", "node/process/modules/output_series.py",
+           '"molli.t1": OutputSeries(9300, 50,', '"molli.t1": OutputSeries(9300, 100,',
+           ("tests/test_output_tables.py",)),
+    Mutant("outputs", "ECV map unit stated as a ratio, not percent", "dicom_out/quantities.py",
+           '"ECV", "Extracellular volume fraction (percent)", codes.UNIT_PERCENT',
+           '"ECV", "Extracellular volume fraction (percent)", codes.UNIT_NONE', ("tests/test_output_tables.py",)),
+    # -- failures and settings ----------------------------------------------------------------------------------
+    Mutant("failures", "an analysis error counted as internal", "node/errors.py",
+           "return isinstance(exc, (InputError, AnalysisError))", "return isinstance(exc, InputError)",
+           ("tests/test_errors.py",)),
+    Mutant("failures", "a failed job leaves no results.json", "node/process/jobs.py",
+           "        write_failure(final, failure)\n", "", ("tests/test_errors.py",)),
+    Mutant("settings", "per-study values skip the configuration's checks", "node/settings.py",
+           "    if check is not None and (problem := check(value)) is not None:\n        raise ValueError",
+           "    if False and (problem := check(value)) is not None:\n        raise ValueError",
+           ("tests/test_settings.py",)),
+    Mutant("settings", "a default path not relative to the configuration file", "node/config.py",
+           "            values[f.name] = _resolve(f.default, base_dir)", "            pass",
+           ("tests/test_settings.py",)),
     # -- physics --------------------------------------------------------------------------------------------
     Mutant("physics", "Lu 2012 c1 247.4 -> 200", "analysis/oximetry.py", "c=247.4,", "c=200.0,",
            ("tests/test_promises.py",)),
@@ -149,6 +168,14 @@ MUTANTS = (
            '    chosen["failed"] = chosen["failed"] | (use == 0)',
            '    use = np.full_like(use, 7)\n    chosen = {name: getattr(fits[7], name) for name in chosen}\n'
            '    chosen["failed"] = chosen["failed"] | (use == 0)', ("tests/test_analysis_relaxometry.py",)),
+    Mutant("physics", "95 % interval threshold 0.5 instead of 3.84", "analysis/ddce_uncertainty.py",
+           "CHI2_95_ONE_DOF = 3.841", "CHI2_95_ONE_DOF = 0.5", ("tests/test_ddce_intervals.py",)),
+    Mutant("physics", "an interval open at a limit still counts as identified", "analysis/ddce_uncertainty.py",
+           "        identified = low is not None and high is not None", "        identified = True",
+           ("tests/test_ddce_intervals.py",)),
+    Mutant("physics", "rounding to the millimetre decides the same slice", "analysis/geometry.py",
+           "    return abs(a_mm - b_mm) <= POSITION_TOLERANCE_MM", "    return round(a_mm) == round(b_mm)",
+           ("tests/test_geometry.py",)),
 )
 
 
