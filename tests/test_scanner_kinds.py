@@ -193,3 +193,21 @@ def test_a_study_nothing_routes_is_logged_with_each_series_kind_and_reason(tmp_p
                         "(phase): route molli takes t1_raw; route t2map takes t2_raw; route ecv takes t1_map; "
                         "route ddce takes t1_map; route lge takes t1_map, segmentation"]
     assert "Doe" not in caplog.text
+
+
+def test_a_first_pass_series_alone_ends_with_a_clear_message(tmp_path):
+    """The GE perfusion series through `cmr-node process`: recognised as perfusion, routed nowhere (no module
+    reads first-pass perfusion yet), and said so per route; no job, no crash."""
+    from node.config import offline_config
+    from node.process.offline import process_folder
+    study = Study("GE MEDICAL SYSTEMS", "Signa", 15000)
+
+    def frame(ds, k):
+        ds.InversionTime, ds.TriggerTime = 130.8, k * 700.0
+        ds.ScanningSequence = ["GR", "IR"]
+    _series(tmp_path / "in", "PERFUSION", 79, frame, study)
+    report = process_folder(tmp_path / "in", tmp_path / "out", offline_config())
+    [series] = report["series"]
+    assert list(series["kinds"]) == ["perfusion"] and report["jobs"] == [] and report["skipped_files"] == []
+    assert series["routes"] == [] and series["not_routed_because"]
+    assert all("takes" in reason for reason in series["not_routed_because"])
