@@ -134,9 +134,9 @@ def _maps(fit: TcxmFit, valid: np.ndarray) -> dict[str, np.ndarray]:
 
 def region_inputs(result: DdceResult, window: WindowResult, mask: np.ndarray) -> tuple[np.ndarray, ...]:
     """What a regional interval (analysis/ddce_uncertainty.py) is computed from, over the window's maps:
-    (t_min, tissue mean, its standard error, blood-pool plasma median, its standard error), mmol/L.
-    Standard errors from the spread over voxels: SD / sqrt(n) for the mean, 1.2533 SD / sqrt(n) for the
-    median (its asymptotic efficiency for normal data)."""
+    (t_min, tissue mean, its standard error, blood-pool plasma median (the AIF samples analyse_slice
+    fitted), its standard error), mmol/L. Standard errors from the spread over voxels: SD / sqrt(n) for the
+    mean, 1.2533 SD / sqrt(n) for the median (its asymptotic efficiency for normal data)."""
     use = np.isin(result.times_min, window.times_min)
     conc = result.concentration_mM[use]
     tissue = conc[:, mask & result.valid]
@@ -144,7 +144,7 @@ def region_inputs(result: DdceResult, window: WindowResult, mask: np.ndarray) ->
     if tissue.shape[1] < 2 or blood.shape[1] < 2:
         raise AnalysisError("a region or the blood pool has fewer than 2 voxels: no interval")
     return (result.times_min[use], tissue.mean(axis=1), tissue.std(axis=1, ddof=1) / np.sqrt(tissue.shape[1]),
-            np.median(blood, axis=1), 1.2533 * blood.std(axis=1, ddof=1) / np.sqrt(blood.shape[1]))
+            result.blood_plasma_mM[use], 1.2533 * blood.std(axis=1, ddof=1) / np.sqrt(blood.shape[1]))
 
 
 def region_summary(result: DdceResult, masks: dict[str, np.ndarray]) -> list[dict]:

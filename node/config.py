@@ -82,11 +82,11 @@ def _convert(cls, key: str, value, base_dir: Path):
     return float(value) if kind is float else value
 
 
-def _parse_section(where: str, section: str, table: object, base_dir: Path = Path("."), **given):
+def _parse_section(where: str, section: str, table: object, base_dir: Path = Path(".")):
     """A section's dataclass from its table: types, then each key's own check (node/settings.py)."""
     table = _check_table(where, section, table)
     cls = SECTIONS[section]
-    values = dict(given)
+    values = {}
     for f in file_fields(cls):
         if f.name in table:
             check = f.metadata["check"]

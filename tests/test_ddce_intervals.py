@@ -89,3 +89,18 @@ def test_what_the_report_says_for_identified_and_bounded_parameters():
     # two slices: evaluations only (Yes only where every slice identifies it), the intervals stay per slice
     measures, evaluations = report_items(one_slice + [{"ve_plus_vp": Estimate(None, (0.1, None), False)}])
     assert measures == [] and {e.name.value: e.value for e in evaluations}["ID-VEVP"] == codes.NO
+
+
+def test_the_scalar_model_of_the_interval_fit_is_the_batched_2cxm():
+    """_Problem.residual recomputes the 2CXM and the bi-exponential convolution on scalars for speed: it must
+    give what analysis/tcxm.py gives (with the first-pass bolus, the impulse response times its area)."""
+    from analysis.tcxm import tissue_concentration
+    ve, vp, fp, ps, bolus = 0.25, 0.06, 0.7, 0.5, 1.5
+    tissue, plasma = _curves(ve, vp, fp, ps, bolus, TIMES_30_MIN)
+    c1, a, c2, b = (float(v[0]) for v in irf_exponentials(np.array([fp]), np.array([ps]), np.array([vp]),
+                                                          np.array([ve])))
+    lag = np.maximum(TIMES_30_MIN - 0.2, 0.0)
+    expected = tissue_concentration(TIMES_30_MIN, np.array([fp]), np.array([ps]), np.array([vp]), np.array([ve]),
+                                    AIF)[0] + bolus * (c1 * np.exp(-a * lag) + c2 * np.exp(-b * lag))
+    np.testing.assert_allclose(tissue, expected, rtol=1e-9)
+    np.testing.assert_allclose(plasma, AIF(TIMES_30_MIN), rtol=1e-12)
