@@ -25,6 +25,7 @@ import numpy as np
 
 from analysis.blood_pool import find_blood_pool
 from analysis.ddce_fit import TcxmFit, fit_tcxm
+from analysis.ddce_identification import identified_voxels
 from analysis.ecv import MAX_T1_MS, MIN_T1_MS, relative_r1_change
 from analysis.errors import AnalysisError
 from analysis.registration import align
@@ -56,6 +57,7 @@ class DdceResult:
     blood_plasma_mM: np.ndarray            # (T,) measured plasma concentration
     times_min: np.ndarray = field(default_factory=lambda: np.zeros(0))        # (T,) sorted acquisition times
     concentration_mM: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (T, rows, cols), registered
+    concentration_sd_mM: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (T, rows, cols), expected noise
     hematocrit: float = 0.0
     windows: list[WindowResult] = field(default_factory=list)
 
@@ -102,9 +104,10 @@ def analyse_slice(t1_native_ms: np.ndarray, t1_post_ms: np.ndarray, times_min: n
     blood_pool = find_blood_pool(relative_r1_change(t1_native_ms, mean_post), pixel_mm) & valid
     plasma = np.median(conc[:, blood_pool], axis=1) / (1.0 - hematocrit)
     result = DdceResult(shifts_mm=shifts * pixel_mm, blood_pool=blood_pool, valid=valid, blood_plasma_mM=plasma,
-                        times_min=times, concentration_mM=conc, hematocrit=hematocrit)
+                        times_min=times, concentration_mM=conc, hematocrit=hematocrit,
+                        concentration_sd_mM=_concentration_sd(t1_native_ms, post, r1_per_mM_s, t1_noise_fraction))
     voxels = conc[:, valid].T                                   # (N, T)
-    sd = _concentration_sd(t1_native_ms, post, r1_per_mM_s, t1_noise_fraction)[:, valid].T
+    sd = result.concentration_sd_mM[:, valid].T
     for window in covered_windows(times, windows_min):
         use = times <= window + WINDOW_JITTER_MIN
         aif = fit_biexp_aif(times[use], plasma[use])
@@ -145,6 +148,21 @@ def region_inputs(result: DdceResult, window: WindowResult, mask: np.ndarray) ->
         raise AnalysisError("a region or the blood pool has fewer than 2 voxels: no interval")
     return (result.times_min[use], tissue.mean(axis=1), tissue.std(axis=1, ddof=1) / np.sqrt(tissue.shape[1]),
             result.blood_plasma_mM[use], 1.2533 * blood.std(axis=1, ddof=1) / np.sqrt(blood.shape[1]))
+
+
+def voxel_identification(result: DdceResult, window: WindowResult, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Per parameter map, a bool (rows, cols) map of the voxels in mask where the window's data identify it
+    (analysis/ddce_identification.py); False outside mask and where the fit failed."""
+    use = np.isin(result.times_min, window.times_min)
+    voxels = mask & result.valid & (window.maps["failed"] == 0)
+    found = identified_voxels(window.times_min, result.concentration_mM[use][:, voxels].T,
+                              result.concentration_sd_mM[use][:, voxels].T, window.aif)
+    maps = {}
+    for name, flags in found.items():
+        image = np.zeros(mask.shape, dtype=bool)
+        image[voxels] = flags
+        maps[name] = image
+    return maps
 
 
 def region_summary(result: DdceResult, masks: dict[str, np.ndarray]) -> list[dict]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -103,23 +104,26 @@ def _residual(t, y, sigma, u, aif, priors: Priors | None = MYOCARDIUM_PRIORS):
     return np.concatenate([data, prior], axis=1)
 
 
-def _levenberg_marquardt(t, y, sigma, u, aif, iterations, priors):
+def levenberg_marquardt(residual: Callable[[np.ndarray, np.ndarray], np.ndarray], u: np.ndarray,
+                        iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Batched Levenberg-Marquardt over rows of u (n, k): residual(u_rows, row_index) -> (len(row_index), M).
+    Forward-difference Jacobians; rows leave the iteration as they converge. Returns (u, chi-square (n,))."""
     n_par = u.shape[1]
     u = u.copy()
     lam = np.full(len(u), 1e-2)
-    residual = _residual(t, y, sigma, u, aif, priors)
-    cost = np.sum(residual ** 2, axis=1)
     active = np.arange(len(u))
+    residual_now = residual(u, active)
+    cost = np.sum(residual_now ** 2, axis=1)
     step = 1e-5
     for _ in range(iterations):
         if active.size == 0:
             break
-        ua, ya, sa, ra = u[active], y[active], sigma[active], residual[active]
+        ua, ra = u[active], residual_now[active]
         jac = np.empty(ra.shape + (n_par,))
         for k in range(n_par):
             shifted = ua.copy()
             shifted[:, k] += step
-            jac[..., k] = (_residual(t, ya, sa, shifted, aif, priors) - ra) / step
+            jac[..., k] = (residual(shifted, active) - ra) / step
         jac_t = jac.transpose(0, 2, 1)
         jtj = jac_t @ jac
         grad = (jac_t @ ra[..., None])[..., 0]
@@ -127,12 +131,12 @@ def _levenberg_marquardt(t, y, sigma, u, aif, iterations, priors):
         damped = jtj + lam[active, None, None] * (np.eye(n_par)[None] * diagonal[:, :, None])
         delta = -np.linalg.solve(damped, grad[..., None])[..., 0]
         trial = np.clip(ua + delta, -30, 30)
-        trial_residual = _residual(t, ya, sa, trial, aif, priors)
+        trial_residual = residual(trial, active)
         trial_cost = np.sum(trial_residual ** 2, axis=1)
         old_cost = cost[active]
         better = np.isfinite(trial_cost) & (trial_cost < old_cost)
         u[active[better]] = trial[better]
-        residual[active[better]] = trial_residual[better]
+        residual_now[active[better]] = trial_residual[better]
         cost[active[better]] = trial_cost[better]
         lam[active] = np.clip(np.where(better, lam[active] / 3.0, lam[active] * 4.0), 1e-9, 1e9)
         # converged: a step that hardly lowers the cost, or a refused step that hardly moves
@@ -205,8 +209,10 @@ def _fit_block(t_min, ct_mM, aif, sigma_mM, iterations, priors, weighted) -> Tcx
         if todo.size == 0:
             break
         start = np.column_stack([v0[todo], np.full(todo.size, f0), np.full(todo.size, fp0), np.full(todo.size, ps0)])
-        u_new, cost_new = _levenberg_marquardt(t, y[todo], sigma[todo], _unconstrained(start), aif, iterations,
-                                                  priors)
+        y_todo, sigma_todo = y[todo], sigma[todo]
+        u_new, cost_new = levenberg_marquardt(
+            lambda u_rows, rows: _residual(t, y_todo[rows], sigma_todo[rows], u_rows, aif, priors),
+            _unconstrained(start), iterations)
         if u is None or cost is None:
             u, cost = u_new, cost_new
         else:

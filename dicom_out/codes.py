@@ -141,6 +141,7 @@ BLOOD = codes.SCT.Blood
 CORONARY_SINUS = codes.SCT.CoronarySinus
 ANATOMICAL_STRUCTURE = codes.SCT.AnatomicalStructure
 TISSUE = codes.SCT.Tissue
+SPATIAL_AND_RELATIONAL_CONCEPT = codes.SCT.SpatialAndRelationalConcept   # CID 7150: a region defined by a property
 
 SEGMENTATION_METHOD = codes.DCM.SegmentationMethod
 AUTOMATED = codes.SCT.Automated

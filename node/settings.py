@@ -211,6 +211,10 @@ class ModuleSettings:
                                            shown_default="table",
                                            doc="dDCE: `{ agent-name = r1 }`, overriding the built-in table "
                                                "(matched in Contrast/Bolus Agent)")
+    ddce_unidentified_maps: str = setting("withhold", check=one_of("withhold", "send_labelled"),
+                                          doc="dDCE: a map whose parameter the window's data identify in under 5 % "
+                                              "of the LV myocardium: `withhold` (not sent; results.json says why) "
+                                              "or `send_labelled` (Series Description ends NOT IDENTIFIED)")
     t1_noise_fraction: float = setting(0.03, unit="fraction", check=between(0, 0.5, low_open=True, high_open=True),
                                        doc="dDCE: relative SD of the T1 maps, weights the fit")
     oximetry_calibration: str = setting("lu2012_3T", check=check_calibration,

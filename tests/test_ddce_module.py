@@ -54,7 +54,8 @@ def test_report_has_the_wall_per_window_and_every_number(processed, ddce_study):
         # the wall is mostly remote myocardium: its median total distribution volume is remote's
         assert abs(wall[("VEVP", "99CMRN", "Median")][0] - (truth["ve"] + truth["vp"])) < 0.025
         assert wall[("VEVP", "99CMRN", "Median")][1] == "1"
-        assert wall[("PS", "99CMRN", "Mean")][1] == "ml/min/g"
+        # PS and Fp maps are withheld (identified nowhere): no statistics of them either
+        assert not any(code in ("PS", "FP") for code, _, _ in wall)
         assert wall[("FAILFRAC", "99CMRN", None)][0] < 5.0
         assert wall[("128553", "DCM", None)][1] == "mm"
     parsed = {g.region: g for g in parse_report(pydicom.dcmread(sr_path)).groups}
@@ -77,21 +78,29 @@ def test_report_has_the_wall_per_window_and_every_number(processed, ddce_study):
     assert dciodvfy_errors(seg) == []
 
 
-@pytest.mark.integration     # no external program, but the whole dDCE study through the module (about 9 s)
-def test_outputs_every_parameter_for_both_windows(processed):
+@pytest.mark.integration     # no external program, but the whole dDCE study through the module (about 30 s)
+def test_outputs_identified_parameters_and_withholds_the_rest(processed):
     report, out = processed
     job = ddce_job(report)
     assert job["state"] == "done" and sorted(j["module"] for j in report["jobs"]) == ["ddce", "lge"]  # no ECV
     names = set(maps_by_description(out))
     for window in ("5min", "30min"):
-        assert {f"dDCE {window} {p}" for p in ("ve", "vp", "ve+vp", "PS", "Fp", "R2")} <= names
+        assert {f"dDCE {window} {p}" for p in ("ve", "ve+vp", "R2")} <= names
+        # delayed data identify PS, Fp and vp nowhere (the point): not sent as measurements
+        assert not {f"dDCE {window} {p}" for p in ("vp", "PS", "Fp")} & names
     results = job["results"]
     assert results["injection_time_source"] == "Contrast Bolus Start Time (0018,1042)"
     assert results["r1_per_mM_s"] == pytest.approx(5.2) and results["contrast_agent"] == "Gadobutrol"
     for window in results["windows"]:
         s = window["slices"][0]
         assert s["aif_plasma"]["r_squared"] > 0.99 and s["blood_pool_voxels"] > 100
-        assert len(window["maps"]) == 6
+        withheld = {w["parameter"]: w["reason"] for w in window["withheld_maps"]}
+        assert set(withheld) == {"vp", "ps", "fp"} and "fewer than 5%" in withheld["ps"]
+        assert {m["parameter"] for m in window["maps"]} == {"ve", "ve_plus_vp", "r_squared"}
+        shares = window["identification"]["parameters"]
+        assert window["identification"]["assessed_in"] == "lv_myocardium"
+        assert shares["ve_plus_vp"]["fraction"] > (0.9 if window["window_min"] == 30 else 0.1)
+        assert shares["ps_ml_per_min_per_g"]["fraction"] < 0.05
         [wall] = window["regions"]
         keys = ("ve", "vp", "ve_plus_vp", "ps_ml_per_min_per_g", "fp_ml_per_min_per_g", "mean_lag_s")
         for key in keys:
@@ -101,25 +110,61 @@ def test_outputs_every_parameter_for_both_windows(processed):
                 assert low <= value <= high
             else:   # no number where the data give only a bound
                 assert value is None and (low is None or high is None)
-        # delayed data never determine PS and Fp (the point): a lower bound at most, said in words
         for key in ("ps_ml_per_min_per_g", "fp_ml_per_min_per_g"):
             assert not wall[key]["identifiable"] and wall[key]["ci95"][1] is None
     thirty = results["windows"][1]["regions"][0]["ve_plus_vp"]
     assert thirty["identifiable"] and thirty["ci95"][1] - thirty["ci95"][0] < 0.05
 
 
-@pytest.mark.integration
-def test_every_map_is_valid_dicom_with_units(processed):
-    _, out = processed
-    for description, path in maps_by_description(out).items():
+@pytest.mark.integration     # dciodvfy
+def test_identification_seg_shows_where_each_parameter_is_identified(processed, ddce_study):
+    report, out = processed
+    phantom = ddce_study[1]
+    for window in ddce_job(report)["results"]["windows"]:
+        uid = window["identification"]["seg_sop_instance_uid"]
+        seg = pydicom.dcmread(out / f"{uid}.dcm")
+        assert dciodvfy_errors(out / f"{uid}.dcm") == []
+        assert seg.SeriesDescription == f"dDCE {window['window_min']:g}min identified (cmr-node)"
+        labels = [s.SegmentLabel for s in seg.SegmentSequence]
+        shares = window["identification"]["parameters"]
+        names = {"ve": "ve", "vp": "vp", "ve_plus_vp": "ve + vp", "ps_ml_per_min_per_g": "PS",
+                 "fp_ml_per_min_per_g": "Fp"}
+        assert labels == [f"{names[k]} identified" for k, v in shares.items() if v["identified_voxels"] > 0]
+        frames = seg.pixel_array.reshape(len(labels), *phantom.labels.shape)   # one slice: a frame per segment
+        total = frames[labels.index("ve + vp identified")].astype(bool)
+        assert int(total.sum()) == shares["ve_plus_vp"]["identified_voxels"]
+        # identified voxels lie in the myocardium, never in the blood pool
+        assert not (total & (phantom.labels == Region.LV_BLOOD)).any()
+        # 30 min: everywhere; 5 min: the infarct's large ve + vp, not remote's (the unsampled first pass)
+        infarct, remote = (total[phantom.labels == r].mean() for r in (Region.INFARCT, Region.REMOTE))
+        assert infarct > 0.9 and remote > (0.9 if window["window_min"] == 30 else 0.0)
+        assert window["window_min"] == 30 or remote < 0.3
+
+
+@pytest.mark.integration     # the whole dDCE study again, and dciodvfy
+def test_a_site_may_have_unidentified_maps_sent_labelled(tmp_path, ddce_study):
+    from node.config import parse_config
+    config = parse_config({"inputs": {"ddce_unidentified_maps": "send_labelled"}})
+    report = process_folder(ddce_study[2][0].parent.parent, tmp_path, config)
+    maps = maps_by_description(tmp_path)
+    for window in ("5min", "30min"):
+        for p in ("vp", "PS", "Fp"):
+            assert f"dDCE {window} {p} NOT IDENTIFIED" in maps
+    for window in ddce_job(report)["results"]["windows"]:
+        assert window["withheld_maps"] == [] and len(window["maps"]) == 6
+        assert {m["parameter"] for m in window["maps"] if not m["identified"]} == {"vp", "ps", "fp"}
+    for description, path in maps.items():
         assert dciodvfy_errors(path) == [], description
         ds = pydicom.dcmread(path)
         unit = ds.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0].MeasurementUnitsCodeSequence[0]
-        expected = "ml/min/g" if description.split()[-1] in ("PS", "Fp") else "1"
+        expected = "ml/min/g" if description.split()[2] in ("PS", "Fp") else "1"
         assert (unit.CodeValue, unit.CodingSchemeDesignator) == (expected, "UCUM"), description
+    fp = pydicom.dcmread(maps["dDCE 30min Fp NOT IDENTIFIED"]).pixel_array
+    phantom = ddce_study[1]
+    assert np.median(fp[phantom.labels == Region.MVO]) < np.median(fp[phantom.labels == Region.INFARCT])
 
 
-@pytest.mark.integration     # no external program, but the whole dDCE study through the module (about 9 s)
+@pytest.mark.integration     # no external program, but the whole dDCE study through the module
 def test_map_values_match_phantom(processed, ddce_study):
     _, phantom, _ = ddce_study
     maps = maps_by_description(processed[1])
@@ -130,8 +175,6 @@ def test_map_values_match_phantom(processed, ddce_study):
         in_region = phantom.labels == region
         assert abs(np.median(thirty[in_region]) - (truth["ve"] + truth["vp"])) < 0.025
         assert abs(np.median(five[in_region]) - np.median(thirty[in_region])) < 0.02
-    fp = pydicom.dcmread(maps["dDCE 30min Fp"]).pixel_array
-    assert np.median(fp[phantom.labels == Region.MVO]) < np.median(fp[phantom.labels == Region.INFARCT])
 
 
 @pytest.mark.integration     # no external program, but two whole dDCE studies (over 10 s)
@@ -182,15 +225,16 @@ def test_end_to_end_five_minute_maps_before_the_study_ends(tmp_path, orthanc, ma
         return found
     early = [f for f in files if f.parent.name == "native" or int(f.parent.name.split("_")[1]) < 5]
     assert storescu(node.port, early).returncode == 0
-    wait_until(lambda: len(maps()) == 6, timeout=180, what="the six 5-minute maps in Orthanc")
+    # ve, ve+vp and R2: vp, PS and Fp are identified nowhere and withheld
+    wait_until(lambda: len(maps()) == 3, timeout=180, what="the three 5-minute maps in Orthanc")
     assert all(d.startswith("dDCE 5min") for d in maps())
     assert storescu(node.port, [f for f in files if f not in early]).returncode == 0
-    found = wait_until(lambda: maps() if len(maps()) == 12 else None, timeout=240, what="the 30-minute maps")
+    found = wait_until(lambda: maps() if len(maps()) == 6 else None, timeout=240, what="the 30-minute maps")
     path = tmp_path / "ve_plus_vp.dcm"
     path.write_bytes(orthanc.instance_file(found["dDCE 30min ve+vp"]))
     assert dciodvfy_errors(path) == []
     total = pydicom.dcmread(path).pixel_array
     assert abs(np.median(total[phantom.labels == Region.INFARCT]) - 0.66) < 0.03
-    assert len(maps()) == 12   # the 5-minute maps were rewritten in place, not duplicated
+    assert len(maps()) == 6   # the 5-minute maps were rewritten in place, not duplicated
     results = [json.loads(p.read_text()) for p in (tmp_path / "data" / "results").glob("*/results.json")]
     assert max(r["last_map_min"] for r in results) == 30.0

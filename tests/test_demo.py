@@ -32,7 +32,7 @@ def test_demo_without_orthanc_uses_builtin_scp(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "built-in storage SCP" in out
     kinds = Counter(str(pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID) for p in (tmp_path / "pacs").glob("*.dcm"))
-    assert kinds[PM_SOP_CLASS] == 1 + 12          # ECV map, 6 dDCE maps per window
+    assert kinds[PM_SOP_CLASS] == 1 + 6           # ECV map, 3 dDCE maps per window (vp, PS, Fp withheld)
     assert kinds[SR_SOP_CLASS] >= 2 and kinds[SEG_SOP_CLASS] >= 2
-    assert kinds[SC_SOP_CLASS] >= 2 * 13           # grayscale and colour companions of every map
-    assert "LV myocardium, 30-min window" in out and "LV myocardium (LGE_dDCE)" in out and len(list((tmp_path / "previews").glob("*.png"))) >= 13
+    assert kinds[SC_SOP_CLASS] >= 2 * 7            # grayscale and colour companions of every map
+    assert "LV myocardium, 30-min window" in out and "LV myocardium (LGE_dDCE)" in out and len(list((tmp_path / "previews").glob("*.png"))) >= 7

@@ -18,8 +18,9 @@ Outputs per window: float Parametric Maps of ve, vp, ve+vp (fractions), PS and
 Fp (mL/min/g, tissue density 1.05 g/mL) and fit R^2, Series Description like
 "dDCE 5min ve"; failed voxels are 0 in every map and counted in results.json.
 Per slice the LV myocardium's parameters with 95 % intervals and whether the
-data identify them (node/process/modules/ddce_regions.py): results.json and the
-report.
+data identify them, and per voxel where each map's parameter is identified (a
+SEG); a map identified almost nowhere is withheld or labelled
+(node/process/modules/ddce_regions.py): results.json and the report.
 """
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ from node.inputs.frames import field_strength_t, parse_datetime
 from node.errors import InputError
 from node.inputs.t1_maps import T1Slice, classify, group_by_series, read_t1_maps
 from node.settings import ModuleSettings
-from node.process.modules.ddce_regions import report_items, results_entry, slice_estimates
+from node.process.modules.ddce_regions import (NOT_IDENTIFIED_LABEL, Identification, identification_segmentation,
+                                               identify_voxels, report_items, results_entry, slice_estimates,
+                                               withheld_reason)
 from node.process.modules.output_series import OUTPUT_SERIES
 
 # the 2CXM maps (analysis.ddce), each written as a Parametric Map (dicom_out/quantities.py)
@@ -136,7 +139,7 @@ def _window_group(window: float, maps: dict[str, np.ndarray], pms: dict[str, obj
     ok = myocardium & (maps["failed"] == 0)
     failed_fraction = float((myocardium & ~ok).sum() / max(myocardium.sum(), 1))
     measures = []
-    for name in REPORTED:
+    for name in (name for name in REPORTED if name in pms):     # a withheld map has no statistics
         quantity = QUANTITIES[name]
         measures += statistics(quantity.quantity, quantity.unit, maps[name][ok], source=pms[name])
     regional, identification = report_items(estimates)
@@ -150,6 +153,33 @@ def _window_group(window: float, maps: dict[str, np.ndarray], pms: dict[str, obj
                        category=codes.ANATOMICAL_STRUCTURE, segment=(seg, 1), measures=measures,
                        evaluations=[segmentation_method(manual=False), fit_quality(failed_fraction)]
                        + identification)
+
+
+def _window_maps(window: float, n: int, key: str, maps: dict[str, np.ndarray], native: list[T1Slice],
+                 used: list[T1Slice], identification: Identification, settings: ModuleSettings, output: ModuleOutput,
+                 entry: dict) -> dict[str, object]:
+    """The window's Parametric Maps, appended to the output and listed in entry: all of them, except that a
+    parameter identified almost nowhere is withheld (or, when the site asks, labelled). Returns name -> map."""
+    pms = {}
+    for k, (name, quantity) in enumerate(QUANTITIES.items()):
+        label = quantity.lut_label
+        if not identification.shown(name):
+            if settings.ddce_unidentified_maps == "withhold":
+                entry["withheld_maps"].append({"parameter": name, "reason": withheld_reason(identification, name)})
+                continue
+            label = f"{label} {NOT_IDENTIFIED_LABEL}"
+        description = OUTPUT_SERIES["ddce.maps"].describe(window=window, label=label)
+        series_uid = derived_uid(key, name, "series")
+        pm = build_parametric_map(
+            maps[name], [s.frame for s in native], quantity, series_uid=series_uid,
+            sop_uid=derived_uid(key, name, "instance"), series_number=OUTPUT_SERIES["ddce.maps"].number(10 * n + k),
+            series_description=description, content_label=f"DDCE{int(window)}",
+            software_version=node.__version__, further_source_images=[s.frame for s in used])
+        output.datasets.append(pm)
+        pms[name] = pm
+        entry["maps"].append({"parameter": name, "unit": quantity.unit.value, "series_instance_uid": series_uid,
+                              "sop_instance_uid": str(pm.SOPInstanceUID), "identified": identification.shown(name)})
+    return pms
 
 
 def run(inp: ModuleInput) -> ModuleOutput:
@@ -176,22 +206,16 @@ def run(inp: ModuleInput) -> ModuleOutput:
     groups = []
     for n, (window, (maps, slices, used, results)) in enumerate(zip(windows, fitted)):
         key = window_key(used, settings, r1, injection)
-        estimates = slice_estimates(results, regions.masks()[..., 0])
+        myocardium = regions.masks()[..., 0]
+        estimates = slice_estimates(results, myocardium)
+        identification = identify_voxels(results, myocardium)
         entry = {"window_min": window, "slices": slices, "maps": [], "regions": [
-            results_entry(e, s.position_mm) for e, s in zip(estimates, native)]}
-        pms = {}
-        for k, (name, quantity) in enumerate(QUANTITIES.items()):
-            description = OUTPUT_SERIES["ddce.maps"].describe(window=window, label=quantity.lut_label)
-            series_uid = derived_uid(key, name, "series")
-            pm = build_parametric_map(
-                maps[name], [s.frame for s in native], quantity, series_uid=series_uid,
-                sop_uid=derived_uid(key, name, "instance"), series_number=OUTPUT_SERIES["ddce.maps"].number(10 * n + k),
-                series_description=description, content_label=f"DDCE{int(window)}",
-                software_version=node.__version__, further_source_images=[s.frame for s in used])
-            output.datasets.append(pm)
-            pms[name] = pm
-            entry["maps"].append({"parameter": name, "unit": quantity.unit.value, "series_instance_uid": series_uid,
-                                  "sop_instance_uid": str(pm.SOPInstanceUID)})
+            results_entry(e, s.position_mm) for e, s in zip(estimates, native)],
+            "identification": identification.as_dict(), "withheld_maps": []}
+        pms = _window_maps(window, n, key, maps, native, used, identification, settings, output, entry)
+        if (identified := identification_segmentation(identification, [s.frame for s in native], key, window, n)):
+            output.datasets.append(identified)
+            entry["identification"]["seg_sop_instance_uid"] = str(identified.SOPInstanceUID)
         output.results["windows"].append(entry)
         groups.append(_window_group(window, maps, pms, regions, seg, results, voxel_ml(native[0].frame), estimates))
     if seg is not None:

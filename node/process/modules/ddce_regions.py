@@ -5,6 +5,12 @@ interval. A parameter whose interval reaches a physiological limit is not identi
 its bound and `"identifiable": false` with `"value": null`; the report gives, next to the voxel statistics
 of its map, the qualitative evaluation "... identifiable: No" and the bound under a private concept
 instead of a regional value.
+
+Per voxel of the LV myocardium, the same test decides where each map's parameter is identified
+(analysis/ddce_identification.py): a SEG per window with one segment per parameter identified somewhere,
+and the share of the myocardium in results.json. A map whose parameter is identified in fewer than
+MIN_IDENTIFIED_FRACTION of the myocardium's voxels is not sent as a measurement (setting
+`ddce_unidentified_maps`): withheld, or sent with "NOT IDENTIFIED" in its Series Description.
 """
 from __future__ import annotations
 
@@ -12,12 +18,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.ddce import TISSUE_DENSITY_G_PER_ML, DdceResult, region_inputs
+import node
+from analysis.ddce import TISSUE_DENSITY_G_PER_ML, DdceResult, region_inputs, voxel_identification
+from analysis.ddce_identification import MAP_PARAMETERS
 from analysis.ddce_uncertainty import Estimate, profile_region
 from analysis.errors import AnalysisError
 from dicom_out import codes
 from dicom_out.report import Evaluation, Measure
+from dicom_out.segmentation import Segment, build_segmentation
+from dicom_out.uids import derived_uid
 from highdicom.sr import CodedConcept
+from node.process.modules.output_series import OUTPUT_SERIES
 
 
 @dataclass(frozen=True)
@@ -98,3 +109,70 @@ def report_items(estimates: list[dict[str, Estimate]]) -> tuple[list[Measure], l
             if end is not None:
                 measures.append(Measure(codes.confidence_limit(r.concept, upper), end, r.unit))
     return measures, evaluations
+
+
+# A 95 % test closes a truly open interval in up to about 5 % of voxels by chance (2.5 % per limit): a map
+# whose parameter is identified in fewer voxels than that is identified nowhere in fact.
+MIN_IDENTIFIED_FRACTION = 0.05
+NOT_IDENTIFIED_LABEL = "NOT IDENTIFIED"
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Where a window's data identify each map's parameter: (slices, rows, cols) bool maps over the voxels
+    assessed (the LV myocardium's fitted voxels)."""
+    maps: dict[str, np.ndarray]
+    assessed: np.ndarray
+    assessed_in: str = "lv_myocardium"
+
+    def fraction(self, name: str) -> float:
+        return float(self.maps[name].sum() / max(int(self.assessed.sum()), 1))
+
+    def shown(self, name: str) -> bool:
+        """Whether the name's map is a measurement: not a 2CXM parameter (R^2), or identified widely enough."""
+        return name not in self.maps or self.fraction(name) >= MIN_IDENTIFIED_FRACTION
+
+    def as_dict(self) -> dict:
+        return {"assessed_in": self.assessed_in, "assessed_voxels": int(self.assessed.sum()),
+                "min_identified_fraction": MIN_IDENTIFIED_FRACTION,
+                "parameters": {REGIONAL[name].key: {"identified_voxels": int(m.sum()),
+                                                    "fraction": round(self.fraction(name), 4)}
+                               for name, m in self.maps.items()}}
+
+
+MAX_FALLBACK_VOXELS = 3000   # voxels assessed per slice where the LV myocardium was not found
+
+
+def identify_voxels(results: list[DdceResult], myocardium: np.ndarray) -> Identification:
+    """Per slice (one window each), the per-voxel identification of every map parameter in the myocardium;
+    where no slice has a myocardium, in an even sample of the fitted voxels outside the blood pool."""
+    fitted = np.stack([r.valid & (r.windows[0].maps["failed"] == 0) for r in results])
+    masks, where = myocardium & fitted, "lv_myocardium"
+    if not masks.any():
+        tissue = fitted & ~np.stack([r.blood_pool for r in results])
+        stride = max(1, int(np.ceil(tissue.sum() / (MAX_FALLBACK_VOXELS * len(results)))))
+        masks = tissue & (np.cumsum(tissue.ravel()).reshape(tissue.shape) % stride == 0)
+        where = f"fitted voxels outside the blood pool, 1 in {stride} (LV myocardium not found)"
+    per_slice = [voxel_identification(r, r.windows[0], mask) for r, mask in zip(results, masks)]
+    return Identification({name: np.stack([m[name] for m in per_slice]) for name in MAP_PARAMETERS}, masks, where)
+
+
+def withheld_reason(identification: Identification, name: str) -> str:
+    return (f"identified in {identification.fraction(name):.1%} of {int(identification.assessed.sum())} voxels "
+            f"assessed ({identification.assessed_in}; fewer than {MIN_IDENTIFIED_FRACTION:.0%})")
+
+
+def identification_segmentation(identification: Identification, sources: list, key: str, window: float,
+                                index: int):
+    """A SEG with one segment per parameter identified in at least one voxel; None when there is none."""
+    names = [name for name in MAP_PARAMETERS if identification.maps[name].any()]
+    if not names:
+        return None
+    segments = [Segment(f"{REGIONAL[name].text} identified", codes.SPATIAL_AND_RELATIONAL_CONCEPT,
+                        codes.identifiable(REGIONAL[name].concept)) for name in names]
+    series = OUTPUT_SERIES["ddce.identified"]
+    return build_segmentation(
+        np.stack([identification.maps[name] for name in names], axis=-1), sources, segments,
+        series_uid=derived_uid(key, "identified", "series"), sop_uid=derived_uid(key, "identified", "instance"),
+        series_number=series.number(index), series_description=series.describe(window=window),
+        software_version=node.__version__)

@@ -33,6 +33,7 @@ OUTPUT_SERIES: dict[str, OutputSeries] = {
     "ecv.regions": OutputSeries(9050, 50, "ECV regions (cmr-node)"),
     "ddce.maps": OutputSeries(9100, 90, "dDCE {window:g}min {label}", parametric_map=True),  # 10 × window + map
     "ddce.regions": OutputSeries(9190, 1, "dDCE regions (cmr-node)"),
+    "ddce.identified": OutputSeries(9191, 9, "dDCE {window:g}min identified (cmr-node)"),   # by window
     "molli.t1": OutputSeries(9300, 50, " T1 (cmr-node)", parametric_map=True),   # by source series number
     "molli.residual": OutputSeries(9350, 50, " T1 residual (cmr-node)", parametric_map=True),
     "molli.scanner_like_t1": OutputSeries(9400, 100, "_T1MAP_cmrnode"),   # taken back in; sites route on it
