@@ -111,27 +111,32 @@ class _Problem:
         return (np.concatenate([tissue, blood]) - self.y) / self.se
 
     def fit(self, starts, fixed: tuple[str, float] | None = None) -> tuple[np.ndarray, float]:
-        """The best fit from the starts: (x, chi-square); with fixed = (quantity, value) the quantity is held
-        there by a stiff penalty (relative 1e-4 for rates and the lag, absolute 1e-4 for fractions).
-        chi-square is inf when no start reached the fixed value."""
-        def residual(x):
-            r = self.residual(x)
-            if fixed is None:
-                return r
-            name, value = fixed
-            scale = value if name in LOG_SCALED else 1.0
-            return np.append(r, (float(QUANTITY[name](_tissue(x))[0]) - value) / (1e-4 * scale))
-        best: tuple[np.ndarray, float] | None = None
-        for start in starts:
-            solution = least_squares(residual, np.clip(start, _LOW + 1e-9, _HIGH - 1e-9), bounds=(_LOW, _HIGH),
-                                     method="trf", x_scale="jac", max_nfev=200)
-            if fixed is not None and abs(float(QUANTITY[fixed[0]](_tissue(solution.x))[0]) - fixed[1]) > \
-                    1e-3 * max(abs(fixed[1]), 1e-3):
-                continue   # this start could not reach the fixed value
-            cost = float(np.sum(self.residual(solution.x) ** 2))
-            if best is None or cost < best[1]:
-                best = (solution.x, cost)
-        return best if best is not None else (np.asarray(starts[0], float), np.inf)
+        return fit_held(self.residual, starts, _LOW, _HIGH, fixed)
+
+
+def fit_held(residual: Callable[[np.ndarray], np.ndarray], starts, low: np.ndarray, high: np.ndarray,
+             fixed: tuple[str, float] | None = None) -> tuple[np.ndarray, float]:
+    """The best bounded least-squares fit from the starts: (x, chi-square); x[:4] = (ve, vp, ln Fp, ln PS).
+    With fixed = (quantity, value) the quantity is held there by a stiff penalty (relative 1e-4 for rates and
+    the lag, absolute 1e-4 for fractions); chi-square is inf when no start reached the fixed value."""
+    def penalised(x):
+        r = residual(x)
+        if fixed is None:
+            return r
+        name, value = fixed
+        scale = value if name in LOG_SCALED else 1.0
+        return np.append(r, (float(QUANTITY[name](_tissue(x))[0]) - value) / (1e-4 * scale))
+    best: tuple[np.ndarray, float] | None = None
+    for start in starts:
+        solution = least_squares(penalised, np.clip(start, low + 1e-9, high - 1e-9), bounds=(low, high),
+                                 method="trf", x_scale="jac", max_nfev=200)
+        if fixed is not None and abs(float(QUANTITY[fixed[0]](_tissue(solution.x))[0]) - fixed[1]) > \
+                1e-3 * max(abs(fixed[1]), 1e-3):
+            continue   # this start could not reach the fixed value
+        cost = float(np.sum(residual(solution.x) ** 2))
+        if best is None or cost < best[1]:
+            best = (solution.x, cost)
+    return best if best is not None else (np.asarray(starts[0], float), np.inf)
 
 
 def _apart(k: float, m: float) -> float:
@@ -185,8 +190,12 @@ def profile_region(t_min: np.ndarray, ct_mM: np.ndarray, se_t_mM: np.ndarray, cp
     ct_mM, se_t_mM (T,): the region's mean tissue concentration at t_min (min after injection) and its
     standard error; cp_mM, se_p_mM (T,): the blood pool's plasma concentration and its standard error;
     aif_start: a bi-exponential AIF fitted to cp_mM, where the joint fit starts."""
-    problem = _Problem(t_min, ct_mM, se_t_mM, cp_mM, se_p_mM)
-    starts = _starts(aif_start)
+    return profile(_Problem(t_min, ct_mM, se_t_mM, cp_mM, se_p_mM), _starts(aif_start), names)
+
+
+def profile(problem, starts: list[np.ndarray], names) -> dict[str, Estimate]:
+    """Profile-likelihood intervals of the named quantities for a problem with fit(starts, fixed) whose
+    parameter vectors start with (ve, vp, ln Fp, ln PS)."""
     best = problem.fit(starts)
     q = _tissue(best[0])
     estimates = {}

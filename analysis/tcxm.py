@@ -13,6 +13,7 @@ of tissue (1/min), vp and ve fractions, concentrations in mmol/L.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.fft as sfft
@@ -21,6 +22,8 @@ from scipy.optimize import least_squares
 from analysis.errors import AnalysisError
 
 FFT_MAX_ROWS = 64   # the FFT convolution is faster than the recursion for up to this many rates
+CUMSUM_MAX_EXPONENT = 600.0   # e^600 ~ 1e260: a cumulative sum of source e^(k t) stays finite
+MATRIX_MAX_VALUES = 250_000   # rates x steps^2 up to which one masked matrix product beats both
 
 
 
@@ -61,25 +64,33 @@ class SampledAif:
     def __call__(self, t_min: np.ndarray) -> np.ndarray:
         return np.interp(t_min, self.t_min, self.c_mM, left=0.0)
 
-    def convolve_exponential(self, t_min: np.ndarray, k: np.ndarray) -> np.ndarray:
-        """exp(-k t) * Ca(t) at t_min (T,) for rates k (N, 1) in 1/min: (N, T), exact for a piecewise-linear Ca.
-
-        The recursion F(t + d) = e^(-k d) F(t) + Ca(t) (1 - e^(-k d))/k + (Ca(t+d) - Ca(t)) (d/k - (1 - e^(-k d))/k^2)/d,
-        with every exponential evaluated at once: on a uniform grid for a few rates as one FFT convolution of
-        the sources with e^(-k d n), otherwise the recursion itself with two ufunc calls per interval."""
+    @cached_property
+    def _grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """(grid, samples, steps, uniform), computed once: a fit evaluates the convolution thousands of times."""
         grid, ca = np.asarray(self.t_min, float), np.asarray(self.c_mM, float)
-        rate = np.maximum(np.asarray(k, float)[:, 0], 1e-9)[:, np.newaxis]          # (N, 1)
         steps = np.diff(grid)
-        uniform = bool(np.allclose(steps, steps[0], rtol=1e-9, atol=0))
-        d = steps[:1] if uniform else steps                                         # (1|S,)
-        x = rate * d
-        e1 = -np.expm1(-x) / rate                                                    # (1 - e^-kd) / k
-        e2 = np.where(x < 1e-3, d * d * (0.5 - x / 6.0 + x * x / 24.0), (d - e1) / rate)
-        source = ca[:-1] * e1 + (np.diff(ca) / steps) * e2                           # (N, S)
+        return grid, ca, steps, bool(np.allclose(steps, steps[0], rtol=1e-9, atol=0))
+
+    @cached_property
+    def _lags(self) -> tuple[np.ndarray, np.ndarray]:
+        """(t_(i+1) - t_(j+1), where it is >= 0) for the matrix form, 0 where it is not."""
+        grid = self._grid[0]
+        lag = grid[1:, np.newaxis] - grid[np.newaxis, 1:]
+        mask = lag >= 0
+        return np.where(mask, lag, 0.0), mask
+
+    def _propagated(self, source: np.ndarray, rate: np.ndarray, x: np.ndarray, uniform: bool) -> np.ndarray:
+        """F on the grid for fast rates, (N, grid): a masked matrix product for a few short rows, one FFT
+        convolution on a uniform grid, otherwise the recursion with two ufunc calls per interval."""
+        grid = self._grid[0]
         n_rows, n_steps = source.shape
         f = np.zeros((n_rows, grid.size))
-        if uniform and n_rows <= FFT_MAX_ROWS:
-            kernel = np.exp(-x * np.arange(n_steps))                                 # e^(-k d n)
+        if n_rows * n_steps * n_steps <= MATRIX_MAX_VALUES:
+            lag, mask = self._lags
+            decay = np.exp(-rate[:, :, np.newaxis] * lag) * mask                       # (N, S, S)
+            f[:, 1:] = np.einsum("nij,nj->ni", decay, source)
+        elif uniform and n_rows <= FFT_MAX_ROWS:
+            kernel = np.exp(-(rate * (grid[1] - grid[0])) * np.arange(n_steps))       # e^(-k d n)
             size = sfft.next_fast_len(2 * n_steps)
             f[:, 1:] = sfft.irfft(sfft.rfft(source, size, axis=1) * sfft.rfft(kernel, size, axis=1), size,
                                   axis=1)[:, :n_steps]
@@ -91,10 +102,67 @@ class SampledAif:
                 np.multiply(decay[i], ft[i], out=ft[i + 1])
                 ft[i + 1] += source_t[i]
             f = ft.T
+        return f
+
+    def convolve_exponential(self, t_min: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """exp(-k t) * Ca(t) at t_min (T,) for rates k (N, 1) in 1/min: (N, T), exact for a piecewise-linear Ca.
+
+        The recursion F(t + d) = e^(-k d) F(t) + Ca(t) (1 - e^(-k d))/k + (Ca(t+d) - Ca(t)) (d/k - (1 - e^(-k d))/k^2)/d,
+        with every exponential evaluated at once: as a cumulative sum where k times the grid's span stays below
+        CUMSUM_MAX_EXPONENT, else as _propagated says."""
+        grid, ca, steps, uniform = self._grid
+        rate = np.maximum(np.asarray(k, float)[:, 0], 1e-9)[:, np.newaxis]          # (N, 1)
+        d = steps[:1] if uniform else steps                                         # (1|S,)
+        x = rate * d
+        e1 = -np.expm1(-x) / rate                                                    # (1 - e^-kd) / k
+        e2 = np.where(x < 1e-3, d * d * (0.5 - x / 6.0 + x * x / 24.0), (d - e1) / rate)
+        source = ca[:-1] * e1 + (np.diff(ca) / steps) * e2                           # (N, S)
+        f = np.zeros((len(source), grid.size))
+        # F(t_(i+1)) = sum_(j <= i) source_j e^(-k (t_(i+1) - t_(j+1))) = e^(-k r_i) cumsum(source_j e^(k r_j)), r
+        # the time since t_1: one cumulative sum, where the exponent stays representable
+        cumulative = rate[:, 0] * (grid[-1] - grid[1]) <= CUMSUM_MAX_EXPONENT
+        if cumulative.any():
+            grow = np.exp(rate[cumulative] * (grid[1:] - grid[1]))
+            f[cumulative, 1:] = np.cumsum(source[cumulative] * grow, axis=1) / grow
+        if not cumulative.all():
+            f[~cumulative] = self._propagated(source[~cumulative], rate[~cumulative], x if uniform else
+                                              np.broadcast_to(x, source.shape)[~cumulative], uniform)
         t = np.asarray(t_min, float)
         j = np.clip(np.searchsorted(grid, t, side="right") - 1, 0, grid.size - 2)
         w = np.clip((t - grid[j]) / (grid[j + 1] - grid[j]), 0.0, 1.0)              # 0 before the grid
         return f[:, j] * (1.0 - w) + f[:, j + 1] * w
+
+
+@dataclass(frozen=True)
+class HybridAif:
+    """One injection's plasma AIF from first-pass samples and delayed maps: piecewise linear through the
+    first-pass samples and on to the bi-exponential at its start (t_tail_min), the bi-exponential after.
+    t in min after injection, mmol/L. Convolution: exact for the linear part (SampledAif), closed form for
+    the tail, e^(-k t) * a e^(-m t) restricted to t >= t0 being a e^(-m t0) (e^(-m (t-t0)) - e^(-k (t-t0)))/(k-m)."""
+    first_pass: SampledAif          # ends at t_tail_min, at the tail's value there
+    tail: BiexpAif
+    t_tail_min: float
+
+    @classmethod
+    def join(cls, t_min: np.ndarray, cp_mM: np.ndarray, tail: BiexpAif, t_tail_min: float) -> "HybridAif":
+        t, c = np.asarray(t_min, float), np.asarray(cp_mM, float)
+        keep = t < t_tail_min
+        grid = np.append(t[keep], t_tail_min)
+        return cls(SampledAif(grid, np.append(c[keep], float(tail(np.array([t_tail_min]))[0]))), tail, t_tail_min)
+
+    def __call__(self, t_min: np.ndarray) -> np.ndarray:
+        t = np.asarray(t_min, float)
+        return np.where(t < self.t_tail_min, self.first_pass(t), self.tail(t))
+
+    def convolve_exponential(self, t_min: np.ndarray, k: np.ndarray) -> np.ndarray:
+        t = np.asarray(t_min, float)
+        end = self.t_tail_min
+        inside = np.minimum(t, end)
+        linear = self.first_pass.convolve_exponential(inside, k) * np.exp(-np.asarray(k, float) * (t - inside))
+        t0 = end
+        shifted = BiexpAif(self.tail.a1 * np.exp(-self.tail.m1 * t0), self.tail.m1,
+                           self.tail.a2 * np.exp(-self.tail.m2 * t0), self.tail.m2)
+        return linear + np.where(t >= t0, shifted.convolve_exponential(np.maximum(t - t0, 0.0), k), 0.0)
 
 
 def fit_biexp_aif(t_min: np.ndarray, ca_mM: np.ndarray) -> BiexpAif:

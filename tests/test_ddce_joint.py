@@ -1,0 +1,153 @@
+"""First-pass perfusion + delayed T1 maps of one injection: signal to concentration, one AIF, one 2CXM fit
+(analysis/perfusion.py, analysis/tcxm.HybridAif, analysis/ddce_joint.py). Truth from the phantoms, whose
+tissue curves come from explicit integration of the 2CXM equations, not from the fitter's convolution."""
+import numpy as np
+import pytest
+
+import analysis.tcxm as tcxm
+from analysis.ddce import analyse_slice, region_inputs
+from analysis.ddce_joint import (JointCurves, flow_limited, joint_aif, mbf_ml_per_min_per_g,
+                                 profile_joint_region)
+from analysis.ddce_uncertainty import Estimate
+from analysis.errors import AnalysisError
+from analysis.perfusion import arterial_input_mask, baseline_frame_count, first_pass_concentration
+from analysis.phantoms.ddce import blood_aif_mM, ddce_phantom, tissue_curve_numerical
+from analysis.phantoms.first_pass import first_pass_phantom
+from analysis.phantoms.short_axis import Region
+from analysis.phantoms.t1_ecv import NATIVE_T1_MS
+
+HCT = 0.42
+
+
+def _native_t1(labels):
+    t1 = np.zeros(labels.shape)
+    for region in Region:
+        t1[labels == region] = NATIVE_T1_MS.get(region, 0.0)
+    return t1
+
+
+@pytest.mark.parametrize("scale_from", ["proton-density frames", "native T1 map"])
+def test_saturation_recovery_signal_gives_back_the_concentration(scale_from):
+    fp = first_pass_phantom(noise_fraction=0.0)
+    blood = fp.labels == Region.LV_BLOOD
+    extra = dict(pd_frames=fp.pd_frames, flip_deg=fp.flip_deg, pd_flip_deg=fp.pd_flip_deg) \
+        if scale_from == "proton-density frames" else dict(t1_native_ms=_native_t1(fp.labels))
+    conc = first_pass_concentration(fp.frames, blood, fp.ts_ms, 5.2, **extra)
+    assert conc.scale_from == scale_from
+    for region in (Region.LV_BLOOD, Region.REMOTE, Region.INFARCT):
+        mask = fp.labels == region
+        curve, saturated = conc.region(mask)
+        assert saturated == 0
+        np.testing.assert_allclose(curve, fp.concentration_mM[:, mask][:, 0], atol=1e-6)
+
+
+def test_without_t1_map_or_pd_frames_the_native_t1_is_assumed_and_said():
+    fp = first_pass_phantom(noise_fraction=0.0, pd_count=0)
+    conc = first_pass_concentration(fp.frames, fp.labels == Region.LV_BLOOD, fp.ts_ms, 5.2, field_strength_t=1.5)
+    assert conc.scale_from.startswith("assumed native T1 1000 ms")
+    remote = fp.labels == Region.REMOTE      # its true native T1 is the assumed one
+    np.testing.assert_allclose(conc.region(remote)[0], fp.concentration_mM[:, remote][:, 0], atol=1e-6)
+
+
+def test_baseline_ends_before_the_contrast_arrives():
+    fp = first_pass_phantom(noise_fraction=0.0)
+    blood_signal = fp.frames[:, fp.labels == Region.LV_BLOOD].mean(axis=1)
+    n = baseline_frame_count(blood_signal)
+    assert n >= 2 and np.all(fp.concentration_mM[:n][:, fp.labels == Region.LV_BLOOD] < 1e-3)
+    with pytest.raises(AnalysisError, match="before the contrast arrives"):
+        baseline_frame_count(blood_signal[int(np.argmax(blood_signal)) - 3:])   # starts on the upslope
+
+
+def test_edge_voxels_leave_the_arterial_input():
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[5:15, 5:15] = True
+    core = arterial_input_mask(mask)
+    assert core.sum() == 64 and not core[5].any()
+    small = np.zeros((20, 20), dtype=bool)
+    small[5:9, 5:9] = True
+    assert (arterial_input_mask(small) == small).all()    # too small to erode
+
+
+def test_one_aif_convolves_exactly_across_first_pass_and_tail():
+    """HybridAif against explicit integration of the 2CXM driven by the same input."""
+    def plasma(t):
+        return blood_aif_mM(np.asarray(t, float)) / (1 - HCT)
+    t_fp, t_maps = np.arange(-8, 45, 0.9) / 60, np.array([1, 2, 3, 4, 5.0])
+    aif = joint_aif(t_fp, plasma(t_fp), t_maps, plasma(t_maps))
+    t = np.concatenate([t_fp[t_fp > 0], t_maps])
+    numerical = tissue_curve_numerical(t, 0.13, 0.06, 0.63, 0.44, aif, dt=0.0002)
+    analytic = tcxm.tissue_concentration(t, np.array([0.63]), np.array([0.44]), np.array([0.06]),
+                                         np.array([0.13]), aif)[0]
+    np.testing.assert_allclose(analytic, numerical, atol=2e-3 * numerical.max())
+
+
+def test_cumulative_convolution_equals_the_recursion(monkeypatch):
+    t = np.sort(np.random.default_rng(1).uniform(-0.1, 1.0, 70))
+    aif = tcxm.SampledAif(t, blood_aif_mM(t))
+    rates = np.array([[0.01], [0.5], [3.0], [40.0], [400.0], [5000.0]])
+    at = np.linspace(-0.2, 1.0, 50)
+    fast = aif.convolve_exponential(at, rates)
+    monkeypatch.setattr(tcxm, "CUMSUM_MAX_EXPONENT", -1.0)
+    np.testing.assert_allclose(fast, aif.convolve_exponential(at, rates), atol=1e-12)
+
+
+def test_flow_limited_when_the_interval_allows_extraction_near_one():
+    fp = Estimate(0.5, (0.45, 0.55), True)
+    assert flow_limited(Estimate(4.0, (0.5, 9.7), True), fp)
+    assert flow_limited(Estimate(None, (0.5, None), False), fp)
+    assert not flow_limited(Estimate(0.43, (0.42, 0.45), True), fp)
+
+
+@pytest.fixture(scope="module")
+def joint_regions():
+    """The dDCE phantom's 5-minute window with the first-pass series of the same injection (arterial delay
+    2 s), each region fitted jointly."""
+    delayed = ddce_phantom(delay_s=2.0)
+    first = first_pass_phantom(delay_s=2.0)
+    result = analyse_slice(delayed.t1_native_ms, delayed.t1_post_ms, delayed.times_min, hematocrit=HCT,
+                           r1_per_mM_s=5.2, pixel_mm=delayed.pixel_mm, windows_min=[5.0], register=False)
+    window = result.windows[0]
+    conc = first_pass_concentration(first.frames, result.blood_pool, first.ts_ms, 5.2,
+                                    t1_native_ms=delayed.t1_native_ms, pd_frames=first.pd_frames,
+                                    flip_deg=first.flip_deg, pd_flip_deg=first.pd_flip_deg)
+    blood, _ = conc.region(arterial_input_mask(result.blood_pool))
+    t_fp = first.times_s / 60
+    aif = joint_aif(t_fp, blood / (1 - HCT), window.times_min,
+                    result.blood_plasma_mM[np.isin(result.times_min, window.times_min)])
+    fitted = {}
+    for region in (Region.REMOTE, Region.INFARCT, Region.MVO):
+        mask = (delayed.labels == region) & result.valid
+        t, ct, se, _, _ = region_inputs(result, window, mask)
+        voxels = conc.c_mM[:, mask]
+        curves = JointCurves(t_fp, conc.region(mask)[0], voxels.std(axis=1, ddof=1) / np.sqrt(mask.sum()), t, ct, se)
+        fitted[region] = profile_joint_region(curves, aif)
+    return fitted, delayed.truth
+
+
+@pytest.mark.integration     # three regional profile likelihoods, about 40 s
+def test_first_pass_identifies_remote_ps_and_mbf(joint_regions):
+    fitted, truth = joint_regions
+    remote = fitted[Region.REMOTE]
+    ps = remote.estimates["ps"]
+    low, high = (x / 1.05 for x in ps.ci95)             # mL/min/g
+    assert ps.identified and not remote.flow_limited
+    assert low < truth["remote"]["ps"] / 1.05 < high and 0.05 < low and high < 5.0
+    mbf = mbf_ml_per_min_per_g(remote.estimates["fp"].value, HCT)
+    assert mbf == pytest.approx(mbf_ml_per_min_per_g(truth["remote"]["fp"], HCT), rel=0.15)
+    assert abs(remote.delay_s - 2.0) < 1.0
+
+
+@pytest.mark.integration
+def test_mvo_has_the_lowest_flow_and_infarct_ps_is_flow_limited(joint_regions):
+    fitted, truth = joint_regions
+    mvo_high = fitted[Region.MVO].estimates["fp"].ci95[1]
+    for region in (Region.REMOTE, Region.INFARCT):
+        assert fitted[region].estimates["fp"].ci95[0] > mvo_high
+    infarct = fitted[Region.INFARCT]
+    assert infarct.flow_limited
+    ps = infarct.estimates["ps"]
+    assert not ps.identified and ps.value is None and ps.ci95[1] is None
+    assert ps.ci95[0] < truth["infarct"]["ps"]
+    # delayed maps decide the infarct's large distribution volume
+    total = infarct.estimates["ve_plus_vp"]
+    assert total.ci95[0] - 0.01 < truth["infarct"]["ve"] + truth["infarct"]["vp"] < total.ci95[1] + 0.01
