@@ -125,7 +125,7 @@ class SampledAif:
             grow = np.exp(rate[cumulative] * (grid[1:] - grid[1]))
             f[cumulative, 1:] = np.cumsum(source[cumulative] * grow, axis=1) / grow
         if not cumulative.all():
-            f[~cumulative] = self._propagated(source[~cumulative], rate[~cumulative], x if uniform else
+            f[~cumulative] = self._propagated(source[~cumulative], rate[~cumulative],
                                               np.broadcast_to(x, source.shape)[~cumulative], uniform)
         t = np.asarray(t_min, float)
         j = np.clip(np.searchsorted(grid, t, side="right") - 1, 0, grid.size - 2)

@@ -81,14 +81,16 @@ def test_one_aif_convolves_exactly_across_first_pass_and_tail():
     np.testing.assert_allclose(analytic, numerical, atol=2e-3 * numerical.max())
 
 
-def test_cumulative_convolution_equals_the_recursion(monkeypatch):
-    t = np.sort(np.random.default_rng(1).uniform(-0.1, 1.0, 70))
+@pytest.mark.parametrize("uniform", [False, True])
+@pytest.mark.parametrize("rows", [6, 1000])    # a few rates (matrix form) and a batch (recursion)
+def test_cumulative_convolution_equals_the_recursion(monkeypatch, uniform, rows):
+    t = np.linspace(-0.1, 1.0, 70) if uniform else np.sort(np.random.default_rng(1).uniform(-0.1, 1.0, 70))
     aif = tcxm.SampledAif(t, blood_aif_mM(t))
-    rates = np.array([[0.01], [0.5], [3.0], [40.0], [400.0], [5000.0]])
+    rates = np.geomspace(0.01, 5000.0, rows)[:, np.newaxis]     # slow ones summed, fast ones propagated
     at = np.linspace(-0.2, 1.0, 50)
-    fast = aif.convolve_exponential(at, rates)
+    mixed = aif.convolve_exponential(at, rates)
     monkeypatch.setattr(tcxm, "CUMSUM_MAX_EXPONENT", -1.0)
-    np.testing.assert_allclose(fast, aif.convolve_exponential(at, rates), atol=1e-12)
+    np.testing.assert_allclose(mixed, aif.convolve_exponential(at, rates), atol=1e-12)
 
 
 def test_flow_limited_when_the_interval_allows_extraction_near_one():
