@@ -113,11 +113,12 @@ def analyse_slice(t1_native_ms: np.ndarray, t1_post_ms: np.ndarray, times_min: n
         aif = fit_biexp_aif(times[use], plasma[use])
         fit = fit_tcxm(times[use], voxels[:, use], aif, sd[:, use])
         result.windows.append(WindowResult(window_min=window, times_min=times[use], aif=aif, fit=fit,
-                                           maps=_maps(fit, valid)))
+                                           maps=parameter_maps(fit, valid)))
     return result
 
 
-def _maps(fit: TcxmFit, valid: np.ndarray) -> dict[str, np.ndarray]:
+def parameter_maps(fit: TcxmFit, valid: np.ndarray) -> dict[str, np.ndarray]:
+    """The fit's maps on the image grid (MAP_UNITS, plus failed and ve_vp_separable as 0/1); 0 outside valid."""
     per_gram = 1.0 / TISSUE_DENSITY_G_PER_ML
     values = {"ve": fit.ve, "vp": fit.vp, "ve_plus_vp": fit.ve_plus_vp, "ps": fit.ps * per_gram,
               "fp": fit.fp * per_gram, "r_squared": np.clip(fit.r_squared, 0.0, 1.0)}

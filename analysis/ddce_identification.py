@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.ddce_fit import levenberg_marquardt
-from analysis.ddce_uncertainty import CHI2_95_ONE_DOF, FIRST_PASS_MAX_MM_MIN, FIRST_PASS_MIN, LIMITS
+from analysis.ddce_uncertainty import (CHI2_95_ONE_DOF, FIRST_PASS_MAX_MM_MIN, FIRST_PASS_MIN, FLOW_LIMITED_RATIO,
+                                       LIMITS, flow_limited)
 from analysis.tcxm import BiexpAif, irf_exponentials, tissue_concentration
 
 MAP_PARAMETERS = ("ve", "vp", "ve_plus_vp", "ps", "fp")
@@ -54,11 +55,13 @@ def _unbox(p: np.ndarray, low: np.ndarray, high: np.ndarray, log: np.ndarray) ->
 class _Constraint:
     """The free coordinates of p with one quantity held at a value (or none): box, and p from them."""
 
-    def __init__(self, fixed: tuple[str, float] | None, low_bolus: float):
+    def __init__(self, fixed: tuple[str, float] | None, low_bolus: float, bolus: bool = True):
         self.fixed = fixed
+        self.bolus = bolus
         name = fixed[0] if fixed else None
-        held = 0 if name == "ve_plus_vp" else _INDEX.get(name or "")      # ve follows from ve + vp and vp
-        self.free = [i for i in range(5) if i != held]
+        # ve follows from ve + vp and vp; PS from PS/Fp and Fp
+        held = {"ve_plus_vp": 0, "ps_over_fp": 3}.get(name or "", _INDEX.get(name or ""))
+        self.free = [i for i in range(5) if i != held and (bolus or i != 4)]
         low = _LOW.copy()
         low[4] = low_bolus
         self.low, self.high, self.log = low[self.free], _HIGH[self.free].copy(), _LOG[self.free]
@@ -68,12 +71,14 @@ class _Constraint:
             self.high[0] = min(_HIGH[1], value - _LOW[0])
 
     def natural(self, u: np.ndarray) -> np.ndarray:
-        p = np.empty((len(u), 5))
+        p = np.zeros((len(u), 5))
         p[:, self.free] = _box(u, self.low, self.high, self.log)
         if self.fixed is not None:
             name, value = self.fixed
             if name == "ve_plus_vp":
                 p[:, 0] = value - p[:, 1]
+            elif name == "ps_over_fp":
+                p[:, 3] = value * p[:, 2]
             else:
                 p[:, _INDEX[name]] = value
         return p
@@ -133,32 +138,40 @@ def _quantity(p: np.ndarray, name: str) -> np.ndarray:
     return p[:, 0] + p[:, 1] if name == "ve_plus_vp" else p[:, _INDEX[name]]
 
 
-def identified_voxels(t_min: np.ndarray, ct_mM: np.ndarray, sigma_mM: np.ndarray, aif: BiexpAif,
-                      names=MAP_PARAMETERS) -> dict[str, np.ndarray]:
+def identified_voxels(t_min: np.ndarray, ct_mM: np.ndarray, sigma_mM: np.ndarray, aif,
+                      names=MAP_PARAMETERS, first_pass_sampled: bool = False) -> dict[str, np.ndarray]:
     """Per voxel and parameter, whether its 95 % profile-likelihood interval is closed on both sides.
 
     t_min (T,): min after injection; ct_mM, sigma_mM (N, T): tissue concentration and its noise SD (mmol/L);
-    aif: the window's plasma AIF. Returns name -> bool (N,). A voxel whose best fit lies at a limit, or
-    whose chi-square at a limit is within 3.84 of its minimum, is not identified for that parameter."""
+    aif: the window's plasma AIF. first_pass_sampled: the AIF holds a measured first pass (a HybridAif; t_min
+    then already less the arterial delay), so no bolus is left free. Returns name -> bool (N,). A voxel
+    whose best fit lies at a limit, or whose chi-square at a limit is within 3.84 of its minimum, is not
+    identified for that parameter."""
     t = np.asarray(t_min, float)
     y = np.asarray(ct_mM, float)
     sigma = np.maximum(np.asarray(sigma_mM, float), 1e-6)
     if len(y) == 0:
         return {name: np.zeros(0, dtype=bool) for name in names}
     generic = _generic_starts(t, y, aif)
-    early = np.linspace(0.0, t[0], 201)
+    early = np.linspace(0.0, max(t[0], 0.0), 201)
     low_bolus = -float(np.trapezoid(aif(early), early))     # all of the AIF's area before the first map
-    best, best_cost = _fit(t, y, sigma, aif, _Constraint(None, low_bolus), generic)
+    free = not first_pass_sampled
+    best, best_cost = _fit(t, y, sigma, aif, _Constraint(None, low_bolus, free), generic)
     identified = {}
     for name in names:
         closed = np.ones(len(y), dtype=bool)
         value = _quantity(best, name)
         for side, limit in zip((-1, 1), LIMITS[name]):
-            constraint = _Constraint((name, limit), low_bolus)
+            constraint = _Constraint((name, limit), low_bolus, free)
             _, cost = _fit(t, y, sigma, aif, constraint,
                            [_held_at(best, name, limit), _held_at(generic[1], name, limit)])
             # at or beyond the limit (ve + vp can go below its range: ve and vp have their own), it is open
             beyond = (value - limit) * side >= -1e-3 * max(abs(limit), 1e-3)
             closed &= ~beyond & (cost - best_cost > CHI2_95_ONE_DOF)
         identified[name] = closed
+    if first_pass_sampled and "ps" in identified:
+        # flow-limited where PS = 3 Fp (extraction 0.95) fits as well: PS then only has a lower bound
+        _, cost = _fit(t, y, sigma, aif, _Constraint(("ps_over_fp", FLOW_LIMITED_RATIO), low_bolus, free),
+                       [best, generic[0]])
+        identified["ps"] &= ~flow_limited(best[:, 3] / best[:, 2], cost - best_cost)
     return identified

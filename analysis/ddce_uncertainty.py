@@ -34,7 +34,7 @@ BISECTIONS = 6   # the interval's ends to 1/64 of the distance to the limit (in 
 # allows for vasodilation and hyperaemic infarcts.
 LIMITS = {"ve": (0.005, 0.95), "vp": (0.002, 0.15), "ve_plus_vp": (0.02, 0.98), "ps": (0.005, 20.0),
           "fp": (0.02, 10.0), "mean_lag_min": (0.002, 20.0)}
-LOG_SCALED = {"ps", "fp", "mean_lag_min"}
+LOG_SCALED = {"ps", "fp", "mean_lag_min", "ps_over_fp"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,19 @@ def mean_lag_min(q: np.ndarray) -> np.ndarray:
 
 QUANTITY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "ve": lambda q: q[:, 0], "vp": lambda q: q[:, 1], "ve_plus_vp": lambda q: q[:, 0] + q[:, 1],
-    "fp": lambda q: q[:, 2], "ps": lambda q: q[:, 3], "mean_lag_min": mean_lag_min}
+    "fp": lambda q: q[:, 2], "ps": lambda q: q[:, 3], "mean_lag_min": mean_lag_min,
+    "ps_over_fp": lambda q: q[:, 3] / q[:, 2]}
+
+# Flow-limited exchange: extraction E = 1 - exp(-PS/Fp) (Renkin-Crone; Crone, Acta Physiol Scand 1963;58:292)
+# is 0.95 or more once PS >= 3 Fp, and then the tissue curve no longer tells PS from any larger PS.
+FLOW_LIMITED_RATIO = 3.0
+
+
+def flow_limited(best_ratio, chi_square_gap_at_ratio):
+    """Whether the data allow extraction of 0.95 or more (elementwise): the best PS/Fp is at least
+    FLOW_LIMITED_RATIO, or holding PS = FLOW_LIMITED_RATIO Fp raises chi-square by less than 3.84."""
+    return (np.asarray(best_ratio) >= FLOW_LIMITED_RATIO) | (np.asarray(chi_square_gap_at_ratio) <= CHI2_95_ONE_DOF)
+
 
 FIRST_PASS_MIN = 0.2
 # Largest plasma first-pass area (mmol/L min): a 0.2 mmol/kg bolus at a cardiac output of 2.5 L/min, scaled

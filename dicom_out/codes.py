@@ -86,6 +86,7 @@ VP = codes.DCM.Vp
 TWO_COMPARTMENT_EXCHANGE = codes.DCM.TwoCompartmentExchange2CXModel
 VE_PLUS_VP = CodedConcept("VEVP", PRIVATE_SCHEME, "Total distribution volume ve + vp")
 PS = CodedConcept("PS", PRIVATE_SCHEME, "Permeability surface area product")
+MBF = codes.DCM.AbsoluteRegionalBloodFlow   # DCM 126390: myocardial blood flow, mL/min/g
 FP = CodedConcept("FP", PRIVATE_SCHEME, "Plasma flow")
 FIT_R2 = codes.DCM.R2Coefficient
 ECV_FROM_T1 = CodedConcept("ECV-T1", PRIVATE_SCHEME, "ECV from native and post-contrast T1")

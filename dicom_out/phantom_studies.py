@@ -38,8 +38,11 @@ def ddce_post_description(minutes: float) -> str:
 
 
 def write_ddce_study(directory: Path, study: SyntheticStudy | None = None, phantom=None,
-                     bolus_start_in_dicom: bool = True) -> tuple[SyntheticStudy, object, list[Path]]:
-    """The dDCE phantom as a scanner sends it: a native T1 map series and one series per post-contrast map.
+                     bolus_start_in_dicom: bool = True, first_pass=None,
+                     ts_in: str = "InversionTime") -> tuple[SyntheticStudy, object, list[Path]]:
+    """The dDCE phantom as a scanner sends it: a native T1 map series and one series per post-contrast map;
+    with first_pass (analysis.phantoms.first_pass.FirstPassPhantom of the same slice and injection), the
+    first-pass perfusion series too (analysis/phantoms/first_pass.py; ts_in as synthetic_mr.perfusion_series).
 
     Returns (study, phantom, files); files of the native series come first, then by acquisition time."""
     from analysis.phantoms.ddce import ddce_phantom
@@ -55,6 +58,12 @@ def write_ddce_study(directory: Path, study: SyntheticStudy | None = None, phant
                                pixel_mm=phantom.pixel_mm, contrast_agent="Gadobutrol",
                                bolus_start=injection if bolus_start_in_dicom else None)
         files += save_series(series, directory / f"post_{k:02d}")
+    if first_pass is not None:
+        from dicom_out.synthetic_mr import perfusion_series
+        files += save_series(perfusion_series(
+            first_pass.frames, first_pass.times_s, study, injection=injection, ts_ms=first_pass.ts_ms,
+            flip_deg=first_pass.flip_deg, pd_frames=first_pass.pd_frames, pd_flip_deg=first_pass.pd_flip_deg,
+            pixel_mm=phantom.pixel_mm, ts_in=ts_in), directory / "first_pass")
     return study, phantom, files
 
 

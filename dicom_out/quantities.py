@@ -49,6 +49,9 @@ QUANTITIES: dict[str, OutputQuantity] = {
         "PS", "Permeability surface area product (2CXM)", codes.UNIT_ML_PER_MIN_PER_G, codes.PS, _TWO_CX, 2.0, 4.0)),
     "fp": OutputQuantity("mL/min/g", 1.0, MapQuantity(
         "Fp", "Plasma flow (2CXM)", codes.UNIT_ML_PER_MIN_PER_G, codes.FP, _TWO_CX, 1.0, 2.0)),
+    "mbf": OutputQuantity("mL/min/g", 1.0, MapQuantity(
+        "MBF", "Myocardial blood flow Fp/(1-Hct), 2CXM first pass + delayed", codes.UNIT_ML_PER_MIN_PER_G,
+        codes.MBF, _TWO_CX, 1.0, 2.0)),
     "r_squared": OutputQuantity("1", 1.0, MapQuantity(
         "R2", "Coefficient of determination of the 2CXM fit", codes.UNIT_NONE, codes.FIT_R2, _TWO_CX, 0.5, 1.0)),
 }

@@ -127,6 +127,43 @@ def t2prep_series(images: np.ndarray, te_ms, study: SyntheticStudy, *, series_de
     return datasets
 
 
+PERFUSION_SIGNAL_SCALE = 4000.0   # stored value per unit of phantom signal (a fully recovered voxel ~ 4000 sin a)
+
+
+def perfusion_series(frames: np.ndarray, times_s, study: SyntheticStudy, *, injection: datetime, ts_ms: float,
+                     flip_deg: float, pd_frames: np.ndarray | None = None, pd_flip_deg: float = 5.0,
+                     series_description: str = "PERF_SR_FirstPass", series_number: int = 90, pixel_mm: float,
+                     ts_in: str = "InversionTime") -> list[Dataset]:
+    """A first-pass perfusion series of one slice as a saturation-recovery sequence writes it: one instance
+    per heartbeat, proton-density frames (no saturation, small flip angle) first, the saturation delay in
+    Inversion Time or, with ts_in="ImageComments", as "TS 100 ms" in Image Comments (Siemens-like)."""
+    pd = np.zeros((0,) + frames.shape[1:]) if pd_frames is None else pd_frames
+    rr = float(np.median(np.diff(times_s)))
+    all_times = np.concatenate([times_s[0] - rr * np.arange(len(pd), 0, -1), times_s])
+    datasets = []
+    for k, (image, t) in enumerate(zip(np.concatenate([pd, frames]), all_times)):
+        acquired = injection + timedelta(seconds=float(t))
+        ds = t1_map_series(image * PERFUSION_SIGNAL_SCALE, study, series_description=series_description,
+                           series_number=series_number, acquired=acquired, pixel_mm=pixel_mm,
+                           contrast_agent="Gadobutrol", bolus_start=injection)[0]
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = derived_uid(ds.SeriesInstanceUID, "fp", k)
+        ds.InstanceNumber = k + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds.ScanningSequence, ds.SequenceVariant = "GR", ["SP", "SK"]
+        ds.SequenceName = "*tfl2d1_16"
+        ds.TriggerTime = 300.0
+        proton_density = k < len(pd)
+        ds.FlipAngle = pd_flip_deg if proton_density else flip_deg
+        if not proton_density:
+            if ts_in == "InversionTime":
+                ds.InversionTime = ts_ms
+            else:
+                ds.ImageComments = f"TS {ts_ms:g} ms"
+        ds.WindowCenter, ds.WindowWidth = 400, 800
+        datasets.append(ds)
+    return datasets
+
+
 def save_series(datasets: list[Dataset], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -203,7 +203,7 @@ t1_timeline = ["paired"]
 [[routes]]
 name = "ddce"
 module = "ddce"
-kinds = ["t1_map"]
+kinds = ["t1_map", "perfusion"]
 t1_timeline = ["dynamic"]
 
 [[routes]]

@@ -6,9 +6,8 @@ import pytest
 
 import analysis.tcxm as tcxm
 from analysis.ddce import analyse_slice, region_inputs
-from analysis.ddce_joint import (JointCurves, flow_limited, joint_aif, mbf_ml_per_min_per_g,
-                                 profile_joint_region)
-from analysis.ddce_uncertainty import Estimate
+from analysis.ddce_joint import JointCurves, joint_aif, mbf_ml_per_min_per_g, profile_joint_region
+from analysis.ddce_uncertainty import flow_limited
 from analysis.errors import AnalysisError
 from analysis.perfusion import arterial_input_mask, baseline_frame_count, first_pass_concentration
 from analysis.phantoms.ddce import blood_aif_mM, ddce_phantom, tissue_curve_numerical
@@ -93,11 +92,9 @@ def test_cumulative_convolution_equals_the_recursion(monkeypatch, uniform, rows)
     np.testing.assert_allclose(mixed, aif.convolve_exponential(at, rates), atol=1e-12)
 
 
-def test_flow_limited_when_the_interval_allows_extraction_near_one():
-    fp = Estimate(0.5, (0.45, 0.55), True)
-    assert flow_limited(Estimate(4.0, (0.5, 9.7), True), fp)
-    assert flow_limited(Estimate(None, (0.5, None), False), fp)
-    assert not flow_limited(Estimate(0.43, (0.42, 0.45), True), fp)
+def test_flow_limited_where_extraction_near_one_fits():
+    assert flow_limited(4.0, 10.0) and flow_limited(1.0, 2.0)       # best PS/Fp >= 3, or PS = 3 Fp fits
+    assert not flow_limited(0.7, 30.0)
 
 
 @pytest.fixture(scope="module")

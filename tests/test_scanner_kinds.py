@@ -191,13 +191,13 @@ def test_a_study_nothing_routes_is_logged_with_each_series_kind_and_reason(tmp_p
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [f"study {index.all_series()[0]['study_uid']}: nothing routed: series {found.series_uid} "
                         "(phase): route molli takes t1_raw; route t2map takes t2_raw; route ecv takes t1_map; "
-                        "route ddce takes t1_map; route lge takes t1_map, segmentation"]
+                        "route ddce takes t1_map, perfusion; route lge takes t1_map, segmentation"]
     assert "Doe" not in caplog.text
 
 
 def test_a_first_pass_series_alone_ends_with_a_clear_message(tmp_path):
-    """The GE perfusion series through `cmr-node process`: recognised as perfusion, routed nowhere (no module
-    reads first-pass perfusion yet), and said so per route; no job, no crash."""
+    """The GE perfusion series through `cmr-node process`: recognised as perfusion, routed nowhere (the dDCE
+    route reads a first pass only with the study's dynamic T1 maps), and said so per route; no job, no crash."""
     from node.config import offline_config
     from node.process.offline import process_folder
     study = Study("GE MEDICAL SYSTEMS", "Signa", 15000)
@@ -210,4 +210,6 @@ def test_a_first_pass_series_alone_ends_with_a_clear_message(tmp_path):
     [series] = report["series"]
     assert list(series["kinds"]) == ["perfusion"] and report["jobs"] == [] and report["skipped_files"] == []
     assert series["routes"] == [] and series["not_routed_because"]
-    assert all("takes" in reason for reason in series["not_routed_because"])
+    reasons = series["not_routed_because"]
+    assert "route ddce needs dynamic T1 maps; the study's are none" in reasons
+    assert all("takes" in reason for reason in reasons if not reason.startswith("route ddce"))

@@ -44,13 +44,18 @@ from node.inputs.frames import field_strength_t, parse_datetime
 from node.errors import InputError
 from node.inputs.t1_maps import T1Slice, classify, group_by_series, read_t1_maps
 from node.settings import ModuleSettings
+from analysis.errors import AnalysisError
+from node.inputs.first_pass import FirstPassSlice, read_first_pass
+from node.process.modules.ddce_first_pass import JointSlice, joint_slice, matching_slices
 from node.process.modules.ddce_regions import (NOT_IDENTIFIED_LABEL, Identification, identification_segmentation,
                                                identify_voxels, report_items, results_entry, slice_estimates,
                                                withheld_reason)
 from node.process.modules.output_series import OUTPUT_SERIES
 
 # the 2CXM maps (analysis.ddce), each written as a Parametric Map (dicom_out/quantities.py)
-QUANTITIES = {name: map_quantity(name) for name in ("ve", "vp", "ve_plus_vp", "ps", "fp", "r_squared")}
+DELAYED_MAPS = ("ve", "vp", "ve_plus_vp", "ps", "fp", "r_squared")   # what a fit of delayed maps alone gives
+# (MBF only from a fit with the first pass; its series number follows the others')
+QUANTITIES = {name: map_quantity(name) for name in ("ve", "vp", "ve_plus_vp", "ps", "fp", "r_squared", "mbf")}
 
 
 def injection_time(posts: list[list[T1Slice]], settings: ModuleSettings) -> tuple[datetime, str]:
@@ -85,9 +90,11 @@ def relaxivity(posts: list[list[T1Slice]], settings: ModuleSettings) -> tuple[fl
         raise InputError(str(exc)) from None
 
 
-def window_key(used: list[T1Slice], settings: ModuleSettings, r1: float, injection: datetime) -> str:
+def window_key(used: list[T1Slice], settings: ModuleSettings, r1: float, injection: datetime,
+               first_pass: tuple[str, ...] = ()) -> str:
+    """Digest of a window's inputs (and the first-pass instances fitted with them), which seeds its UIDs."""
     digest = hashlib.sha256(f"ddce {MODULES['ddce'].version} {settings.hematocrit} {r1} {injection}".encode())
-    for uid in sorted(str(s.dataset.SOPInstanceUID) for s in used):
+    for uid in sorted(str(s.dataset.SOPInstanceUID) for s in used) + sorted(first_pass):
         digest.update(uid.encode())
     return digest.hexdigest()
 
@@ -95,7 +102,7 @@ def window_key(used: list[T1Slice], settings: ModuleSettings, r1: float, injecti
 def fit_window(window: float, native: list[T1Slice], timed: list[tuple[float, T1Slice]], settings: ModuleSettings,
                 r1: float) -> tuple[dict[str, np.ndarray], list[dict], list[T1Slice], list]:
     """Maps stacked over slice positions, per-slice summaries, the post slices used and per-slice results."""
-    stacks: dict[str, list[np.ndarray]] = {name: [] for name in (*QUANTITIES, "failed")}
+    stacks: dict[str, list[np.ndarray]] = {name: [] for name in (*DELAYED_MAPS, "failed")}
     slices, used, results = [], [], []
     for base in native:
         here = sorted(((t, s) for t, s in timed if same_slice(s.position_mm, base.position_mm)
@@ -108,7 +115,7 @@ def fit_window(window: float, native: list[T1Slice], timed: list[tuple[float, T1
                                windows_min=[window], t1_noise_fraction=settings.t1_noise_fraction)
         fitted = result.windows[0]
         results.append(result)
-        for name in (*QUANTITIES, "failed"):
+        for name in (*DELAYED_MAPS, "failed"):
             stacks[name].append(fitted.maps[name])
         tissue = result.valid & ~result.blood_pool & (fitted.maps["failed"] == 0)
         slices.append({
@@ -119,16 +126,16 @@ def fit_window(window: float, native: list[T1Slice], timed: list[tuple[float, T1
             "fitted_voxels": int(result.valid.sum()), "failed_voxels": int(fitted.maps["failed"].sum()),
             "ve_vp_separable_fraction": round(float(fitted.maps["ve_vp_separable"][result.valid].mean()), 3),
             "tissue_median": {name: round(float(np.median(fitted.maps[name][tissue])), 4) if tissue.any() else None
-                              for name in QUANTITIES},
+                              for name in DELAYED_MAPS},
             "blood_pool_median": {name: round(float(np.median(fitted.maps[name][result.blood_pool])), 4)
-                                  for name in QUANTITIES},
+                                  for name in DELAYED_MAPS},
         })
         used += [s for _, s in here]
     return {name: np.stack(v) for name, v in stacks.items()}, slices, used, results
 
 
 # parameters summarised per region in the report (R^2 only as a median)
-REPORTED = ("ve", "vp", "ve_plus_vp", "ps", "fp")
+REPORTED = ("ve", "vp", "ve_plus_vp", "ps", "fp", "mbf")
 
 
 def _window_group(window: float, maps: dict[str, np.ndarray], pms: dict[str, object], regions: LvRegions,
@@ -162,6 +169,8 @@ def _window_maps(window: float, n: int, key: str, maps: dict[str, np.ndarray], n
     parameter identified almost nowhere is withheld (or, when the site asks, labelled). Returns name -> map."""
     pms = {}
     for k, (name, quantity) in enumerate(QUANTITIES.items()):
+        if name not in maps:
+            continue
         label = quantity.lut_label
         if not identification.shown(name):
             if settings.ddce_unidentified_maps == "withhold":
@@ -180,6 +189,27 @@ def _window_maps(window: float, n: int, key: str, maps: dict[str, np.ndarray], n
         entry["maps"].append({"parameter": name, "unit": quantity.unit.value, "series_instance_uid": series_uid,
                               "sop_instance_uid": str(pm.SOPInstanceUID), "identified": identification.shown(name)})
     return pms
+
+
+def _first_pass(files: list[str], injection: datetime, native: list[T1Slice]) -> tuple[list[FirstPassSlice], str | None]:
+    """The first-pass slice on every native slice, or ([], why not)."""
+    slices, problems = read_first_pass(files, injection)
+    if not slices:
+        return [], "; ".join(problems) if problems else "no first-pass perfusion series in the study"
+    matched, reason = matching_slices(native, slices)
+    return matched, reason
+
+
+def _joint(results: list, native: list[T1Slice], first_pass: list[FirstPassSlice], myocardium: np.ndarray,
+           settings: ModuleSettings, r1: float, field: float) -> tuple[list[JointSlice], str | None]:
+    """The window's joint fit per slice, or ([], why not) where the first pass cannot be used."""
+    if not first_pass:
+        return [], None
+    try:
+        return [joint_slice(r, base, fp, mask, hematocrit=settings.hematocrit, r1=r1, field_t=field)
+                for r, base, fp, mask in zip(results, native, first_pass, myocardium)], None
+    except AnalysisError as exc:
+        return [], f"first pass not fitted: {exc}"
 
 
 def run(inp: ModuleInput) -> ModuleOutput:
@@ -204,14 +234,29 @@ def run(inp: ModuleInput) -> ModuleOutput:
     seg = lv_segmentation(regions, [s.frame for s in native], inp, "ddce", OUTPUT_SERIES["ddce.regions"]) \
         if fitted else None
     groups = []
+    first_pass, first_pass_reason = _first_pass(inp.files, injection, native)
+    output.results["first_pass"] = {"used": bool(first_pass), "reason": first_pass_reason}
+    first_pass_uids = tuple(f.sop_instance_uid for fp in first_pass for f in fp.pd_frames + fp.frames)
     for n, (window, (maps, slices, used, results)) in enumerate(zip(windows, fitted)):
-        key = window_key(used, settings, r1, injection)
         myocardium = regions.masks()[..., 0]
-        estimates = slice_estimates(results, myocardium)
-        identification = identify_voxels(results, myocardium)
-        entry = {"window_min": window, "slices": slices, "maps": [], "regions": [
-            results_entry(e, s.position_mm) for e, s in zip(estimates, native)],
-            "identification": identification.as_dict(), "withheld_maps": []}
+        joint, joint_reason = _joint(results, native, first_pass, myocardium, settings, r1, field)
+        key = window_key(used, settings, r1, injection, first_pass_uids if joint else ())
+        if joint:
+            maps = {name: np.stack([j.maps[name] for j in joint]) for name in joint[0].maps}
+            estimates = [j.estimates for j in joint]
+            identification = Identification({name: np.stack([j.identified[name] for j in joint])
+                                             for name in joint[0].identified}, np.stack([j.assessed for j in joint]))
+        else:
+            estimates = slice_estimates(results, myocardium)
+            identification = identify_voxels(results, myocardium)
+        entry = {"window_min": window, "fit": "first pass + delayed maps" if joint else "delayed maps",
+                 "slices": slices, "maps": [], "regions": [
+                     results_entry(e, s.position_mm) for e, s in zip(estimates, native)],
+                 "identification": identification.as_dict(), "withheld_maps": []}
+        if joint:
+            entry["first_pass"] = [j.summary for j in joint]
+        elif joint_reason:
+            entry["first_pass_not_used"] = joint_reason
         pms = _window_maps(window, n, key, maps, native, used, identification, settings, output, entry)
         if (identified := identification_segmentation(identification, [s.frame for s in native], key, window, n)):
             output.datasets.append(identified)

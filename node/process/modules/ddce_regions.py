@@ -48,8 +48,11 @@ REGIONAL = {
     "ps": Reported("ps_ml_per_min_per_g", PER_GRAM, codes.PS, codes.UNIT_ML_PER_MIN_PER_G, "PS"),
     "fp": Reported("fp_ml_per_min_per_g", PER_GRAM, codes.FP, codes.UNIT_ML_PER_MIN_PER_G, "Fp"),
     "mean_lag_min": Reported("mean_lag_s", 60.0, codes.MEAN_LAG, codes.UNIT_S, "mean lag"),
+    # blood flow per mL of tissue (1/min): Fp / (1 - Hct), from the joint first-pass fit only
+    "mbf": Reported("mbf_ml_per_min_per_g", PER_GRAM, codes.MBF, codes.UNIT_ML_PER_MIN_PER_G, "MBF"),
 }
-UNITS_SHOWN = {"ps": " mL/min/g", "fp": " mL/min/g", "mean_lag_min": " s"}
+IDENTIFIED_AS = {"mbf": "fp"}    # a map identified where this other parameter is
+UNITS_SHOWN = {"ps": " mL/min/g", "fp": " mL/min/g", "mbf": " mL/min/g", "mean_lag_min": " s"}
 
 
 def slice_estimates(results: list[DdceResult], myocardium: np.ndarray) -> list[dict[str, Estimate]]:
@@ -95,7 +98,10 @@ def report_items(estimates: list[dict[str, Estimate]]) -> tuple[list[Measure], l
     interval (TID 310), or the bound under its own concept; several slices: only the evaluations (the
     intervals are per slice, in results.json)."""
     measures, evaluations = [], []
+    present = {name for e in estimates for name in e}
     for name, r in REGIONAL.items():
+        if name not in present and name == "mbf":
+            continue    # MBF only where a first pass was fitted
         everywhere = identified_everywhere(estimates, name)
         evaluations.append(Evaluation(codes.identifiable(r.concept), codes.YES if everywhere else codes.NO))
         if len(estimates) != 1 or name not in estimates[0]:
@@ -130,6 +136,7 @@ class Identification:
 
     def shown(self, name: str) -> bool:
         """Whether the name's map is a measurement: not a 2CXM parameter (R^2), or identified widely enough."""
+        name = IDENTIFIED_AS.get(name, name)
         return name not in self.maps or self.fraction(name) >= MIN_IDENTIFIED_FRACTION
 
     def as_dict(self) -> dict:
@@ -158,6 +165,7 @@ def identify_voxels(results: list[DdceResult], myocardium: np.ndarray) -> Identi
 
 
 def withheld_reason(identification: Identification, name: str) -> str:
+    name = IDENTIFIED_AS.get(name, name)
     return (f"identified in {identification.fraction(name):.1%} of {int(identification.assessed.sum())} voxels "
             f"assessed ({identification.assessed_in}; fewer than {MIN_IDENTIFIED_FRACTION:.0%})")
 

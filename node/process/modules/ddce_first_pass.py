@@ -1,0 +1,115 @@
+"""dDCE with the first-pass perfusion series of the same injection: one 2CXM fit of both (analysis/ddce_joint.py).
+
+Per window and slice, where a first-pass slice lies on the native T1 map's slice with the same matrix:
+- concentration from the saturation-recovery frames (analysis/perfusion.py: proton-density frames, else the
+  native T1 map, for the signal scale);
+- one AIF: the first pass in the LV blood pool (less its edge) and the delayed maps' blood pool;
+- the LV myocardium's ve, vp, ve + vp, PS, Fp and MBF with 95 % intervals and the arterial delay; PS as a
+  lower bound where the exchange is flow-limited;
+- per voxel of the LV myocardium, the joint fit at the region's delay (maps, MBF included; 0 outside the
+  myocardium) and where each parameter is identified.
+Where the series cannot be used (another slice, another matrix, no saturation delay, no baseline frames) the
+reason is returned and the window is fitted from the delayed maps alone, as without a first pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.ddce import TISSUE_DENSITY_G_PER_ML, DdceResult, parameter_maps
+from analysis.ddce_identification import MAP_PARAMETERS, identified_voxels
+from analysis.ddce_joint import (JointCurves, fit_joint_voxels, joint_aif, mbf_ml_per_min_per_g,
+                                 profile_joint_region)
+from analysis.ddce_uncertainty import Estimate
+from analysis.errors import AnalysisError
+from analysis.geometry import same_slice
+from analysis.perfusion import arterial_input_mask, first_pass_concentration
+from node.inputs.first_pass import FirstPassSlice
+from node.inputs.t1_maps import T1Slice
+
+MIN_FIRST_PASS_FRAMES = 20
+
+
+@dataclass
+class JointSlice:
+    maps: dict[str, np.ndarray]          # as analysis.ddce maps, plus "mbf" (mL/min/g)
+    estimates: dict[str, Estimate]       # LV myocardium (ddce_regions.REGIONAL names, "mbf" in 1/min blood)
+    identified: dict[str, np.ndarray]    # per map parameter, bool (rows, cols) over the myocardium
+    assessed: np.ndarray                 # bool (rows, cols)
+    summary: dict                        # for results.json
+
+
+def matching_slices(native: list[T1Slice], first_pass: list[FirstPassSlice]) -> tuple[list[FirstPassSlice], str | None]:
+    """The first-pass slice on each native slice, or why there is none for some."""
+    found = []
+    for base in native:
+        match = next((f for f in first_pass if same_slice(f.position_mm, base.position_mm)), None)
+        if match is None:
+            return [], (f"no first-pass slice at {base.position_mm:.1f} mm (first pass at "
+                        f"{', '.join(f'{f.position_mm:.1f}' for f in first_pass) or 'none'} mm)")
+        if match.shape != base.t1_ms.shape or not np.allclose(match.frames[0].pixel_mm, base.frame.pixel_mm,
+                                                                  rtol=1e-3):
+            return [], f"the first-pass slice at {base.position_mm:.1f} mm is not on the T1 map's pixel grid"
+        if len(match.frames) < MIN_FIRST_PASS_FRAMES:
+            return [], f"the first-pass slice at {base.position_mm:.1f} mm has {len(match.frames)} frames"
+        found.append(match)
+    return found, None
+
+
+def _scaled(e: Estimate, factor: float) -> Estimate:
+    def times(x):
+        return None if x is None else x * factor
+    return Estimate(times(e.value), (times(e.ci95[0]), times(e.ci95[1])), e.identified)
+
+
+def joint_slice(result: DdceResult, base: T1Slice, fp: FirstPassSlice, myocardium: np.ndarray, *,
+                hematocrit: float, r1: float, field_t: float) -> JointSlice:
+    """The joint fit of one slice in one window (result holds that window only). Raises AnalysisError."""
+    window = result.windows[0]
+    pd = fp.pd_signal()
+    conc = first_pass_concentration(fp.signal(), result.blood_pool, fp.ts_ms or 0.0, r1, t1_native_ms=base.t1_ms,
+                                    pd_frames=pd, flip_deg=fp.flip_deg, pd_flip_deg=fp.pd_flip_deg,
+                                    field_strength_t=field_t)
+    t_fp = fp.times_s / 60.0
+    use = np.isin(result.times_min, window.times_min)
+    blood, saturated = conc.region(arterial_input_mask(result.blood_pool))
+    aif = joint_aif(t_fp, blood / (1.0 - hematocrit), window.times_min, result.blood_plasma_mM[use])
+    region = myocardium & result.valid
+    if region.sum() < 2:
+        raise AnalysisError("no LV myocardium on this slice: no joint regional fit")
+    delayed = result.concentration_mM[use]
+    tissue = conc.c_mM[:, region]
+    curves = JointCurves(t_fp, conc.region(region)[0], tissue.std(axis=1, ddof=1) / np.sqrt(region.sum()),
+                         window.times_min, delayed[:, region].mean(axis=1),
+                         delayed[:, region].std(axis=1, ddof=1) / np.sqrt(region.sum()))
+    fitted = profile_joint_region(curves, aif)
+    estimates = dict(fitted.estimates)
+    estimates["mbf"] = _scaled(estimates["fp"], 1.0 / (1.0 - hematocrit))
+    # per voxel, in the LV myocardium (where the model and the region's delay hold; 0 elsewhere, as a failed
+    # fit): first-pass noise from the baseline frames' spread, delayed noise as the delayed fit has it
+    valid = region
+    noise_fp = np.maximum(conc.c_mM[:conc.baseline_frames].std(axis=0, ddof=1), 1e-4)
+    t_joint = np.concatenate([t_fp, window.times_min])
+    ct = np.concatenate([conc.c_mM[:, valid], delayed[:, valid]]).T
+    sd = np.concatenate([np.broadcast_to(noise_fp[valid], (t_fp.size, int(valid.sum()))),
+                         result.concentration_sd_mM[use][:, valid]]).T
+    fit = fit_joint_voxels(t_joint, ct, sd, aif, fitted.delay_s)
+    maps = parameter_maps(fit, valid)
+    maps["mbf"] = np.where(valid, mbf_ml_per_min_per_g(maps["fp"] * TISSUE_DENSITY_G_PER_ML, hematocrit),
+                           0.0).astype(np.float32)
+    assessed = valid & (maps["failed"] == 0)
+    found = identified_voxels(t_joint - fitted.delay_s / 60.0, ct[assessed[valid]], sd[assessed[valid]], aif,
+                              first_pass_sampled=True)
+    identified = {}
+    for name in MAP_PARAMETERS:
+        image = np.zeros(valid.shape, dtype=bool)
+        image[assessed] = found[name]
+        identified[name] = image
+    summary = {"series_instance_uid": fp.series_uid, "position_mm": round(fp.position_mm, 2),
+               "frames": len(fp.frames), "proton_density_frames": len(fp.pd_frames),
+               "saturation_delay_ms": fp.ts_ms, "signal_scale_from": conc.scale_from,
+               "baseline_frames": conc.baseline_frames, "saturated_aif_frames": saturated,
+               "arterial_delay_s": round(fitted.delay_s, 2), "ps_flow_limited": fitted.flow_limited,
+               "regional_chi_square": round(fitted.chi_square, 1), "regional_samples": fitted.samples}
+    return JointSlice(maps=maps, estimates=estimates, identified=identified, assessed=assessed, summary=summary)
