@@ -66,7 +66,7 @@ def slice_estimates(results: list[DdceResult], myocardium: np.ndarray) -> list[d
         except AnalysisError:
             estimates.append({})
             continue
-        estimates.append(profile_region(*inputs, aif_start=window.aif, names=tuple(REGIONAL)))
+        estimates.append(profile_region(*inputs, aif_start=window.aif, names=tuple(n for n in REGIONAL if n != "mbf")))
     return estimates
 
 
