@@ -115,13 +115,19 @@ class SampledAif:
         d = steps[:1] if uniform else steps                                         # (1|S,)
         x = rate * d
         e1 = -np.expm1(-x) / rate                                                    # (1 - e^-kd) / k
-        e2 = np.where(x < 1e-3, d * d * (0.5 - x / 6.0 + x * x / 24.0), (d - e1) / rate)
+        e2 = (d - e1) / rate
+        if (small := x < 1e-3).any():           # the series where d - e1 cancels
+            series = np.broadcast_to(d * d, x.shape) * (0.5 - x / 6.0 + x * x / 24.0)
+            e2 = np.where(small, series, e2)
         source = ca[:-1] * e1 + (np.diff(ca) / steps) * e2                           # (N, S)
         f = np.zeros((len(source), grid.size))
         # F(t_(i+1)) = sum_(j <= i) source_j e^(-k (t_(i+1) - t_(j+1))) = e^(-k r_i) cumsum(source_j e^(k r_j)), r
         # the time since t_1: one cumulative sum, where the exponent stays representable
         cumulative = rate[:, 0] * (grid[-1] - grid[1]) <= CUMSUM_MAX_EXPONENT
-        if cumulative.any():
+        if cumulative.all():     # the usual case, without the copies a boolean selection makes
+            grow = np.exp(rate * (grid[1:] - grid[1]))
+            f[:, 1:] = np.cumsum(source * grow, axis=1) / grow
+        elif cumulative.any():
             grow = np.exp(rate[cumulative] * (grid[1:] - grid[1]))
             f[cumulative, 1:] = np.cumsum(source[cumulative] * grow, axis=1) / grow
         if not cumulative.all():
@@ -157,12 +163,18 @@ class HybridAif:
     def convolve_exponential(self, t_min: np.ndarray, k: np.ndarray) -> np.ndarray:
         t = np.asarray(t_min, float)
         end = self.t_tail_min
-        inside = np.minimum(t, end)
-        linear = self.first_pass.convolve_exponential(inside, k) * np.exp(-np.asarray(k, float) * (t - inside))
-        t0 = end
-        shifted = BiexpAif(self.tail.a1 * np.exp(-self.tail.m1 * t0), self.tail.m1,
-                           self.tail.a2 * np.exp(-self.tail.m2 * t0), self.tail.m2)
-        return linear + np.where(t >= t0, shifted.convolve_exponential(np.maximum(t - t0, 0.0), k), 0.0)
+        before = t < end
+        k = np.asarray(k, float)
+        out = np.empty((len(k), t.size))
+        # up to the join: the linear part alone; after it, the linear part's decay from the join plus the tail
+        out[:, before] = self.first_pass.convolve_exponential(t[before], k)
+        if not before.all():
+            after = t[~before] - end
+            at_join = self.first_pass.convolve_exponential(np.array([end]), k)           # (N, 1)
+            shifted = BiexpAif(self.tail.a1 * np.exp(-self.tail.m1 * end), self.tail.m1,
+                               self.tail.a2 * np.exp(-self.tail.m2 * end), self.tail.m2)
+            out[:, ~before] = at_join * np.exp(-k * after) + shifted.convolve_exponential(after, k)
+        return out
 
 
 def fit_biexp_aif(t_min: np.ndarray, ca_mM: np.ndarray) -> BiexpAif:
