@@ -70,8 +70,9 @@ def test_reader_falls_back_on_ge_trigger_time(tmp_path):
 @pytest.fixture(scope="module")
 def joint_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("joint")
+    # the first pass in another breath-hold: the heart 2 px down and 3 px left of where the T1 maps have it
     study, phantom, _ = write_ddce_study(root / "in", phantom=ddce_phantom(delay_s=2.0),
-                                         first_pass=first_pass_phantom(delay_s=2.0))
+                                         first_pass=first_pass_phantom(delay_s=2.0, shift_px=(2.0, -3.0)))
     report = process_folder(root / "in", root / "out", offline_config())
     return report, root / "out", phantom
 
@@ -91,6 +92,7 @@ def test_joint_fit_gives_mbf_and_identified_ps_maps(joint_study):
     [summary] = five["first_pass"]
     assert summary["signal_scale_from"] == "proton-density frames" and summary["saturation_delay_ms"] == 100.0
     assert abs(summary["arterial_delay_s"] - 2.0) < 1.0
+    assert summary["shift_to_t1_map_mm"] == pytest.approx([-3.0, 4.5], abs=0.3)     # 1.5 mm pixels
     maps = _maps(out)
     mbf = pydicom.dcmread(maps["dDCE 5min MBF"]).pixel_array
     truth = {r: phantom.truth[r.name.lower()]["fp"] / 1.05 / (1 - HCT) for r in (Region.REMOTE, Region.MVO)}

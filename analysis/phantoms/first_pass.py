@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from analysis.phantoms.ddce import TRUE_PARAMETERS, blood_aif_mM, tissue_curve_numerical
 from analysis.phantoms.short_axis import Region, SliceGeometry, short_axis_labels
@@ -39,8 +40,9 @@ def first_pass_phantom(geometry: SliceGeometry = SliceGeometry(), rr_s: float = 
                        frames: int = 60, ts_ms: float = 100.0, flip_deg: float = 12.0, pd_flip_deg: float = 5.0,
                        pd_count: int = 2, noise_fraction: float = 0.01, hematocrit: float = 0.42,
                        r1_per_mM_s: float = 5.2, delay_s: float = 2.0, parameters: dict | None = None,
-                       seed: int = 21) -> FirstPassPhantom:
-    """noise_fraction: noise SD as a fraction of a fully recovered voxel's signal (k for PD 1)."""
+                       seed: int = 21, shift_px: tuple[float, float] = (0.0, 0.0)) -> FirstPassPhantom:
+    """noise_fraction: noise SD as a fraction of a fully recovered voxel's signal (k for PD 1); shift_px: the
+    heart's (row, col) position in this breath-hold relative to the T1 maps' (the labels stay the maps')."""
     parameters = parameters or TRUE_PARAMETERS
     labels = short_axis_labels(geometry)
     times_s = start_s + rr_s * np.arange(frames)
@@ -72,6 +74,9 @@ def first_pass_phantom(geometry: SliceGeometry = SliceGeometry(), rr_s: float = 
     pd_signal = pd * coil * np.sin(np.radians(pd_flip_deg))
     pd_frames = np.stack([pd_signal + sd * rng.standard_normal(pd_signal.shape) for _ in range(pd_count)]) \
         if pd_count else np.zeros((0,) + labels.shape)
+    if any(shift_px):
+        signal = np.stack([ndimage.shift(f, shift_px, order=1) for f in signal])
+        pd_frames = np.stack([ndimage.shift(f, shift_px, order=1) for f in pd_frames]) if pd_count else pd_frames
     return FirstPassPhantom(labels=labels, times_s=times_s, frames=signal, pd_frames=pd_frames, ts_ms=ts_ms,
                             flip_deg=flip_deg, pd_flip_deg=pd_flip_deg, concentration_mM=conc, delay_s=delay_s,
                             truth={r.name.lower(): dict(p) for r, p in parameters.items()})

@@ -22,7 +22,7 @@ import numpy as np
 
 from analysis.geometry import group_by_slice
 from node.inputs.frames import Frame
-from node.inputs.kinds import frames_of_kinds
+from node.inputs.kinds import classify_files, frames_of_kinds
 from node.inputs.vendors import PERFUSION
 
 _TS_IN_COMMENTS = re.compile(r"\b(?:TS|TD|sat(?:uration)?\.?\s*delay)\s*[=:]?\s*(\d+(?:\.\d+)?)\s*ms", re.I)
@@ -103,7 +103,10 @@ def _one_slice(frames: list[Frame], injection: datetime) -> tuple[FirstPassSlice
 def read_first_pass(paths: list[str], injection: datetime) -> tuple[list[FirstPassSlice], list[str]]:
     """Every first-pass perfusion slice among the files, and what stops any other from being used."""
     slices, problems = [], []
-    frames = [f for f in frames_of_kinds(paths, [PERFUSION]) if f.has_geometry]
+    # headers first: the pixels of the study's T1 maps need not be read again to find no first pass
+    paths = list(dict.fromkeys(f.instance.path for series in classify_files(paths)
+                               for f in series.frames.get(PERFUSION, [])))
+    frames = [f for f in frames_of_kinds(paths, [PERFUSION]) if f.has_geometry] if paths else []
     by_series: dict[str, list[Frame]] = {}
     for f in frames:
         by_series.setdefault(f.series_uid, []).append(f)

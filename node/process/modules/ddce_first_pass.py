@@ -1,6 +1,8 @@
 """dDCE with the first-pass perfusion series of the same injection: one 2CXM fit of both (analysis/ddce_joint.py).
 
 Per window and slice, where a first-pass slice lies on the native T1 map's slice with the same matrix:
+- the frames shifted onto the native T1 map (one translation for the series, from its frames after the
+  bolus: analysis/registration.py works across contrasts by edges);
 - concentration from the saturation-recovery frames (analysis/perfusion.py: proton-density frames, else the
   native T1 map, for the signal scale);
 - one AIF: the first pass in the LV blood pool (less its edge) and the delayed maps' blood pool;
@@ -16,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from analysis.ddce import TISSUE_DENSITY_G_PER_ML, DdceResult, parameter_maps
 from analysis.ddce_identification import MAP_PARAMETERS, identified_voxels
@@ -25,6 +28,7 @@ from analysis.ddce_uncertainty import Estimate
 from analysis.errors import AnalysisError
 from analysis.geometry import same_slice
 from analysis.perfusion import arterial_input_mask, first_pass_concentration
+from analysis.registration import estimate_shift
 from node.inputs.first_pass import FirstPassSlice
 from node.inputs.t1_maps import T1Slice
 
@@ -67,8 +71,12 @@ def joint_slice(result: DdceResult, base: T1Slice, fp: FirstPassSlice, myocardiu
                 hematocrit: float, r1: float, field_t: float) -> JointSlice:
     """The joint fit of one slice in one window (result holds that window only). Raises AnalysisError."""
     window = result.windows[0]
-    pd = fp.pd_signal()
-    conc = first_pass_concentration(fp.signal(), result.blood_pool, fp.ts_ms or 0.0, r1, t1_native_ms=base.t1_ms,
+    signal, pd = fp.signal(), fp.pd_signal()
+    # another breath-hold: the frames after the bolus (enhanced wall, bright cavity) aligned with the native map
+    shift = estimate_shift(base.t1_ms, signal[-max(len(signal) // 3, 1):].mean(axis=0))
+    signal = ndimage.shift(signal, (0.0, *shift), order=1)
+    pd = ndimage.shift(pd, (0.0, *shift), order=1) if pd is not None else None
+    conc = first_pass_concentration(signal, result.blood_pool, fp.ts_ms or 0.0, r1, t1_native_ms=base.t1_ms,
                                     pd_frames=pd, flip_deg=fp.flip_deg, pd_flip_deg=fp.pd_flip_deg,
                                     field_strength_t=field_t)
     t_fp = fp.times_s / 60.0
@@ -107,6 +115,7 @@ def joint_slice(result: DdceResult, base: T1Slice, fp: FirstPassSlice, myocardiu
         image[assessed] = found[name]
         identified[name] = image
     summary = {"series_instance_uid": fp.series_uid, "position_mm": round(fp.position_mm, 2),
+               "shift_to_t1_map_mm": np.round(shift * np.asarray(base.frame.pixel_mm), 2).tolist(),
                "frames": len(fp.frames), "proton_density_frames": len(fp.pd_frames),
                "saturation_delay_ms": fp.ts_ms, "signal_scale_from": conc.scale_from,
                "baseline_frames": conc.baseline_frames, "saturated_aif_frames": saturated,
