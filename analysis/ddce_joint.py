@@ -74,6 +74,7 @@ class _JointProblem:
 
     def __init__(self, curves: JointCurves, aif: HybridAif):
         self.t, self.y, self.se, self.aif = curves.t_min, curves.ct_mM, curves.se_mM, aif
+        self.se_scale = 1.0     # set by ddce_uncertainty.profile
 
     def model(self, x: np.ndarray) -> np.ndarray:
         ve, vp, fp, ps = x[0], x[1], np.exp(x[2]), np.exp(x[3])
@@ -94,6 +95,7 @@ class JointRegion:
     chi_square: float
     samples: int
     flow_limited: bool = False          # PS >= 3 Fp fits: PS reported as a lower bound
+    se_scale: float = 1.0               # standard errors scaled by sqrt(chi-square / dof) where that is > 1
 
 
 def _starts(delay_s: float) -> list[np.ndarray]:
@@ -108,11 +110,12 @@ def profile_joint_region(curves: JointCurves, aif: HybridAif, names=JOINT_NAMES)
     starts = [best_x, *_starts(float(best_x[4]))[:3]]
     estimates = profile(problem, starts, names)
     _, at_ratio = problem.fit(starts, fixed=("ps_over_fp", FLOW_LIMITED_RATIO))
-    limited = bool(flow_limited(np.exp(best_x[3] - best_x[2]), at_ratio - best_cost))
+    scale = problem.se_scale        # chi-squares below are on the rescaled errors
+    limited = bool(flow_limited(np.exp(best_x[3] - best_x[2]), at_ratio - best_cost / scale ** 2))
     if limited and "ps" in estimates:   # a lower bound only, whatever the upper end of the interval
         estimates["ps"] = Estimate(value=None, ci95=(estimates["ps"].ci95[0], None), identified=False)
     return JointRegion(estimates=estimates, delay_s=float(best_x[4]), chi_square=float(best_cost),
-                       samples=int(curves.t_min.size), flow_limited=limited)
+                       samples=int(curves.t_min.size), flow_limited=limited, se_scale=scale)
 
 
 def fit_joint_voxels(curves_t_min: np.ndarray, ct_mM: np.ndarray, sigma_mM: np.ndarray, aif: HybridAif,

@@ -98,6 +98,7 @@ class _Problem:
         self.t = np.asarray(t_min, float)
         self.y = np.concatenate([np.asarray(ct_mM, float), np.asarray(cp_mM, float)])
         self.se = np.maximum(np.concatenate([np.asarray(se_t_mM, float), np.asarray(se_p_mM, float)]), 1e-6)
+        self.se_scale = 1.0     # set by profile
 
     def residual(self, x: np.ndarray) -> np.ndarray:
         """Weighted residuals (2T,): tissue then blood. Scalar arithmetic on one curve: this runs thousands of
@@ -205,10 +206,27 @@ def profile_region(t_min: np.ndarray, ct_mM: np.ndarray, se_t_mM: np.ndarray, cp
     return profile(_Problem(t_min, ct_mM, se_t_mM, cp_mM, se_p_mM), _starts(aif_start), names)
 
 
+MIN_DOF_TO_SCALE = 10   # fewer degrees of freedom leave chi-square / dof too uncertain to rescale by
+
+
+def scale_to_fit(problem, best: tuple[np.ndarray, float]) -> tuple[tuple[np.ndarray, float], float]:
+    """Where the best fit's chi-square per degree of freedom exceeds 1 (a region mixing tissues is no single
+    2CXM curve), the standard errors are scaled by its square root so that the intervals hold what the
+    scatter says (the Birge ratio; e.g. Press et al., Numerical Recipes, 15.1). Returns (best with the
+    rescaled chi-square, scale >= 1)."""
+    x, cost = best
+    dof = problem.residual(x).size - x.size
+    if dof < MIN_DOF_TO_SCALE or not np.isfinite(cost) or cost <= dof:
+        return best, 1.0
+    scale = float(np.sqrt(cost / dof))
+    problem.se = problem.se * scale
+    return (x, cost / scale ** 2), scale
+
+
 def profile(problem, starts: list[np.ndarray], names) -> dict[str, Estimate]:
     """Profile-likelihood intervals of the named quantities for a problem with fit(starts, fixed) whose
-    parameter vectors start with (ve, vp, ln Fp, ln PS)."""
-    best = problem.fit(starts)
+    parameter vectors start with (ve, vp, ln Fp, ln PS), and standard errors in problem.se (scale_to_fit)."""
+    best, problem.se_scale = scale_to_fit(problem, problem.fit(starts))
     q = _tissue(best[0])
     estimates = {}
     for name in names:

@@ -20,6 +20,7 @@ MAX_RECOVERY and the samples are counted as saturated. Units: TS and T1 in ms, R
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import lgamma
 
 import numpy as np
 
@@ -58,6 +59,32 @@ class Concentration:
         c, saturated = concentration(self.frames[:, mask].mean(axis=1)[:, None, None], scale, t1, self.ts_ms,
                                      self.r1_per_mM_s)
         return c[:, 0, 0], int(saturated.sum())
+
+    def arterial_input(self, blood_pool: np.ndarray) -> np.ndarray:
+        """The blood concentration curve (F,) in mmol/L of the LV blood pool less its edge
+        (arterial_input_mask). Raises AnalysisError where it saturates: clipped at MAX_RECOVERY, the peak would
+        read low (about 7.4 mmol/L at TS 100 ms, blood T1 1550 ms, r1 5.2) and Fp high, with nothing to show."""
+        curve, saturated = self.region(arterial_input_mask(blood_pool))
+        if saturated:
+            raise AnalysisError(f"the first-pass AIF saturates in {saturated} frames (S/k above {MAX_RECOVERY}): "
+                                f"its peak is not measurable at a saturation delay of {self.ts_ms:g} ms")
+        return curve
+
+    def noise_sd_mM(self, mask: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """Expected noise SD (F, n) of the concentration of mask's voxels, propagated from one signal noise SD
+        pooled over reference's voxels (the median of their SDs over the baseline frames, a few frames each:
+        per-voxel SDs from 2-7 frames would make the identification test's chi-square wrong voxel by voxel).
+        dC = dS / (k TS (1 - S/k) r1), TS in s (the derivative of the inversion above)."""
+        baseline = self.frames[:self.baseline_frames][:, reference]
+        if baseline.shape[0] < 2 or baseline.shape[1] == 0:
+            raise AnalysisError("fewer than 2 baseline frames or no reference voxels: no first-pass noise estimate")
+        # median of sample SDs; the factor makes it unbiased for Gaussian noise at this frame count (c4)
+        n = baseline.shape[0]
+        c4 = np.sqrt(2.0 / (n - 1)) * np.exp(lgamma(n / 2.0) - lgamma((n - 1) / 2.0))
+        sigma_signal = float(np.median(baseline.std(axis=0, ddof=1))) / c4
+        k = self.scale[mask][np.newaxis]
+        ratio = np.clip(self.frames[:, mask] / np.where(k > 0, k, 1.0), 0.0, MAX_RECOVERY)
+        return sigma_signal / (np.where(k > 0, k, np.inf) * (self.ts_ms / 1000.0) * (1.0 - ratio) * self.r1_per_mM_s)
 
 
 def baseline_frame_count(blood_signal: np.ndarray) -> int:

@@ -53,6 +53,22 @@ def test_reader_says_what_is_missing(tmp_path):
                                         "or 'TS ... ms' in Image Comments)"]
 
 
+def test_reader_takes_pd_frames_by_flip_angle_even_with_a_saturation_delay_and_refuses_mixed_flips(tmp_path):
+    study = SyntheticStudy()
+    phantom = _small_first_pass()
+    injection = study.study_datetime + timedelta(minutes=10)
+    datasets = perfusion_series(phantom.frames, phantom.times_s, study, injection=injection, ts_ms=phantom.ts_ms,
+                                flip_deg=phantom.flip_deg, pd_frames=phantom.pd_frames,
+                                pd_flip_deg=phantom.pd_flip_deg, pixel_mm=1.5)
+    for ds in datasets:
+        ds.InversionTime = phantom.ts_ms         # written on the PD frames too
+    [found], _ = read_first_pass([str(f) for f in save_series(datasets, tmp_path / "a")], injection)
+    assert len(found.pd_frames) == 2 and len(found.frames) == 24
+    datasets[10].FlipAngle = 20
+    found, problems = read_first_pass([str(f) for f in save_series(datasets, tmp_path / "b")], injection)
+    assert found == [] and "different flip angles" in problems[0]
+
+
 def test_reader_falls_back_on_ge_trigger_time(tmp_path):
     """An export that keeps one Acquisition Time for every frame: GE's Trigger Time counts from the series start."""
     study = SyntheticStudy()
@@ -107,6 +123,16 @@ def test_joint_fit_gives_mbf_and_identified_ps_maps(joint_study):
     assert float(np.median(ps[phantom.labels == Region.REMOTE])) == pytest.approx(0.42, rel=0.2)
     shares = five["identification"]["parameters"]
     assert shares["ps_ml_per_min_per_g"]["fraction"] > 0.5 and shares["fp_ml_per_min_per_g"]["fraction"] > 0.5
+    # the infarct's exchange is flow-limited (PS 5.3 /min, Fp 0.53): its PS is not identified voxel by voxel
+    seg = pydicom.dcmread(out / f"{five['identification']['seg_sop_instance_uid']}.dcm")
+    labels = [item.SegmentLabel for item in seg.SegmentSequence]
+    ps_identified = seg.pixel_array.reshape(len(labels), *phantom.labels.shape)[labels.index("PS identified")]
+    assert ps_identified[phantom.labels == Region.INFARCT].mean() < 0.2
+    assert ps_identified[phantom.labels == Region.REMOTE].mean() > 0.8
+    [wall] = five["regions"]
+    assert wall["mbf_ml_per_min_per_g"]["value"] == pytest.approx(
+        wall["fp_ml_per_min_per_g"]["value"] / (1 - HCT), abs=2e-4)          # MBF = Fp / (1 - Hct)
+    assert five["slices"][0]["tissue"] == "lv_myocardium" and "delayed_fit" in five["slices"][0]
 
 
 @pytest.mark.integration     # dciodvfy

@@ -48,6 +48,52 @@ def test_without_t1_map_or_pd_frames_the_native_t1_is_assumed_and_said():
     np.testing.assert_allclose(conc.region(remote)[0], fp.concentration_mM[:, remote][:, 0], atol=1e-6)
 
 
+def test_a_saturating_aif_is_refused_not_clipped():
+    """A double dose puts blood at 12 mmol/L, where S/k at TS 100 ms passes 0.98: the peak cannot be measured."""
+    fp = first_pass_phantom(noise_fraction=0.0, dose_scale=2.0)
+    blood = fp.labels == Region.LV_BLOOD
+    conc = first_pass_concentration(fp.frames, blood, fp.ts_ms, 5.2, pd_frames=fp.pd_frames, flip_deg=fp.flip_deg,
+                                    pd_flip_deg=fp.pd_flip_deg)
+    with pytest.raises(AnalysisError, match="AIF saturates in"):
+        conc.arterial_input(blood)
+    normal = first_pass_phantom(noise_fraction=0.0)
+    conc = first_pass_concentration(normal.frames, blood, normal.ts_ms, 5.2, pd_frames=normal.pd_frames,
+                                    flip_deg=normal.flip_deg, pd_flip_deg=normal.pd_flip_deg)
+    assert conc.arterial_input(blood).max() == pytest.approx(normal.concentration_mM[:, blood].max(), rel=1e-3)
+
+
+def test_first_pass_noise_is_propagated_from_the_signal_noise():
+    """The expected SD of each voxel's concentration, dS / (k TS (1 - S/k) r1), against the scatter the phantom's
+    signal noise actually leaves in the remote myocardium's concentration, frame by frame."""
+    fp = first_pass_phantom(noise_fraction=0.01)
+    remote = fp.labels == Region.REMOTE
+    conc = first_pass_concentration(fp.frames, fp.labels == Region.LV_BLOOD, fp.ts_ms, 5.2, pd_frames=fp.pd_frames,
+                                    flip_deg=fp.flip_deg, pd_flip_deg=fp.pd_flip_deg)
+    predicted = conc.noise_sd_mM(remote, remote)                      # (F, voxels)
+    scatter = (conc.c_mM[:, remote] - fp.concentration_mM[:, remote]).std(axis=1)
+    np.testing.assert_allclose(np.median(predicted, axis=1), scatter, rtol=0.2)
+
+
+def test_mbf_is_plasma_flow_over_plasma_fraction_per_gram():
+    assert mbf_ml_per_min_per_g(0.63, 0.42) == pytest.approx(0.63 / 1.05 / 0.58)
+
+
+def test_the_tissue_sees_the_aif_later_by_the_delay():
+    from analysis.ddce_joint import _JointProblem
+    def plasma(t):
+        return blood_aif_mM(np.asarray(t, float)) / (1 - HCT)
+    t_fp, t_maps = np.arange(-8, 45, 0.9) / 60, np.array([1, 2, 3, 4, 5.0])
+    aif = joint_aif(t_fp, plasma(t_fp), t_maps, plasma(t_maps))
+    x = np.array([0.13, 0.06, np.log(0.63), np.log(0.44), 3.0])        # delay 3 s
+
+    def model(times, delay_s):
+        times = np.asarray(times, float)
+        curves = JointCurves(times, np.zeros(times.size), np.ones(times.size), np.zeros(0), np.zeros(0), np.zeros(0))
+        return _JointProblem(curves, aif).model(np.append(x[:4], delay_s))
+    t = np.linspace(0.1, 0.7, 25)
+    np.testing.assert_allclose(model(t, 3.0), model(t - 3.0 / 60, 0.0), atol=1e-9)
+
+
 def test_baseline_ends_before_the_contrast_arrives():
     fp = first_pass_phantom(noise_fraction=0.0)
     blood_signal = fp.frames[:, fp.labels == Region.LV_BLOOD].mean(axis=1)
@@ -121,6 +167,25 @@ def joint_regions():
         curves = JointCurves(t_fp, conc.region(mask)[0], voxels.std(axis=1, ddof=1) / np.sqrt(mask.sum()), t, ct, se)
         fitted[region] = profile_joint_region(curves, aif)
     return fitted, delayed.truth
+
+
+@pytest.mark.integration     # a regional profile likelihood, about 10 s
+def test_underestimated_errors_are_scaled_to_the_scatter():
+    """Curves whose stated standard errors are a third of their noise: chi-square per degree of freedom near 9,
+    the errors are scaled by its root, and the 95 % interval of PS still holds the truth."""
+    def plasma(t):
+        return blood_aif_mM(np.asarray(t, float)) / (1 - HCT)
+    t_fp, t_maps = np.arange(-8, 45, 0.9) / 60, np.array([1, 2, 3, 4, 5.0])
+    aif = joint_aif(t_fp, plasma(t_fp), t_maps, plasma(t_maps))
+    t = np.concatenate([t_fp, t_maps])
+    clean = tissue_curve_numerical(np.maximum(t, 0), 0.13, 0.06, 0.63, 0.44, aif, dt=0.0002) * (t > 0)
+    noisy = clean + 0.009 * np.random.default_rng(4).standard_normal(t.size)
+    n = t_fp.size
+    curves = JointCurves(t_fp, noisy[:n], np.full(n, 0.003), t_maps, noisy[n:], np.full(t_maps.size, 0.003))
+    region = profile_joint_region(curves, aif, names=("ps",))
+    assert 2.2 < region.se_scale < 3.8
+    low, high = region.estimates["ps"].ci95
+    assert low < 0.44 < high
 
 
 @pytest.mark.integration     # three regional profile likelihoods, about 40 s

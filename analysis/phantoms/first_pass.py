@@ -40,7 +40,8 @@ def first_pass_phantom(geometry: SliceGeometry = SliceGeometry(), rr_s: float = 
                        frames: int = 60, ts_ms: float = 100.0, flip_deg: float = 12.0, pd_flip_deg: float = 5.0,
                        pd_count: int = 2, noise_fraction: float = 0.01, hematocrit: float = 0.42,
                        r1_per_mM_s: float = 5.2, delay_s: float = 2.0, parameters: dict | None = None,
-                       seed: int = 21, shift_px: tuple[float, float] = (0.0, 0.0)) -> FirstPassPhantom:
+                       seed: int = 21, shift_px: tuple[float, float] = (0.0, 0.0),
+                       dose_scale: float = 1.0) -> FirstPassPhantom:
     """noise_fraction: noise SD as a fraction of a fully recovered voxel's signal (k for PD 1); shift_px: the
     heart's (row, col) position in this breath-hold relative to the T1 maps' (the labels stay the maps')."""
     parameters = parameters or TRUE_PARAMETERS
@@ -49,10 +50,10 @@ def first_pass_phantom(geometry: SliceGeometry = SliceGeometry(), rr_s: float = 
     t_min = times_s / 60.0
 
     def plasma(t):
-        return blood_aif_mM(np.asarray(t, float) - delay_s / 60.0) / (1.0 - hematocrit)
+        return blood_aif_mM(np.asarray(t, float) - delay_s / 60.0, dose_scale) / (1.0 - hematocrit)
     conc = np.zeros((frames,) + labels.shape)
     blood = (labels == Region.LV_BLOOD) | (labels == Region.RV_BLOOD)
-    conc[:, blood] = blood_aif_mM(t_min)[:, None]
+    conc[:, blood] = blood_aif_mM(t_min, dose_scale)[:, None]
     for region, p in parameters.items():
         curve = tissue_curve_numerical(np.maximum(t_min, 0.0), p["ve"], p["vp"], p["fp"], p["ps"], plasma, dt=0.0002)
         conc[:, labels == region] = np.where(t_min > 0, curve, 0.0)[:, None]

@@ -7,8 +7,9 @@ Conventions (what scanners write):
 - Time of a frame: its acquisition date-time (node/inputs/frames.Frame.acquired). Where the frames of a slice
   do not all have distinct times (an export that keeps one Acquisition Time), GE's Trigger Time, which
   counts from the start of the series, added to the first frame's time.
-- Proton-density frames: the leading frames acquired at a smaller Flip Angle (0018,1314) than the rest and
-  without a saturation delay; a series without them has none.
+- Proton-density frames: the leading frames acquired at a smaller Flip Angle (0018,1314) than the rest
+  (with or without a saturation delay written on them); a series without them has none. Saturation-
+  recovery frames at more than one flip angle after them are refused with the reason.
 - Slices: frames grouped by position along the normal (analysis/geometry.same_slice).
 What is missing is said in words (`problems`), never guessed.
 """
@@ -80,11 +81,14 @@ def _one_slice(frames: list[Frame], injection: datetime) -> tuple[FirstPassSlice
     flips = [_flip(f) for f in frames]
     known = [a for a in flips if a is not None]
     main_flip = float(np.median(known)) if known else None
-    n_pd = 0
+    n_pd = 0          # (some sequences write the saturation delay on their PD frames too: the flip angle decides)
     while n_pd < len(frames) and main_flip is not None and flips[n_pd] is not None \
-            and flips[n_pd] < main_flip - 1e-6 and saturation_delay_ms(frames[n_pd]) is None:
+            and flips[n_pd] < main_flip - 1e-6:
         n_pd += 1
     pd, sr = frames[:n_pd], frames[n_pd:]
+    if len({a for a in flips[n_pd:]}) > 1:
+        return None, (f"first-pass slice at {frames[0].position_mm:.1f} mm: its saturation-recovery frames have "
+                      f"different flip angles ({', '.join(sorted({f'{a:g}' for a in known}))})")
     times = _times_s(sr, injection)
     position = sr[0].position_mm
     if times is None:

@@ -48,7 +48,7 @@ class ModuleOutput:
 
 MODULES: dict[str, ModuleSpec] = {spec.name: spec for spec in (
     ModuleSpec("ecv", "1.0", "study", "node.process.modules.ecv:run", ("t1_map",)),
-    ModuleSpec("ddce", "1.0", "study-so-far", "node.process.modules.ddce:run", ("t1_map", "perfusion")),
+    ModuleSpec("ddce", "1.1", "study-so-far", "node.process.modules.ddce:run", ("t1_map", "perfusion")),
     ModuleSpec("molli", "1.0", "series", "node.process.modules.molli:run", ("t1_raw",)),
     ModuleSpec("t2map", "1.0", "series", "node.process.modules.t2map:run", ("t2_raw",)),
     ModuleSpec("lge", "1.0", "study-so-far", "node.process.modules.lge:run", ("t1_map", "segmentation")),

@@ -191,6 +191,23 @@ def _window_maps(window: float, n: int, key: str, maps: dict[str, np.ndarray], n
     return pms
 
 
+DELAYED_FIT_KEYS = ("fitted_voxels", "failed_voxels", "ve_vp_separable_fraction", "tissue_median",
+                    "blood_pool_median")
+
+
+def _joint_summary(summary: dict, joint: JointSlice) -> dict:
+    """A slice's results.json entry where the joint fit made the maps: its medians over the voxels it fitted
+    (the LV myocardium), and the delayed-only fit's under delayed_fit."""
+    fitted = joint.assessed
+    entry = {k: v for k, v in summary.items() if k not in DELAYED_FIT_KEYS}
+    entry["delayed_fit"] = {k: summary[k] for k in DELAYED_FIT_KEYS}
+    entry["fitted_voxels"] = int(fitted.sum())
+    entry["tissue"] = "lv_myocardium"
+    entry["tissue_median"] = {name: round(float(np.median(joint.maps[name][fitted])), 4) if fitted.any() else None
+                              for name in QUANTITIES}
+    return entry
+
+
 def _first_pass(files: list[str], injection: datetime, native: list[T1Slice]) -> tuple[list[FirstPassSlice], str | None]:
     """The first-pass slice on every native slice, or ([], why not)."""
     slices, problems = read_first_pass(files, injection)
@@ -255,6 +272,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
                  "identification": identification.as_dict(), "withheld_maps": []}
         if joint:
             entry["first_pass"] = [j.summary for j in joint]
+            entry["slices"] = [_joint_summary(summary, j) for summary, j in zip(slices, joint)]
         elif joint_reason:
             entry["first_pass_not_used"] = joint_reason
         pms = _window_maps(window, n, key, maps, native, used, identification, settings, output, entry)

@@ -27,12 +27,14 @@ from analysis.ddce_joint import (JointCurves, fit_joint_voxels, joint_aif, mbf_m
 from analysis.ddce_uncertainty import Estimate
 from analysis.errors import AnalysisError
 from analysis.geometry import same_slice
-from analysis.perfusion import arterial_input_mask, first_pass_concentration
+from analysis.perfusion import first_pass_concentration
 from analysis.registration import estimate_shift
 from node.inputs.first_pass import FirstPassSlice
 from node.inputs.t1_maps import T1Slice
 
 MIN_FIRST_PASS_FRAMES = 20
+MAX_GRID_OFFSET_MM = 10.0   # field of view origins further apart than this are another grid (registration
+                            # corrects breath-hold shifts of a few mm; the origins of one grid are equal)
 
 
 @dataclass
@@ -52,8 +54,10 @@ def matching_slices(native: list[T1Slice], first_pass: list[FirstPassSlice]) -> 
         if match is None:
             return [], (f"no first-pass slice at {base.position_mm:.1f} mm (first pass at "
                         f"{', '.join(f'{f.position_mm:.1f}' for f in first_pass) or 'none'} mm)")
-        if match.shape != base.t1_ms.shape or not np.allclose(match.frames[0].pixel_mm, base.frame.pixel_mm,
-                                                                  rtol=1e-3):
+        first = match.frames[0]
+        if match.shape != base.t1_ms.shape or not np.allclose(first.pixel_mm, base.frame.pixel_mm, rtol=1e-3) \
+                or not np.allclose(first.orientation, base.frame.orientation, atol=0.01) \
+                or np.linalg.norm(first.position - base.frame.position) > MAX_GRID_OFFSET_MM:
             return [], f"the first-pass slice at {base.position_mm:.1f} mm is not on the T1 map's pixel grid"
         if len(match.frames) < MIN_FIRST_PASS_FRAMES:
             return [], f"the first-pass slice at {base.position_mm:.1f} mm has {len(match.frames)} frames"
@@ -81,7 +85,7 @@ def joint_slice(result: DdceResult, base: T1Slice, fp: FirstPassSlice, myocardiu
                                     field_strength_t=field_t)
     t_fp = fp.times_s / 60.0
     use = np.isin(result.times_min, window.times_min)
-    blood, saturated = conc.region(arterial_input_mask(result.blood_pool))
+    blood = conc.arterial_input(result.blood_pool)
     aif = joint_aif(t_fp, blood / (1.0 - hematocrit), window.times_min, result.blood_plasma_mM[use])
     region = myocardium & result.valid
     if region.sum() < 2:
@@ -95,13 +99,12 @@ def joint_slice(result: DdceResult, base: T1Slice, fp: FirstPassSlice, myocardiu
     estimates = dict(fitted.estimates)
     estimates["mbf"] = _scaled(estimates["fp"], 1.0 / (1.0 - hematocrit))
     # per voxel, in the LV myocardium (where the model and the region's delay hold; 0 elsewhere, as a failed
-    # fit): first-pass noise from the baseline frames' spread, delayed noise as the delayed fit has it
+    # fit): first-pass noise pooled over the myocardium's baseline frames and propagated frame by frame,
+    # delayed noise as the delayed fit has it
     valid = region
-    noise_fp = np.maximum(conc.c_mM[:conc.baseline_frames].std(axis=0, ddof=1), 1e-4)
     t_joint = np.concatenate([t_fp, window.times_min])
     ct = np.concatenate([conc.c_mM[:, valid], delayed[:, valid]]).T
-    sd = np.concatenate([np.broadcast_to(noise_fp[valid], (t_fp.size, int(valid.sum()))),
-                         result.concentration_sd_mM[use][:, valid]]).T
+    sd = np.concatenate([conc.noise_sd_mM(valid, region), result.concentration_sd_mM[use][:, valid]]).T
     fit = fit_joint_voxels(t_joint, ct, sd, aif, fitted.delay_s)
     maps = parameter_maps(fit, valid)
     maps["mbf"] = np.where(valid, mbf_ml_per_min_per_g(maps["fp"] * TISSUE_DENSITY_G_PER_ML, hematocrit),
@@ -118,7 +121,8 @@ def joint_slice(result: DdceResult, base: T1Slice, fp: FirstPassSlice, myocardiu
                "shift_to_t1_map_mm": np.round(shift * np.asarray(base.frame.pixel_mm), 2).tolist(),
                "frames": len(fp.frames), "proton_density_frames": len(fp.pd_frames),
                "saturation_delay_ms": fp.ts_ms, "signal_scale_from": conc.scale_from,
-               "baseline_frames": conc.baseline_frames, "saturated_aif_frames": saturated,
+               "baseline_frames": conc.baseline_frames,
                "arterial_delay_s": round(fitted.delay_s, 2), "ps_flow_limited": fitted.flow_limited,
-               "regional_chi_square": round(fitted.chi_square, 1), "regional_samples": fitted.samples}
+               "regional_chi_square": round(fitted.chi_square, 1), "regional_samples": fitted.samples,
+               "regional_standard_errors_scaled_by": round(fitted.se_scale, 3)}
     return JointSlice(maps=maps, estimates=estimates, identified=identified, assessed=assessed, summary=summary)

@@ -100,8 +100,8 @@ def report_items(estimates: list[dict[str, Estimate]]) -> tuple[list[Measure], l
     measures, evaluations = [], []
     present = {name for e in estimates for name in e}
     for name, r in REGIONAL.items():
-        if name not in present and name == "mbf":
-            continue    # MBF only where a first pass was fitted
+        if name not in present:
+            continue    # not estimated by this fit (MBF without a first pass, the mean lag with one)
         everywhere = identified_everywhere(estimates, name)
         evaluations.append(Evaluation(codes.identifiable(r.concept), codes.YES if everywhere else codes.NO))
         if len(estimates) != 1 or name not in estimates[0]:
@@ -117,8 +117,8 @@ def report_items(estimates: list[dict[str, Estimate]]) -> tuple[list[Measure], l
     return measures, evaluations
 
 
-# A 95 % test closes a truly open interval in up to about 5 % of voxels by chance (2.5 % per limit): a map
-# whose parameter is identified in fewer voxels than that is identified nowhere in fact.
+# A 95 % test at a limit closes a truly open interval in up to about 5 % of voxels by chance: a map whose
+# parameter is identified in fewer voxels than that is identified nowhere in fact.
 MIN_IDENTIFIED_FRACTION = 0.05
 NOT_IDENTIFIED_LABEL = "NOT IDENTIFIED"
 
