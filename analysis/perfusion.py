@@ -115,6 +115,20 @@ def arterial_input_mask(blood_pool: np.ndarray) -> np.ndarray:
     return core if core.sum() >= MIN_AIF_VOXELS else blood_pool
 
 
+def find_lv_blood_pool(frames: np.ndarray, min_voxels: int = MIN_AIF_VOXELS) -> np.ndarray:
+    """The LV blood pool of a first-pass series on its own (an arterial-input series of a dual-sequence
+    protocol, off the T1 maps' grid): of the connected regions whose signal rise is at least half the largest,
+    the one whose mean curve peaks last (the bolus reaches the RV first, the LV after the lungs). Bool mask."""
+    frames = np.asarray(frames, float)
+    rise = frames.max(axis=0) - frames[:3].mean(axis=0)
+    labels, count = ndimage.label(rise > 0.5 * rise.max())
+    candidates = [labels == n for n in range(1, count + 1) if (labels == n).sum() >= min_voxels]
+    if not candidates:
+        raise AnalysisError("no blood pool in the arterial-input series: no region with a bolus")
+    largest = sorted(candidates, key=lambda m: m.sum(), reverse=True)[:2]
+    return max(largest, key=lambda m: int(np.argmax(frames[:, m].mean(axis=1))))
+
+
 def signal_scale(baseline: np.ndarray, t1_native_ms: np.ndarray, ts_ms: float) -> np.ndarray:
     """k = S / (1 - exp(-TS / T1)) from pre-contrast signal (rows, cols) and native T1 (ms)."""
     t1 = np.where(t1_native_ms > 0, t1_native_ms, np.inf)

@@ -39,10 +39,11 @@ def ddce_post_description(minutes: float) -> str:
 
 def write_ddce_study(directory: Path, study: SyntheticStudy | None = None, phantom=None,
                      bolus_start_in_dicom: bool = True, first_pass=None,
-                     ts_in: str = "InversionTime") -> tuple[SyntheticStudy, object, list[Path]]:
+                     ts_in: str = "InversionTime", arterial_input=None) -> tuple[SyntheticStudy, object, list[Path]]:
     """The dDCE phantom as a scanner sends it: a native T1 map series and one series per post-contrast map;
     with first_pass (analysis.phantoms.first_pass.FirstPassPhantom of the same slice and injection), the
-    first-pass perfusion series too (analysis/phantoms/first_pass.py; ts_in as synthetic_mr.perfusion_series).
+    first-pass perfusion series too (analysis/phantoms/first_pass.py; ts_in as synthetic_mr.perfusion_series),
+    and with arterial_input another one as a dual-sequence protocol's AIF series.
 
     Returns (study, phantom, files); files of the native series come first, then by acquisition time."""
     from analysis.phantoms.ddce import ddce_phantom
@@ -64,6 +65,13 @@ def write_ddce_study(directory: Path, study: SyntheticStudy | None = None, phant
             first_pass.frames, first_pass.times_s, study, injection=injection, ts_ms=first_pass.ts_ms,
             flip_deg=first_pass.flip_deg, pd_frames=first_pass.pd_frames, pd_flip_deg=first_pass.pd_flip_deg,
             pixel_mm=phantom.pixel_mm, ts_in=ts_in), directory / "first_pass")
+    if arterial_input is not None:     # a dual-sequence protocol's own low-resolution, short-TS AIF series
+        from dicom_out.synthetic_mr import perfusion_series
+        files += save_series(perfusion_series(
+            arterial_input.frames, arterial_input.times_s, study, injection=injection, ts_ms=arterial_input.ts_ms,
+            flip_deg=arterial_input.flip_deg, pd_frames=arterial_input.pd_frames,
+            pd_flip_deg=arterial_input.pd_flip_deg, pixel_mm=arterial_input.pixel_mm, series_number=91,
+            series_description="PERF_AIF"), directory / "arterial_input")
     return study, phantom, files
 
 

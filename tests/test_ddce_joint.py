@@ -74,6 +74,20 @@ def test_first_pass_noise_is_propagated_from_the_signal_noise():
     np.testing.assert_allclose(np.median(predicted, axis=1), scatter, rtol=0.2)
 
 
+def test_an_arterial_input_series_finds_its_lv_blood_pool_and_measures_a_double_dose_peak():
+    """A dual-sequence protocol's AIF series: 80x80 at 3 mm, TS 20 ms, 0.2 mmol/kg. The LV, not the RV whose
+    bolus comes 4 s earlier, and the 12 mmol/L peak that a 100-ms series cannot measure."""
+    from analysis.perfusion import find_lv_blood_pool
+    from analysis.phantoms.short_axis import SliceGeometry
+    fp = first_pass_phantom(geometry=SliceGeometry(matrix=80, pixel_mm=3.0), ts_ms=20.0, dose_scale=2.0)
+    pool = find_lv_blood_pool(fp.frames)
+    lv = fp.labels == Region.LV_BLOOD
+    assert (pool == lv).all()
+    conc = first_pass_concentration(fp.frames, pool, fp.ts_ms, 5.2, pd_frames=fp.pd_frames, flip_deg=fp.flip_deg,
+                                    pd_flip_deg=fp.pd_flip_deg)
+    np.testing.assert_allclose(conc.arterial_input(pool), fp.concentration_mM[:, lv][:, 0], atol=0.01 * 12.1)
+
+
 def test_mbf_is_plasma_flow_over_plasma_fraction_per_gram():
     assert mbf_ml_per_min_per_g(0.63, 0.42) == pytest.approx(0.63 / 1.05 / 0.58)
 

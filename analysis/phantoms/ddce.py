@@ -75,16 +75,18 @@ class DdcePhantom:
 
 def ddce_phantom(geometry: SliceGeometry = SliceGeometry(), times_min=DEFAULT_TIMES_MIN, hematocrit: float = 0.42,
                  r1_per_mM_s: float = 5.2, noise_fraction: float = 0.03, motion_px: float = 0.0,
-                 parameters: dict | None = None, seed: int = 11, delay_s: float = 0.0) -> DdcePhantom:
-    """delay_s: arterial delay from the LV blood pool to the myocardium (the tissue sees the AIF this late)."""
+                 parameters: dict | None = None, seed: int = 11, delay_s: float = 0.0,
+                 dose_scale: float = 1.0) -> DdcePhantom:
+    """delay_s: arterial delay from the LV blood pool to the myocardium (the tissue sees the AIF this late);
+    dose_scale: the dose relative to 0.1 mmol/kg."""
     parameters = parameters or TRUE_PARAMETERS
     labels = short_axis_labels(geometry)
     times = np.asarray(times_min, dtype=float)
     def plasma(t):
-        return blood_aif_mM(np.asarray(t, float) - delay_s / 60.0) / (1.0 - hematocrit)
+        return blood_aif_mM(np.asarray(t, float) - delay_s / 60.0, dose_scale) / (1.0 - hematocrit)
     conc = np.zeros((times.size,) + labels.shape)
     blood = (labels == Region.LV_BLOOD) | (labels == Region.RV_BLOOD)
-    conc[:, blood] = blood_aif_mM(times)[:, None]
+    conc[:, blood] = blood_aif_mM(times, dose_scale)[:, None]
     for region, p in parameters.items():
         curve = tissue_curve_numerical(times, p["ve"], p["vp"], p["fp"], p["ps"], plasma)
         conc[:, labels == region] = curve[:, None]

@@ -18,6 +18,7 @@ from analysis.phantoms.ddce import TRUE_PARAMETERS, blood_aif_mM, tissue_curve_n
 from analysis.phantoms.short_axis import Region, SliceGeometry, short_axis_labels
 from analysis.phantoms.t1_ecv import NATIVE_T1_MS
 
+RV_AHEAD_S = 4.0   # the RV's bolus peak before the LV's (pulmonary transit, a few seconds)
 PROTON_DENSITY = {Region.AIR: 0.0, Region.OTHER_TISSUE: 0.75, Region.LV_BLOOD: 0.95, Region.RV_BLOOD: 0.95,
                   Region.REMOTE: 0.8, Region.INFARCT: 0.85, Region.MVO: 0.85}
 
@@ -33,6 +34,7 @@ class FirstPassPhantom:
     pd_flip_deg: float
     concentration_mM: np.ndarray    # (F, rows, cols) the truth the frames were made from
     delay_s: float
+    pixel_mm: float = 1.5
     truth: dict = field(default_factory=dict)
 
 
@@ -52,8 +54,9 @@ def first_pass_phantom(geometry: SliceGeometry = SliceGeometry(), rr_s: float = 
     def plasma(t):
         return blood_aif_mM(np.asarray(t, float) - delay_s / 60.0, dose_scale) / (1.0 - hematocrit)
     conc = np.zeros((frames,) + labels.shape)
-    blood = (labels == Region.LV_BLOOD) | (labels == Region.RV_BLOOD)
-    conc[:, blood] = blood_aif_mM(t_min, dose_scale)[:, None]
+    conc[:, labels == Region.LV_BLOOD] = blood_aif_mM(t_min, dose_scale)[:, None]
+    # the bolus passes the right ventricle and the lungs before the left ventricle
+    conc[:, labels == Region.RV_BLOOD] = blood_aif_mM(t_min + RV_AHEAD_S / 60.0, dose_scale)[:, None]
     for region, p in parameters.items():
         curve = tissue_curve_numerical(np.maximum(t_min, 0.0), p["ve"], p["vp"], p["fp"], p["ps"], plasma, dt=0.0002)
         conc[:, labels == region] = np.where(t_min > 0, curve, 0.0)[:, None]
@@ -80,4 +83,5 @@ def first_pass_phantom(geometry: SliceGeometry = SliceGeometry(), rr_s: float = 
         pd_frames = np.stack([ndimage.shift(f, shift_px, order=1) for f in pd_frames]) if pd_count else pd_frames
     return FirstPassPhantom(labels=labels, times_s=times_s, frames=signal, pd_frames=pd_frames, ts_ms=ts_ms,
                             flip_deg=flip_deg, pd_flip_deg=pd_flip_deg, concentration_mM=conc, delay_s=delay_s,
+                            pixel_mm=geometry.pixel_mm,
                             truth={r.name.lower(): dict(p) for r, p in parameters.items()})

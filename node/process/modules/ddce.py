@@ -46,7 +46,7 @@ from node.inputs.t1_maps import T1Slice, classify, group_by_series, read_t1_maps
 from node.settings import ModuleSettings
 from analysis.errors import AnalysisError
 from node.inputs.first_pass import FirstPassSlice, read_first_pass
-from node.process.modules.ddce_first_pass import JointSlice, joint_slice, matching_slices
+from node.process.modules.ddce_first_pass import JointSlice, joint_slice, matching_slices, split_arterial_input
 from node.process.modules.ddce_regions import (NOT_IDENTIFIED_LABEL, Identification, identification_segmentation,
                                                identify_voxels, report_items, results_entry, slice_estimates,
                                                withheld_reason)
@@ -208,22 +208,26 @@ def _joint_summary(summary: dict, joint: JointSlice) -> dict:
     return entry
 
 
-def _first_pass(files: list[str], injection: datetime, native: list[T1Slice]) -> tuple[list[FirstPassSlice], str | None]:
-    """The first-pass slice on every native slice, or ([], why not)."""
+def _first_pass(files: list[str], injection: datetime, native: list[T1Slice]) \
+        -> tuple[list[FirstPassSlice], str | None, FirstPassSlice | None]:
+    """The first-pass slice on every native slice, or ([], why not); and the arterial-input series' slice."""
     slices, problems = read_first_pass(files, injection)
     if not slices:
-        return [], "; ".join(problems) if problems else "no first-pass perfusion series in the study"
-    matched, reason = matching_slices(native, slices)
-    return matched, reason
+        return [], "; ".join(problems) if problems else "no first-pass perfusion series in the study", None
+    tissue, arterial = split_arterial_input(slices)
+    matched, reason = matching_slices(native, tissue)
+    return matched, reason, arterial
 
 
 def _joint(results: list, native: list[T1Slice], first_pass: list[FirstPassSlice], myocardium: np.ndarray,
-           settings: ModuleSettings, r1: float, field: float) -> tuple[list[JointSlice], str | None]:
+           settings: ModuleSettings, r1: float, field: float,
+           arterial: FirstPassSlice | None) -> tuple[list[JointSlice], str | None]:
     """The window's joint fit per slice, or ([], why not) where the first pass cannot be used."""
     if not first_pass:
         return [], None
     try:
-        return [joint_slice(r, base, fp, mask, hematocrit=settings.hematocrit, r1=r1, field_t=field)
+        return [joint_slice(r, base, fp, mask, hematocrit=settings.hematocrit, r1=r1, field_t=field,
+                            aif_series=arterial)
                 for r, base, fp, mask in zip(results, native, first_pass, myocardium)], None
     except AnalysisError as exc:
         return [], f"first pass not fitted: {exc}"
@@ -251,12 +255,13 @@ def run(inp: ModuleInput) -> ModuleOutput:
     seg = lv_segmentation(regions, [s.frame for s in native], inp, "ddce", OUTPUT_SERIES["ddce.regions"]) \
         if fitted else None
     groups = []
-    first_pass, first_pass_reason = _first_pass(inp.files, injection, native)
+    first_pass, first_pass_reason, arterial = _first_pass(inp.files, injection, native)
     output.results["first_pass"] = {"used": bool(first_pass), "reason": first_pass_reason}
-    first_pass_uids = tuple(f.sop_instance_uid for fp in first_pass for f in fp.pd_frames + fp.frames)
+    first_pass_uids = tuple(f.sop_instance_uid for fp in first_pass + ([arterial] if arterial else [])
+                            for f in fp.pd_frames + fp.frames)
     for n, (window, (maps, slices, used, results)) in enumerate(zip(windows, fitted)):
         myocardium = regions.masks()[..., 0]
-        joint, joint_reason = _joint(results, native, first_pass, myocardium, settings, r1, field)
+        joint, joint_reason = _joint(results, native, first_pass, myocardium, settings, r1, field, arterial)
         key = window_key(used, settings, r1, injection, first_pass_uids if joint else ())
         if joint:
             maps = {name: np.stack([j.maps[name] for j in joint]) for name in joint[0].maps}

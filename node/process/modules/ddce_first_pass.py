@@ -27,7 +27,7 @@ from analysis.ddce_joint import (JointCurves, fit_joint_voxels, joint_aif, mbf_m
 from analysis.ddce_uncertainty import Estimate
 from analysis.errors import AnalysisError
 from analysis.geometry import same_slice
-from analysis.perfusion import first_pass_concentration
+from analysis.perfusion import find_lv_blood_pool, first_pass_concentration
 from analysis.registration import estimate_shift
 from node.inputs.first_pass import FirstPassSlice
 from node.inputs.t1_maps import T1Slice
@@ -44,6 +44,19 @@ class JointSlice:
     identified: dict[str, np.ndarray]    # per map parameter, bool (rows, cols) over the myocardium
     assessed: np.ndarray                 # bool (rows, cols)
     summary: dict                        # for results.json
+
+
+AIF_TS_RATIO = 0.5   # an arterial-input series (dual sequence) saturates for a much shorter time than the rest
+
+
+def split_arterial_input(slices: list[FirstPassSlice]) -> tuple[list[FirstPassSlice], FirstPassSlice | None]:
+    """(tissue slices, the arterial-input slice or None): a series of a dual-sequence protocol whose saturation
+    delay is at most AIF_TS_RATIO of the longest is the arterial input (the shortest, where several are)."""
+    longest = max(s.ts_ms or 0.0 for s in slices)
+    short = [s for s in slices if (s.ts_ms or 0.0) <= AIF_TS_RATIO * longest]
+    if not short or len(short) == len(slices):
+        return slices, None
+    return [s for s in slices if s not in short], min(short, key=lambda s: s.ts_ms or 0.0)
 
 
 def matching_slices(native: list[T1Slice], first_pass: list[FirstPassSlice]) -> tuple[list[FirstPassSlice], str | None]:
@@ -71,8 +84,25 @@ def _scaled(e: Estimate, factor: float) -> Estimate:
     return Estimate(times(e.value), (times(e.ci95[0]), times(e.ci95[1])), e.identified)
 
 
+def arterial_input(result: DdceResult, conc, fp: FirstPassSlice, aif_series: FirstPassSlice | None, base: T1Slice,
+                   r1: float, field_t: float) -> tuple[np.ndarray, np.ndarray, str]:
+    """(t in min, blood concentration in mmol/L, where from): the arterial-input series' LV blood pool where
+    there is one (found in its own frames; its blood T1 the T1 map's blood pool's), else this series'."""
+    if aif_series is None:
+        return fp.times_s / 60.0, conc.arterial_input(result.blood_pool), "LV blood pool of the first-pass series"
+    frames = aif_series.signal()
+    pool = find_lv_blood_pool(frames)
+    blood_t1 = np.full(pool.shape, float(np.median(base.t1_ms[result.blood_pool])))
+    aif_conc = first_pass_concentration(frames, pool, aif_series.ts_ms or 0.0, r1, t1_native_ms=blood_t1,
+                                        pd_frames=aif_series.pd_signal(), flip_deg=aif_series.flip_deg,
+                                        pd_flip_deg=aif_series.pd_flip_deg, field_strength_t=field_t)
+    return (aif_series.times_s / 60.0, aif_conc.arterial_input(pool),
+            f"arterial-input series {aif_series.series_uid} (saturation delay {aif_series.ts_ms:g} ms, "
+            f"{aif_conc.scale_from})")
+
+
 def joint_slice(result: DdceResult, base: T1Slice, fp: FirstPassSlice, myocardium: np.ndarray, *,
-                hematocrit: float, r1: float, field_t: float) -> JointSlice:
+                hematocrit: float, r1: float, field_t: float, aif_series: FirstPassSlice | None = None) -> JointSlice:
     """The joint fit of one slice in one window (result holds that window only). Raises AnalysisError."""
     window = result.windows[0]
     signal, pd = fp.signal(), fp.pd_signal()
@@ -85,8 +115,8 @@ def joint_slice(result: DdceResult, base: T1Slice, fp: FirstPassSlice, myocardiu
                                     field_strength_t=field_t)
     t_fp = fp.times_s / 60.0
     use = np.isin(result.times_min, window.times_min)
-    blood = conc.arterial_input(result.blood_pool)
-    aif = joint_aif(t_fp, blood / (1.0 - hematocrit), window.times_min, result.blood_plasma_mM[use])
+    t_aif, blood, aif_from = arterial_input(result, conc, fp, aif_series, base, r1, field_t)
+    aif = joint_aif(t_aif, blood / (1.0 - hematocrit), window.times_min, result.blood_plasma_mM[use])
     region = myocardium & result.valid
     if region.sum() < 2:
         raise AnalysisError("no LV myocardium on this slice: no joint regional fit")
@@ -121,7 +151,7 @@ def joint_slice(result: DdceResult, base: T1Slice, fp: FirstPassSlice, myocardiu
                "shift_to_t1_map_mm": np.round(shift * np.asarray(base.frame.pixel_mm), 2).tolist(),
                "frames": len(fp.frames), "proton_density_frames": len(fp.pd_frames),
                "saturation_delay_ms": fp.ts_ms, "signal_scale_from": conc.scale_from,
-               "baseline_frames": conc.baseline_frames,
+               "baseline_frames": conc.baseline_frames, "arterial_input": aif_from,
                "arterial_delay_s": round(fitted.delay_s, 2), "ps_flow_limited": fitted.flow_limited,
                "regional_chi_square": round(fitted.chi_square, 1), "regional_samples": fitted.samples,
                "regional_standard_errors_scaled_by": round(fitted.se_scale, 3)}
