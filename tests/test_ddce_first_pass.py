@@ -20,18 +20,21 @@ from tests.conftest import PM_SOP_CLASS, dciodvfy_errors
 HCT = 0.42
 
 
-def _small_first_pass(**kwargs):
-    return first_pass_phantom(frames=24, **kwargs)
+def _reader_series(pd_count: int = 2, **series):
+    """(datasets, injection, phantom): a 24-frame first-pass series of one slice, as written by a scanner."""
+    study = SyntheticStudy()
+    phantom = first_pass_phantom(frames=24, pd_count=pd_count)
+    injection = study.study_datetime + timedelta(minutes=10)
+    datasets = perfusion_series(phantom.frames, phantom.times_s, study, injection=injection, ts_ms=phantom.ts_ms,
+                                flip_deg=phantom.flip_deg, pd_frames=phantom.pd_frames if pd_count else None,
+                                pd_flip_deg=phantom.pd_flip_deg, pixel_mm=1.5, **series)
+    return datasets, injection, phantom
 
 
 @pytest.mark.parametrize("ts_in", ["InversionTime", "ImageComments"])
 def test_reader_finds_frames_times_saturation_delay_and_proton_density_frames(tmp_path, ts_in):
-    study = SyntheticStudy()
-    phantom = _small_first_pass()
-    injection = study.study_datetime + timedelta(minutes=10)
-    files = save_series(perfusion_series(phantom.frames, phantom.times_s, study, injection=injection,
-                                         ts_ms=phantom.ts_ms, flip_deg=phantom.flip_deg, pd_frames=phantom.pd_frames,
-                                         pd_flip_deg=phantom.pd_flip_deg, pixel_mm=1.5, ts_in=ts_in), tmp_path)
+    datasets, injection, phantom = _reader_series(ts_in=ts_in)
+    files = save_series(datasets, tmp_path)
     [found], problems = read_first_pass([str(f) for f in reversed(files)], injection)   # any file order
     assert problems == []
     assert len(found.frames) == 24 and len(found.pd_frames) == 2
@@ -40,26 +43,16 @@ def test_reader_finds_frames_times_saturation_delay_and_proton_density_frames(tm
 
 
 def test_reader_says_what_is_missing(tmp_path):
-    study = SyntheticStudy()
-    phantom = _small_first_pass(pd_count=0)
-    injection = study.study_datetime + timedelta(minutes=10)
-    datasets = perfusion_series(phantom.frames, phantom.times_s, study, injection=injection, ts_ms=phantom.ts_ms,
-                                flip_deg=phantom.flip_deg, pixel_mm=1.5)
+    datasets, injection, _ = _reader_series(pd_count=0)
     for ds in datasets:
         del ds.InversionTime
-    files = save_series(datasets, tmp_path)
-    found, problems = read_first_pass([str(f) for f in files], injection)
+    found, problems = read_first_pass([str(f) for f in save_series(datasets, tmp_path)], injection)
     assert found == [] and problems == ["first-pass slice at 0.0 mm: no single saturation delay (Inversion Time, "
                                         "or 'TS ... ms' in Image Comments)"]
 
 
 def test_reader_takes_pd_frames_by_flip_angle_even_with_a_saturation_delay_and_refuses_mixed_flips(tmp_path):
-    study = SyntheticStudy()
-    phantom = _small_first_pass()
-    injection = study.study_datetime + timedelta(minutes=10)
-    datasets = perfusion_series(phantom.frames, phantom.times_s, study, injection=injection, ts_ms=phantom.ts_ms,
-                                flip_deg=phantom.flip_deg, pd_frames=phantom.pd_frames,
-                                pd_flip_deg=phantom.pd_flip_deg, pixel_mm=1.5)
+    datasets, injection, phantom = _reader_series()
     for ds in datasets:
         ds.InversionTime = phantom.ts_ms         # written on the PD frames too
     [found], _ = read_first_pass([str(f) for f in save_series(datasets, tmp_path / "a")], injection)
@@ -71,11 +64,7 @@ def test_reader_takes_pd_frames_by_flip_angle_even_with_a_saturation_delay_and_r
 
 def test_reader_falls_back_on_ge_trigger_time(tmp_path):
     """An export that keeps one Acquisition Time for every frame: GE's Trigger Time counts from the series start."""
-    study = SyntheticStudy()
-    phantom = _small_first_pass(pd_count=0)
-    injection = study.study_datetime + timedelta(minutes=10)
-    datasets = perfusion_series(phantom.frames, phantom.times_s, study, injection=injection, ts_ms=phantom.ts_ms,
-                                flip_deg=phantom.flip_deg, pixel_mm=1.5)
+    datasets, injection, phantom = _reader_series(pd_count=0)
     for ds, t in zip(datasets, phantom.times_s):
         ds.AcquisitionTime = datasets[0].AcquisitionTime
         ds.TriggerTime = (t - phantom.times_s[0]) * 1000.0
