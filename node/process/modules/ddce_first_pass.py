@@ -5,13 +5,14 @@ Per window and slice, where a first-pass slice lies on the native T1 map's slice
   bolus: analysis/registration.py works across contrasts by edges);
 - concentration from the saturation-recovery frames (analysis/perfusion.py: proton-density frames, else the
   native T1 map, for the signal scale);
-- one AIF: the first pass in the LV blood pool (less its edge) and the delayed maps' blood pool;
+- one AIF: the first pass in the LV blood pool (less its edge), or in a dual-sequence protocol's own
+  arterial-input series when the study has one, and the delayed maps' blood pool; a saturating AIF is refused;
 - the LV myocardium's ve, vp, ve + vp, PS, Fp and MBF with 95 % intervals and the arterial delay; PS as a
   lower bound where the exchange is flow-limited;
 - per voxel of the LV myocardium, the joint fit at the region's delay (maps, MBF included; 0 outside the
   myocardium) and where each parameter is identified.
-Where the series cannot be used (another slice, another matrix, no saturation delay, no baseline frames) the
-reason is returned and the window is fitted from the delayed maps alone, as without a first pass.
+Where the series cannot be used (another slice or grid, no saturation delay, no baseline frames, a saturating
+AIF) the reason is returned and the window is fitted from the delayed maps alone, as without a first pass.
 """
 from __future__ import annotations
 
