@@ -60,12 +60,15 @@ class TcxmFit:
         return self.ve + self.vp
 
 
-def _natural(u: np.ndarray) -> np.ndarray:
-    low, high, log = BOUNDS[:, 0], BOUNDS[:, 1], BOUNDS[:, 2].astype(bool)
+def to_box(u: np.ndarray, low: np.ndarray, high: np.ndarray, log: np.ndarray) -> np.ndarray:
+    """Unconstrained u mapped into [low, high] by the logistic function, log-scaled where log (bool)."""
     s = 1.0 / (1.0 + np.exp(-np.clip(u, -30, 30)))
-    linear = low + (high - low) * s
-    logged = np.exp(np.log(low) + (np.log(high) - np.log(low)) * s)
-    return np.where(log, logged, linear)
+    log_low, log_high = np.log(np.where(log, low, 1.0)), np.log(np.where(log, high, 1.0))
+    return np.where(log, np.exp(log_low + (log_high - log_low) * s), low + (high - low) * s)
+
+
+def _natural(u: np.ndarray) -> np.ndarray:
+    return to_box(u, BOUNDS[:, 0], BOUNDS[:, 1], BOUNDS[:, 2].astype(bool))
 
 
 def _unconstrained(p: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.ddce_fit import levenberg_marquardt
+from analysis.ddce_fit import levenberg_marquardt, to_box
 from analysis.ddce_uncertainty import (CHI2_95_ONE_DOF, FIRST_PASS_MAX_MM_MIN, FIRST_PASS_MIN, FLOW_LIMITED_RATIO,
                                        LIMITS, flow_limited)
 from analysis.tcxm import BiexpAif, irf_exponentials, tissue_concentration
@@ -37,13 +37,8 @@ _LOG = np.array([False, False, True, True, False])
 _STARTS = ((0.3, 1.0, 1.0, 1.0), (0.1, 0.2, 0.2, 0.3))
 
 
-def _box(u: np.ndarray, low: np.ndarray, high: np.ndarray, log: np.ndarray) -> np.ndarray:
-    s = 1.0 / (1.0 + np.exp(-np.clip(u, -30, 30)))
-    log_low, log_high = np.log(np.where(log, low, 1.0)), np.log(np.where(log, high, 1.0))
-    return np.where(log, np.exp(log_low + (log_high - log_low) * s), low + (high - low) * s)
-
-
 def _unbox(p: np.ndarray, low: np.ndarray, high: np.ndarray, log: np.ndarray) -> np.ndarray:
+    """The inverse of ddce_fit.to_box, p kept 1e-4 of the span inside (A0's box may start below 0)."""
     span = high - low
     p = np.clip(p, low + 1e-4 * span, high - 1e-4 * span)
     log_low, log_high = np.log(np.where(log, low, 1.0)), np.log(np.where(log, high, 1.0))
@@ -72,7 +67,7 @@ class _Constraint:
 
     def natural(self, u: np.ndarray) -> np.ndarray:
         p = np.zeros((len(u), 5))
-        p[:, self.free] = _box(u, self.low, self.high, self.log)
+        p[:, self.free] = to_box(u, self.low, self.high, self.log)
         if self.fixed is not None:
             name, value = self.fixed
             if name == "ve_plus_vp":

@@ -21,7 +21,7 @@ import numpy as np
 import node
 from analysis.ddce import TISSUE_DENSITY_G_PER_ML, DdceResult, region_inputs, voxel_identification
 from analysis.ddce_identification import MAP_PARAMETERS
-from analysis.ddce_uncertainty import Estimate, profile_region
+from analysis.ddce_uncertainty import QUANTITY, Estimate, profile_region
 from analysis.errors import AnalysisError
 from dicom_out import codes
 from dicom_out.report import Evaluation, Measure
@@ -66,7 +66,7 @@ def slice_estimates(results: list[DdceResult], myocardium: np.ndarray) -> list[d
         except AnalysisError:
             estimates.append({})
             continue
-        estimates.append(profile_region(*inputs, aif_start=window.aif, names=tuple(n for n in REGIONAL if n != "mbf")))
+        estimates.append(profile_region(*inputs, aif_start=window.aif, names=tuple(n for n in REGIONAL if n in QUANTITY)))
     return estimates
 
 
