@@ -48,6 +48,7 @@ benchmark: venv system-tools
 	-$(BIN)/python benchmarks/ddce_fit_speed.py
 	-$(BIN)/python benchmarks/ddce_fit_reference.py
 	-$(BIN)/python benchmarks/ddce_interval_coverage.py
+	-$(BIN)/python benchmarks/ddce_joint_speed.py
 	-$(BIN)/python benchmarks/t1_fit_speed.py
 
 clean:

@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from analysis.tcxm import BiexpAif, tissue_concentration
+from analysis.tcxm import BiexpAif, irf_exponentials, tissue_concentration, tissue_concentration_partials
 
 
 # (low, high, log-scaled) for v = ve + vp, f = vp / v, Fp, PS
@@ -42,6 +42,7 @@ BOUNDS = np.array([(0.02, 1.0, 0), (0.005, 0.95, 0), (0.02, 10.0, 1), (0.005, 20
 STARTS = ((0.3, 1.0, 1.0), (0.1, 0.2, 0.2))   # (f, Fp, PS) per start; v from the data
 MAX_RELATIVE_SE = 0.5
 MAX_NRMSE = 0.5          # a fit further than this from the data (relative RMSE) counts as failed
+STEP = 1e-5              # forward-difference step in the unconstrained parameters
 
 
 @dataclass
@@ -94,39 +95,58 @@ def _model(t: np.ndarray, p: np.ndarray, aif: BiexpAif) -> np.ndarray:
     return tissue_concentration(t, fp, ps, v * f, v * (1.0 - f), aif)
 
 
+def _prior_residual(u: np.ndarray, priors: Priors) -> np.ndarray:
+    """The prior terms (n, 3) in SDs: vp, ln PS, ln Fp."""
+    v, f, fp, ps = _natural(u).T
+    return np.column_stack([(v * f - priors.vp[0]) / priors.vp[1],
+                            (np.log(ps) - priors.log_ps[0]) / priors.log_ps[1],
+                            (np.log(fp) - priors.log_fp[0]) / priors.log_fp[1]])
+
+
 def _residual(t, y, sigma, u, aif, priors: Priors | None = MYOCARDIUM_PRIORS):
     """Weighted data residuals and, with priors, the prior terms: (n, T) or (n, T + 3)."""
-    p = _natural(u)
-    data = (_model(t, p, aif) - y) / sigma
+    data = (_model(t, _natural(u), aif) - y) / sigma
+    return data if priors is None else np.concatenate([data, _prior_residual(u, priors)], axis=1)
+
+
+def _impulse_response(u: np.ndarray, _rows=None) -> np.ndarray:
+    """(c1, a, c2, b) of the 2CXM (analysis/tcxm.irf_exponentials), (n, 4), for unconstrained rows u."""
+    v, f, fp, ps = _natural(u).T
+    return np.column_stack(irf_exponentials(fp, ps, v * f, v * (1.0 - f)))
+
+
+def _jacobian(t, sigma, u, aif, priors: Priors | None = MYOCARDIUM_PRIORS):
+    """d _residual / d u, (n, T [+ 3], 4): the model's partials in the impulse response, chained through the
+    cheap map from u to it (forward differences there, where no convolution is needed)."""
+    rows = np.arange(len(u))
+    irf = _impulse_response(u)
+    _, partials = tissue_concentration_partials(t, irf, aif)
+    data = partials @ forward_differences(_impulse_response, u, rows, irf, STEP) / sigma[..., np.newaxis]
     if priors is None:
         return data
-    v, f, fp, ps = p.T
-    prior = np.column_stack([(v * f - priors.vp[0]) / priors.vp[1],
-                             (np.log(ps) - priors.log_ps[0]) / priors.log_ps[1],
-                             (np.log(fp) - priors.log_fp[0]) / priors.log_fp[1]])
+    prior = forward_differences(lambda u_rows, _: _prior_residual(u_rows, priors), u, rows,
+                                _prior_residual(u, priors), STEP)
     return np.concatenate([data, prior], axis=1)
 
 
 def levenberg_marquardt(residual: Callable[[np.ndarray, np.ndarray], np.ndarray], u: np.ndarray,
-                        iterations: int) -> tuple[np.ndarray, np.ndarray]:
-    """Batched Levenberg-Marquardt over rows of u (n, k): residual(u_rows, row_index) -> (len(row_index), M).
-    Forward-difference Jacobians; rows leave the iteration as they converge. Returns (u, chi-square (n,))."""
+                        iterations: int, jacobian: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+                        stop_at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Batched Levenberg-Marquardt over rows of u (n, k): residual(u_rows, row_index) -> (len(row_index), M),
+    jacobian(u_rows, row_index) -> (len(row_index), M, k), by forward differences of residual where None.
+    Rows leave the iteration as they converge, or once their chi-square is at or below stop_at (n,), for a
+    caller that only asks whether the minimum lies below it. Returns (u, chi-square (n,))."""
     n_par = u.shape[1]
     u = u.copy()
     lam = np.full(len(u), 1e-2)
     active = np.arange(len(u))
     residual_now = residual(u, active)
     cost = np.sum(residual_now ** 2, axis=1)
-    step = 1e-5
     for _ in range(iterations):
         if active.size == 0:
             break
         ua, ra = u[active], residual_now[active]
-        jac = np.empty(ra.shape + (n_par,))
-        for k in range(n_par):
-            shifted = ua.copy()
-            shifted[:, k] += step
-            jac[..., k] = (residual(shifted, active) - ra) / step
+        jac = jacobian(ua, active) if jacobian is not None else forward_differences(residual, ua, active, ra, STEP)
         jac_t = jac.transpose(0, 2, 1)
         jtj = jac_t @ jac
         grad = (jac_t @ ra[..., None])[..., 0]
@@ -145,8 +165,21 @@ def levenberg_marquardt(residual: Callable[[np.ndarray, np.ndarray], np.ndarray]
         # converged: a step that hardly lowers the cost, or a refused step that hardly moves
         small_step = np.max(np.abs(delta), axis=1) < 1e-4
         done = (better & ((old_cost - trial_cost) < 1e-8 + 1e-6 * old_cost)) | (~better & small_step) | (lam[active] >= 1e9)
+        if stop_at is not None:
+            done |= cost[active] <= stop_at[active]
         active = active[~done]
     return u, cost
+
+
+def forward_differences(function: Callable[[np.ndarray, np.ndarray], np.ndarray], u: np.ndarray, rows: np.ndarray,
+                        value: np.ndarray, step: float) -> np.ndarray:
+    """d function / d u by forward differences, (n, M, k), for rows u (n, k) where function is value (n, M)."""
+    jac = np.empty(value.shape + (u.shape[1],))
+    for k in range(u.shape[1]):
+        shifted = u.copy()
+        shifted[:, k] += step
+        jac[..., k] = (function(shifted, rows) - value) / step
+    return jac
 
 
 def _relative_se_ve_vp(t, y, p, aif) -> tuple[np.ndarray, np.ndarray]:
@@ -182,13 +215,23 @@ def fit_tcxm(t_min: np.ndarray, ct_mM: np.ndarray, aif, sigma_mM: np.ndarray | N
     y = np.asarray(ct_mM, dtype=float)
     weighted = sigma_mM is not None
     sigma = np.asarray(sigma_mM, dtype=float) if weighted else np.ones_like(y)
-    threads = threads or os.cpu_count() or 1
-    if threads > 1 and len(y) >= 2000:
-        chunks = np.array_split(np.arange(len(y)), threads)
-        with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(lambda idx: _fit_block(t_min, y[idx], aif, sigma[idx], iterations, priors, weighted), chunks))
-        return TcxmFit(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in TcxmFit.__dataclass_fields__})
-    return _fit_block(t_min, y, aif, sigma, iterations, priors, weighted)
+    parts = in_threads(lambda rows: _fit_block(t_min, y[rows], aif, sigma[rows], iterations, priors, weighted),
+                       len(y), threads)
+    return TcxmFit(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in TcxmFit.__dataclass_fields__})
+
+
+MIN_ROWS_PER_THREAD = 250   # below this, a thread's numpy calls are too short to release the GIL usefully
+
+
+def in_threads(block: Callable[[np.ndarray], object], n_rows: int, threads: int | None = None) -> list:
+    """block(row_indices) over the rows split in contiguous parts, one thread each (default: one per CPU, at
+    least MIN_ROWS_PER_THREAD rows each): numpy releases the GIL in its loops. Returns the parts in order."""
+    threads = max(1, min(threads or os.cpu_count() or 1, n_rows // MIN_ROWS_PER_THREAD))
+    chunks = np.array_split(np.arange(n_rows), threads)
+    if threads == 1:
+        return [block(chunks[0])]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(block, chunks))
 
 
 def _fit_block(t_min, ct_mM, aif, sigma_mM, iterations, priors, weighted) -> TcxmFit:
@@ -215,7 +258,8 @@ def _fit_block(t_min, ct_mM, aif, sigma_mM, iterations, priors, weighted) -> Tcx
         y_todo, sigma_todo = y[todo], sigma[todo]
         u_new, cost_new = levenberg_marquardt(
             lambda u_rows, rows: _residual(t, y_todo[rows], sigma_todo[rows], u_rows, aif, priors),
-            _unconstrained(start), iterations)
+            _unconstrained(start), iterations,
+            lambda u_rows, rows: _jacobian(t, sigma_todo[rows], u_rows, aif, priors))
         if u is None or cost is None:
             u, cost = u_new, cost_new
         else:

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.ddce_fit import levenberg_marquardt, to_box
+from analysis.ddce_fit import STEP, forward_differences, in_threads, levenberg_marquardt, to_box
 from analysis.ddce_uncertainty import (CHI2_95_ONE_DOF, FIRST_PASS_MAX_MM_MIN, FIRST_PASS_MIN, FLOW_LIMITED_RATIO,
-                                       LIMITS, flow_limited)
-from analysis.tcxm import BiexpAif, irf_exponentials, tissue_concentration
+                                       LIMITS)
+from analysis.tcxm import BiexpAif, irf_exponentials, tissue_concentration, tissue_concentration_partials
 
 MAP_PARAMETERS = ("ve", "vp", "ve_plus_vp", "ps", "fp")
 ITERATIONS = 40
@@ -90,13 +90,38 @@ def _model(t: np.ndarray, p: np.ndarray, aif: BiexpAif) -> np.ndarray:
     return tissue_concentration(t, fp, ps, vp, ve, aif) + first_pass
 
 
-def _fit(t, y, sigma, aif, constraint: _Constraint, starts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Best of the starts (each (N, 5) natural) per voxel: (p (N, 5), chi-square (N,))."""
+def _impulse_response_and_bolus(p: np.ndarray) -> np.ndarray:
+    """(c1, a, c2, b, A0), (N, 5), for natural parameters p (N, 5)."""
+    ve, vp, fp, ps, bolus = p.T
+    return np.column_stack([*irf_exponentials(fp, ps, vp, ve), bolus])
+
+
+def _partials(t: np.ndarray, q: np.ndarray, aif: BiexpAif) -> np.ndarray:
+    """d _model / d (c1, a, c2, b, A0), (N, T, 5): the convolution's partials and the bolus term's."""
+    _, convolved = tissue_concentration_partials(t, q[:, :4], aif)
+    c1, a, c2, b, bolus = (q[:, i:i + 1] for i in range(5))
+    lag = np.maximum(t - FIRST_PASS_MIN, 0.0)
+    e_a, e_b = np.exp(-a * lag), np.exp(-b * lag)
+    bolus_terms = np.stack([bolus * e_a, -bolus * c1 * lag * e_a, bolus * e_b, -bolus * c2 * lag * e_b,
+                            c1 * e_a + c2 * e_b], axis=-1)
+    return np.concatenate([convolved, np.zeros(convolved.shape[:2] + (1,))], axis=-1) + bolus_terms
+
+
+def _fit(t, y, sigma, aif, constraint: _Constraint, starts: list[np.ndarray],
+         stop_at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Best of the starts (each (N, 5) natural) per voxel: (p (N, 5), chi-square (N,)); a voxel's fit stops
+    once its chi-square is at or below stop_at (N,) where that is given."""
     def residual(u_rows, rows):
         return (_model(t, constraint.natural(u_rows), aif) - y[rows]) / sigma[rows]
+
+    def jacobian(u_rows, rows):
+        def chain(u_shifted, _rows):
+            return _impulse_response_and_bolus(constraint.natural(u_shifted))
+        q = chain(u_rows, rows)
+        return _partials(t, q, aif) @ forward_differences(chain, u_rows, rows, q, STEP) / sigma[rows][..., np.newaxis]
     best_p, best_cost = None, None
     for start in starts:
-        u, cost = levenberg_marquardt(residual, constraint.unconstrained(start), ITERATIONS)
+        u, cost = levenberg_marquardt(residual, constraint.unconstrained(start), ITERATIONS, jacobian, stop_at)
         p = constraint.natural(u)
         if best_p is None or best_cost is None:
             best_p, best_cost = p, cost
@@ -105,6 +130,22 @@ def _fit(t, y, sigma, aif, constraint: _Constraint, starts: list[np.ndarray]) ->
             best_p[take], best_cost[take] = p[take], cost[take]
     assert best_p is not None and best_cost is not None
     return best_p, best_cost
+
+
+def _rises_at(t, y, sigma, aif, constraint: _Constraint, best_cost: np.ndarray, candidates: np.ndarray,
+              starts: list[np.ndarray]) -> np.ndarray:
+    """Of the candidate voxels (bool (N,)), those whose chi-square under the constraint rises more than 3.84
+    above best_cost from every start (each (N, 5) natural). Each start refits only the voxels still in: a
+    lower minimum from another start could only take a voxel out, never put one back."""
+    rising = candidates.copy()
+    for start in starts:
+        rows = np.flatnonzero(rising)
+        if rows.size == 0:
+            break
+        threshold = best_cost[rows] + CHI2_95_ONE_DOF     # a fit that gets down to it has answered
+        _, cost = _fit(t, y[rows], sigma[rows], aif, constraint, [start[rows]], stop_at=threshold)
+        rising[rows] = cost > threshold
+    return rising
 
 
 def _generic_starts(t: np.ndarray, y: np.ndarray, aif: BiexpAif) -> list[np.ndarray]:
@@ -141,7 +182,15 @@ def identified_voxels(t_min: np.ndarray, ct_mM: np.ndarray, sigma_mM: np.ndarray
     aif: the window's plasma AIF. first_pass_sampled: the AIF holds a measured first pass (a HybridAif; t_min
     then already less the arterial delay), so no bolus is left free. Returns name -> bool (N,). A voxel
     whose best fit lies at a limit, or whose chi-square at a limit is within 3.84 of its minimum, is not
-    identified for that parameter."""
+    identified for that parameter. The voxels are split over threads (ddce_fit.in_threads)."""
+    y, sigma = np.asarray(ct_mM, float), np.asarray(sigma_mM, float)
+    parts = in_threads(lambda rows: _identified(t_min, y[rows], sigma[rows], aif, names, first_pass_sampled), len(y))
+    return {name: np.concatenate([part[name] for part in parts]) for name in names}
+
+
+def _identified(t_min: np.ndarray, ct_mM: np.ndarray, sigma_mM: np.ndarray, aif,
+                names, first_pass_sampled: bool) -> dict[str, np.ndarray]:
+    """identified_voxels for one block of voxels."""
     t = np.asarray(t_min, float)
     y = np.asarray(ct_mM, float)
     sigma = np.maximum(np.asarray(sigma_mM, float), 1e-6)
@@ -158,15 +207,16 @@ def identified_voxels(t_min: np.ndarray, ct_mM: np.ndarray, sigma_mM: np.ndarray
         value = _quantity(best, name)
         for side, limit in zip((-1, 1), LIMITS[name]):
             constraint = _Constraint((name, limit), low_bolus, free)
-            _, cost = _fit(t, y, sigma, aif, constraint,
-                           [_held_at(best, name, limit), _held_at(generic[1], name, limit)])
             # at or beyond the limit (ve + vp can go below its range: ve and vp have their own), it is open
-            beyond = (value - limit) * side >= -1e-3 * max(abs(limit), 1e-3)
-            closed &= ~beyond & (cost - best_cost > CHI2_95_ONE_DOF)
+            closed &= (value - limit) * side < -1e-3 * max(abs(limit), 1e-3)
+            closed = _rises_at(t, y, sigma, aif, constraint, best_cost, closed,
+                               [_held_at(best, name, limit), _held_at(generic[1], name, limit)])
         identified[name] = closed
     if first_pass_sampled and "ps" in identified:
         # flow-limited where PS = 3 Fp (extraction 0.95) fits as well: PS then only has a lower bound
-        _, cost = _fit(t, y, sigma, aif, _Constraint(("ps_over_fp", FLOW_LIMITED_RATIO), low_bolus, free),
-                       [best, generic[0]])
-        identified["ps"] &= ~flow_limited(best[:, 3] / best[:, 2], cost - best_cost)
+        # not flow-limited (ddce_uncertainty.flow_limited): the best PS/Fp below FLOW_LIMITED_RATIO, and
+        # chi-square with PS held at that ratio of Fp more than 3.84 above the best
+        below = best[:, 3] / best[:, 2] < FLOW_LIMITED_RATIO
+        held = _Constraint(("ps_over_fp", FLOW_LIMITED_RATIO), low_bolus, free)
+        identified["ps"] = _rises_at(t, y, sigma, aif, held, best_cost, identified["ps"] & below, [best, generic[0]])
     return identified

@@ -76,16 +76,21 @@ class _JointProblem:
         self.t, self.y, self.se, self.aif = curves.t_min, curves.ct_mM, curves.se_mM, aif
         self.se_scale = 1.0     # set by ddce_uncertainty.profile
 
-    def model(self, x: np.ndarray) -> np.ndarray:
-        ve, vp, fp, ps = x[0], x[1], np.exp(x[2]), np.exp(x[3])
-        return tissue_concentration(self.t - x[4] / 60.0, np.array([fp]), np.array([ps]), np.array([vp]),
-                                    np.array([ve]), self.aif)[0]
+    def residuals(self, x: np.ndarray) -> np.ndarray:
+        """(n, samples) for parameter rows x (n, 5): one model call per distinct delay, since a call on several
+        rows costs about what one row does."""
+        model = np.empty((len(x), self.t.size))
+        for delay in np.unique(x[:, 4]):
+            rows = x[:, 4] == delay
+            model[rows] = tissue_concentration(self.t - delay / 60.0, np.exp(x[rows, 2]), np.exp(x[rows, 3]),
+                                               x[rows, 1], x[rows, 0], self.aif)
+        return (model - self.y) / self.se
 
     def residual(self, x: np.ndarray) -> np.ndarray:
-        return (self.model(x) - self.y) / self.se
+        return self.residuals(x[np.newaxis])[0]
 
     def fit(self, starts, fixed: tuple[str, float] | None = None) -> tuple[np.ndarray, float]:
-        return fit_held(self.residual, starts, _LOW, _HIGH, fixed)
+        return fit_held(self.residual, starts, _LOW, _HIGH, fixed, residuals=self.residuals)
 
 
 @dataclass(frozen=True)

@@ -128,20 +128,38 @@ class _Problem:
 
 
 def fit_held(residual: Callable[[np.ndarray], np.ndarray], starts, low: np.ndarray, high: np.ndarray,
-             fixed: tuple[str, float] | None = None) -> tuple[np.ndarray, float]:
+             fixed: tuple[str, float] | None = None,
+             residuals: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, float]:
     """The best bounded least-squares fit from the starts: (x, chi-square); x[:4] = (ve, vp, ln Fp, ln PS).
     With fixed = (quantity, value) the quantity is held there by a stiff penalty (relative 1e-4 for rates and
-    the lag, absolute 1e-4 for fractions); chi-square is inf when no start reached the fixed value."""
-    def penalised(x):
-        r = residual(x)
-        if fixed is None:
-            return r
+    the lag, absolute 1e-4 for fractions); chi-square is inf when no start reached the fixed value.
+    residuals: the residual of many parameter vectors at once, rows of X (n, k) -> (n, M), when one call on
+    several rows costs about what one row does; then the forward-difference Jacobian is a single call."""
+    def penalty(q: np.ndarray) -> np.ndarray:      # (n,) for tissue parameters q (n, 4)
+        assert fixed is not None
         name, value = fixed
         scale = value if name in LOG_SCALED else 1.0
-        return np.append(r, (float(QUANTITY[name](_tissue(x))[0]) - value) / (1e-4 * scale))
+        return (QUANTITY[name](q) - value) / (1e-4 * scale)
+
+    def penalised(x):
+        r = residual(x)
+        return r if fixed is None else np.append(r, penalty(_tissue(x)))
+
+    def jacobian(x):
+        # forward differences of the same step scipy's "2-point" takes, away from the upper bound
+        step = np.sqrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(x))
+        step = np.where(x + step > high, -step, step)
+        rows = np.vstack([x, x + np.diag(step)])
+        assert residuals is not None
+        r = residuals(rows)
+        if fixed is not None:
+            q = np.column_stack([rows[:, 0], rows[:, 1], np.exp(rows[:, 2]), np.exp(rows[:, 3])])
+            r = np.column_stack([r, penalty(q)])
+        return ((r[1:] - r[0]) / step[:, np.newaxis]).T
     best: tuple[np.ndarray, float] | None = None
     for start in starts:
         solution = least_squares(penalised, np.clip(start, low + 1e-9, high - 1e-9), bounds=(low, high),
+                                 jac=jacobian if residuals is not None else "2-point",
                                  method="trf", x_scale="jac", max_nfev=200)
         if fixed is not None and abs(float(QUANTITY[fixed[0]](_tissue(solution.x))[0]) - fixed[1]) > \
                 1e-3 * max(abs(fixed[1]), 1e-3):

@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import scipy.fft as sfft
 from scipy.optimize import least_squares
 
 from analysis.errors import AnalysisError
 
-FFT_MAX_ROWS = 64   # the FFT convolution is faster than the recursion for up to this many rates
+RECURSION_MIN_ROWS = 64       # from this many rates on, the step-by-step recursion is the fastest
 CUMSUM_MAX_EXPONENT = 600.0   # e^600 ~ 1e260: a cumulative sum of source e^(k t) stays finite
-MATRIX_MAX_VALUES = 250_000   # rates x steps^2 up to which one masked matrix product beats both
-
+MATRIX_MAX_VALUES = 4_000_000   # rates x steps^2 up to which the masked matrix product is used for fast rates
+RATE_STEP = 1e-6              # relative step of the forward difference in a rate (tissue_concentration_partials)
 
 
 @dataclass(frozen=True)
@@ -45,14 +44,15 @@ class BiexpAif:
         return {"a1_mM": self.a1, "m1_per_min": self.m1, "a2_mM": self.a2, "m2_per_min": self.m2,
                 "r_squared": self.r_squared, "rmse_mM": self.rmse}
 
-    def convolve_exponential(self, t_min: np.ndarray, k: np.ndarray) -> np.ndarray:
-        """exp(-k t) * Ca(t) at t_min (T,) for rates k (N, 1) in 1/min: closed form, (N, T)."""
+    def convolve_exponential(self, t_min: np.ndarray, k: np.ndarray, at_zero: np.ndarray | float = 0.0) -> np.ndarray:
+        """exp(-k t) * Ca(t) at t_min (T,) for rates k (N, 1) in 1/min: closed form, (N, T); plus at_zero (N, 1)
+        decaying as exp(-k t), the value a convolution that began earlier has at t = 0."""
         t = np.asarray(t_min, dtype=float)
         k = _apart(_apart(k, self.m1), self.m2)
         rates = np.array([self.m1, self.m2])
         weights = np.array([self.a1, self.a2]) / (k - rates)             # (N, 2)
         # sum_j w_j (exp(-m_j t) - exp(-k t)), the first part as one matrix product
-        return weights @ np.exp(-np.outer(rates, t)) - np.exp(-k * t) * weights.sum(axis=1, keepdims=True)
+        return weights @ np.exp(-np.outer(rates, t)) + np.exp(-k * t) * (at_zero - weights.sum(axis=1, keepdims=True))
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,13 @@ class SampledAif:
         return np.interp(t_min, self.t_min, self.c_mM, left=0.0)
 
     @cached_property
-    def _grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-        """(grid, samples, steps, uniform), computed once: a fit evaluates the convolution thousands of times."""
+    def _grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(grid, samples, slopes, distinct steps, each step's index among them), computed once: a fit
+        evaluates the convolution thousands of times, and a first-pass grid has one step or two."""
         grid, ca = np.asarray(self.t_min, float), np.asarray(self.c_mM, float)
         steps = np.diff(grid)
-        return grid, ca, steps, bool(np.allclose(steps, steps[0], rtol=1e-9, atol=0))
+        distinct, which = np.unique(steps, return_inverse=True)
+        return grid, ca, np.diff(ca) / steps, distinct, which
 
     @cached_property
     def _lags(self) -> tuple[np.ndarray, np.ndarray]:
@@ -79,60 +81,51 @@ class SampledAif:
         mask = lag >= 0
         return np.where(mask, lag, 0.0), mask
 
-    def _propagated(self, source: np.ndarray, rate: np.ndarray, x: np.ndarray, uniform: bool) -> np.ndarray:
-        """F on the grid for fast rates, (N, grid): a masked matrix product for a few short rows, one FFT
-        convolution on a uniform grid, otherwise the recursion with two ufunc calls per interval."""
-        grid = self._grid[0]
-        n_rows, n_steps = source.shape
-        f = np.zeros((n_rows, grid.size))
-        if n_rows * n_steps * n_steps <= MATRIX_MAX_VALUES:
-            lag, mask = self._lags
-            decay = np.exp(-rate[:, :, np.newaxis] * lag) * mask                       # (N, S, S)
-            f[:, 1:] = np.einsum("nij,nj->ni", decay, source)
-        elif uniform and n_rows <= FFT_MAX_ROWS:
-            kernel = np.exp(-(rate * (grid[1] - grid[0])) * np.arange(n_steps))       # e^(-k d n)
-            size = sfft.next_fast_len(2 * n_steps)
-            f[:, 1:] = sfft.irfft(sfft.rfft(source, size, axis=1) * sfft.rfft(kernel, size, axis=1), size,
-                                  axis=1)[:, :n_steps]
-        else:
-            decay = np.ascontiguousarray(np.broadcast_to(np.exp(-x), source.shape).T)
-            source_t = np.ascontiguousarray(source.T)
-            ft = np.zeros((grid.size, n_rows))
-            for i in range(n_steps):
-                np.multiply(decay[i], ft[i], out=ft[i + 1])
-                ft[i + 1] += source_t[i]
-            f = ft.T
-        return f
-
     def convolve_exponential(self, t_min: np.ndarray, k: np.ndarray) -> np.ndarray:
-        """exp(-k t) * Ca(t) at t_min (T,) for rates k (N, 1) in 1/min: (N, T), exact for a piecewise-linear Ca.
+        """exp(-k t) * Ca(t) at t_min (T,) for rates k (N, 1) in 1/min: (N, T), exact for a piecewise-linear Ca."""
+        return self.interpolated(self.convolved_on_grid(k), t_min)
 
-        The recursion F(t + d) = e^(-k d) F(t) + Ca(t) (1 - e^(-k d))/k + (Ca(t+d) - Ca(t)) (d/k - (1 - e^(-k d))/k^2)/d,
-        with every exponential evaluated at once: as a cumulative sum where k times the grid's span stays below
-        CUMSUM_MAX_EXPONENT, else as _propagated says."""
-        grid, ca, steps, uniform = self._grid
+    def convolved_on_grid(self, k: np.ndarray) -> np.ndarray:
+        """exp(-k t) * Ca(t) at the sample times t_min for rates k (N, 1) in 1/min: (N, samples).
+
+        Over a step d, F(t + d) = e^(-k d) F(t) + source, source = Ca(t) (1 - e^(-k d))/k + (Ca(t+d) - Ca(t))
+        (d/k - (1 - e^(-k d))/k^2)/d. Many rates: that recursion, two ufunc calls per step over all rates (stable
+        for any rate). A few: the same sum with every exponential at once, as a cumulative sum where k times the
+        grid's span stays below CUMSUM_MAX_EXPONENT, else as a masked matrix product."""
+        grid, ca, slopes, distinct, which = self._grid
         rate = np.maximum(np.asarray(k, float)[:, 0], 1e-9)[:, np.newaxis]          # (N, 1)
-        d = steps[:1] if uniform else steps                                         # (1|S,)
-        x = rate * d
+        x = rate * distinct                                                         # (N, distinct steps)
         e1 = -np.expm1(-x) / rate                                                    # (1 - e^-kd) / k
-        e2 = (d - e1) / rate
-        if (small := x < 1e-3).any():           # the series where d - e1 cancels
-            series = np.broadcast_to(d * d, x.shape) * (0.5 - x / 6.0 + x * x / 24.0)
-            e2 = np.where(small, series, e2)
-        source = ca[:-1] * e1 + (np.diff(ca) / steps) * e2                           # (N, S)
+        e2 = np.where(x < 1e-3, distinct * distinct * (0.5 - x / 6.0 + x * x / 24.0),   # d - e1 cancels there
+                      (distinct - e1) / rate)
+        source = ca[:-1] * e1[:, which] + slopes * e2[:, which]                      # (N, S)
+        if len(rate) >= RECURSION_MIN_ROWS or len(rate) * slopes.size ** 2 > MATRIX_MAX_VALUES:
+            return self._recursion(source, np.exp(-x), which)
         f = np.zeros((len(source), grid.size))
         # F(t_(i+1)) = sum_(j <= i) source_j e^(-k (t_(i+1) - t_(j+1))) = e^(-k r_i) cumsum(source_j e^(k r_j)), r
-        # the time since t_1: one cumulative sum, where the exponent stays representable
+        # the time since t_1
         cumulative = rate[:, 0] * (grid[-1] - grid[1]) <= CUMSUM_MAX_EXPONENT
-        if cumulative.all():     # the usual case, without the copies a boolean selection makes
-            grow = np.exp(rate * (grid[1:] - grid[1]))
-            f[:, 1:] = np.cumsum(source * grow, axis=1) / grow
-        elif cumulative.any():
-            grow = np.exp(rate[cumulative] * (grid[1:] - grid[1]))
-            f[cumulative, 1:] = np.cumsum(source[cumulative] * grow, axis=1) / grow
+        grow = np.exp(rate[cumulative] * (grid[1:] - grid[1]))
+        f[cumulative, 1:] = np.cumsum(source[cumulative] * grow, axis=1) / grow
         if not cumulative.all():
-            f[~cumulative] = self._propagated(source[~cumulative], rate[~cumulative],
-                                              np.broadcast_to(x, source.shape)[~cumulative], uniform)
+            lag, mask = self._lags
+            decay = np.exp(-rate[~cumulative, :, np.newaxis] * lag) * mask              # (n, S, S)
+            f[~cumulative, 1:] = np.einsum("nij,nj->ni", decay, source[~cumulative])
+        return f
+
+    @staticmethod
+    def _recursion(source: np.ndarray, decay: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """F on the grid, (N, S + 1), from source (N, S) and e^(-k d) (N, distinct steps), step by step."""
+        source_t, decay_t = np.ascontiguousarray(source.T), np.ascontiguousarray(decay.T)
+        ft = np.zeros((source_t.shape[0] + 1, source_t.shape[1]))
+        for i, step in enumerate(which):
+            np.multiply(decay_t[step], ft[i], out=ft[i + 1])
+            ft[i + 1] += source_t[i]
+        return ft.T
+
+    def interpolated(self, f: np.ndarray, t_min: np.ndarray) -> np.ndarray:
+        """Values on the sample grid (N, samples), linear between them, at t_min (T,): (N, T); 0 before."""
+        grid = self._grid[0]
         t = np.asarray(t_min, float)
         j = np.clip(np.searchsorted(grid, t, side="right") - 1, 0, grid.size - 2)
         w = np.clip((t - grid[j]) / (grid[j + 1] - grid[j]), 0.0, 1.0)              # 0 before the grid
@@ -163,18 +156,19 @@ class HybridAif:
     def convolve_exponential(self, t_min: np.ndarray, k: np.ndarray) -> np.ndarray:
         t = np.asarray(t_min, float)
         end = self.t_tail_min
-        before = t < end
         k = np.asarray(k, float)
-        out = np.empty((len(k), t.size))
         # up to the join: the linear part alone; after it, the linear part's decay from the join plus the tail
-        out[:, before] = self.first_pass.convolve_exponential(t[before], k)
-        if not before.all():
-            after = t[~before] - end
-            at_join = self.first_pass.convolve_exponential(np.array([end]), k)           # (N, 1)
+        on_grid = self.first_pass.convolved_on_grid(k)              # its grid ends at the join
+        order = np.argsort(t, kind="stable")
+        before = int(np.searchsorted(t[order], end))
+        parts = [self.first_pass.interpolated(on_grid, t[order[:before]])]
+        if before < t.size:
+            after = t[order[before:]] - end
             shifted = BiexpAif(self.tail.a1 * np.exp(-self.tail.m1 * end), self.tail.m1,
                                self.tail.a2 * np.exp(-self.tail.m2 * end), self.tail.m2)
-            out[:, ~before] = at_join * np.exp(-k * after) + shifted.convolve_exponential(after, k)
-        return out
+            parts.append(shifted.convolve_exponential(after, k, at_zero=on_grid[:, -1:]))
+        joined = np.concatenate(parts, axis=1)                      # in time order: sample times come sorted
+        return joined if np.array_equal(order, np.arange(t.size)) else joined[:, np.argsort(order)]
 
 
 def fit_biexp_aif(t_min: np.ndarray, ca_mM: np.ndarray) -> BiexpAif:
@@ -229,4 +223,19 @@ def tissue_concentration(t_min: np.ndarray, fp, ps, vp, ve, aif) -> np.ndarray:
 
     aif: a BiexpAif (closed form) or a SampledAif (exact for piecewise-linear input)."""
     c1, a, c2, b = (x[..., np.newaxis] for x in irf_exponentials(fp, ps, vp, ve))
-    return c1 * aif.convolve_exponential(t_min, a) + c2 * aif.convolve_exponential(t_min, b)
+    both = aif.convolve_exponential(t_min, np.concatenate([a, b]))     # one call for both rates: half the overhead
+    return c1 * both[:len(a)] + c2 * both[len(a):]
+
+
+def tissue_concentration_partials(t_min: np.ndarray, irf: np.ndarray, aif) -> tuple[np.ndarray, np.ndarray]:
+    """Ct (N, T) in mmol/L and its partial derivatives (N, T, 4) with respect to the impulse response's
+    (c1, a, c2, b) (irf (N, 4), irf_exponentials): Ct is linear in c1 and c2, and d/da of the convolution is a
+    forward difference in the rate. One convolution call on 4N rates: a fit's Jacobian then costs two model
+    evaluations instead of one per parameter."""
+    n = len(irf)
+    c1, a, c2, b = (irf[:, i:i + 1] for i in range(4))
+    convolved = aif.convolve_exponential(t_min, np.concatenate([a, b, a * (1 + RATE_STEP), b * (1 + RATE_STEP)]))
+    e_a, e_b, e_a_step, e_b_step = (convolved[i * n:(i + 1) * n] for i in range(4))
+    d_a = c1 * (e_a_step - e_a) / (a * RATE_STEP)
+    d_b = c2 * (e_b_step - e_b) / (b * RATE_STEP)
+    return c1 * e_a + c2 * e_b, np.stack([e_a, d_a, e_b, d_b], axis=-1)

@@ -159,9 +159,9 @@ def test_first_pass_fit_recovers_parameters_within_osipi_tolerances(vp, ve, fp_p
 
 
 @pytest.mark.parametrize("uniform", [True, False], ids=["uniform", "jittered"])
-@pytest.mark.parametrize("rates", [3, 200], ids=["fft", "recursion"])
+@pytest.mark.parametrize("rates", [3, 200], ids=["few", "recursion"])
 def test_sampled_aif_convolution_matches_direct_integration(uniform, rates):
-    """Both ways SampledAif convolves (FFT on a uniform grid for few rates, else the recursion) against the
+    """The ways SampledAif convolves (a cumulative sum for few rates, else the recursion) against the
     ODE the convolution solves, F' = Ca(t) - k F, F(0) = 0, integrated by scipy (rtol 1e-10): exact at the
     samples; between them F is interpolated linearly, within 1.5 % of its peak at 0.6-1.2 s sampling."""
     from scipy.integrate import solve_ivp

@@ -100,10 +100,10 @@ def test_the_tissue_sees_the_aif_later_by_the_delay():
     aif = joint_aif(t_fp, plasma(t_fp), t_maps, plasma(t_maps))
     x = np.array([0.13, 0.06, np.log(0.63), np.log(0.44), 3.0])        # delay 3 s
 
-    def model(times, delay_s):
+    def model(times, delay_s):     # the residual against zero data with unit errors
         times = np.asarray(times, float)
         curves = JointCurves(times, np.zeros(times.size), np.ones(times.size), np.zeros(0), np.zeros(0), np.zeros(0))
-        return _JointProblem(curves, aif).model(np.append(x[:4], delay_s))
+        return _JointProblem(curves, aif).residual(np.append(x[:4], delay_s))
     t = np.linspace(0.1, 0.7, 25)
     np.testing.assert_allclose(model(t, 3.0), model(t - 3.0 / 60, 0.0), atol=1e-9)
 
@@ -141,15 +141,43 @@ def test_one_aif_convolves_exactly_across_first_pass_and_tail():
 
 
 @pytest.mark.parametrize("uniform", [False, True])
-@pytest.mark.parametrize("rows", [6, 1000])    # a few rates (matrix form) and a batch (recursion)
-def test_cumulative_convolution_equals_the_recursion(monkeypatch, uniform, rows):
+def test_the_three_ways_of_convolving_agree(monkeypatch, uniform):
+    """Few rates: a cumulative sum (slow rates) or a masked matrix product (fast ones); many: the recursion."""
     t = np.linspace(-0.1, 1.0, 70) if uniform else np.sort(np.random.default_rng(1).uniform(-0.1, 1.0, 70))
     aif = tcxm.SampledAif(t, blood_aif_mM(t))
-    rates = np.geomspace(0.01, 5000.0, rows)[:, np.newaxis]     # slow ones summed, fast ones propagated
+    rates = np.geomspace(0.01, 5000.0, 2 * tcxm.RECURSION_MIN_ROWS)[:, np.newaxis]
     at = np.linspace(-0.2, 1.0, 50)
-    mixed = aif.convolve_exponential(at, rates)
-    monkeypatch.setattr(tcxm, "CUMSUM_MAX_EXPONENT", -1.0)
-    np.testing.assert_allclose(mixed, aif.convolve_exponential(at, rates), atol=1e-12)
+    recursion = aif.convolve_exponential(at, rates)
+    few = np.vstack([aif.convolve_exponential(at, rates[i:i + 8]) for i in range(0, len(rates), 8)])
+    np.testing.assert_allclose(few, recursion, atol=1e-12)
+    monkeypatch.setattr(tcxm, "CUMSUM_MAX_EXPONENT", -1.0)          # every rate by the matrix product
+    matrix = np.vstack([aif.convolve_exponential(at, rates[i:i + 8]) for i in range(0, len(rates), 8)])
+    np.testing.assert_allclose(matrix, recursion, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["biexponential", "sampled", "hybrid"])
+def test_model_partials_equal_its_derivatives(kind):
+    """tissue_concentration_partials (what the fits' Jacobians are built from) against central differences of
+    tissue_concentration in c1, a, c2, b."""
+    t_fp = np.arange(-8, 45, 0.9) / 60
+    plasma = blood_aif_mM(t_fp) / (1 - HCT)
+    aif = {"biexponential": tcxm.BiexpAif(5.0, 3.0, 1.5, 0.1), "sampled": tcxm.SampledAif(t_fp, plasma),
+           "hybrid": joint_aif(t_fp, plasma, np.array([1, 2, 3, 4, 5.0]), blood_aif_mM(np.array([1, 2, 3, 4, 5.0])))
+           }[kind]
+    t = np.concatenate([t_fp[t_fp > 0] - 0.01, [1.5, 3.0, 4.5]])
+    irf = np.column_stack(tcxm.irf_exponentials(np.array([0.63, 2.0, 0.1]), np.array([0.44, 5.0, 0.05]),
+                                                np.array([0.06, 0.1, 0.02]), np.array([0.13, 0.3, 0.5])))
+
+    def model(q):
+        c1, a, c2, b = (q[:, i:i + 1] for i in range(4))
+        return c1 * aif.convolve_exponential(t, a) + c2 * aif.convolve_exponential(t, b)
+    value, partials = tcxm.tissue_concentration_partials(t, irf, aif)
+    np.testing.assert_allclose(value, model(irf), rtol=1e-12)
+    for i in range(4):
+        step = np.zeros_like(irf)
+        step[:, i] = 1e-5 * np.abs(irf[:, i])
+        central = (model(irf + step) - model(irf - step)) / (2 * step[:, i:i + 1])
+        np.testing.assert_allclose(partials[..., i], central, atol=1e-4 * np.abs(central).max())
 
 
 def test_flow_limited_where_extraction_near_one_fits():
