@@ -19,8 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import math
-
 import numpy as np
 from scipy.optimize import least_squares
 
@@ -101,30 +99,33 @@ class _Problem:
         self.se_scale = 1.0     # set by profile
 
     def residual(self, x: np.ndarray) -> np.ndarray:
-        """Weighted residuals (2T,): tissue then blood. Scalar arithmetic on one curve: this runs thousands of
-        times per interval, and the batched tissue_concentration costs ten times more on one voxel."""
-        ve, vp, fp, ps = x[0], x[1], math.exp(x[2]), math.exp(x[3])
-        a1, dm, a2, m2, bolus = (math.exp(v) for v in x[4:9])
+        """Weighted residuals (2T,): tissue then blood."""
+        return self.residuals(x[np.newaxis])[0]
+
+    def residuals(self, x: np.ndarray) -> np.ndarray:
+        """Weighted residuals (n, 2T), tissue then blood, for parameter rows x (n, 9): many rows in one call cost
+        about what one does, so that a Jacobian is one call (ddce_uncertainty.fit_held)."""
+        ve, vp, fp, ps = x[:, 0:1], x[:, 1:2], np.exp(x[:, 2:3]), np.exp(x[:, 3:4])
+        a1, dm, a2, m2, bolus = (np.exp(x[:, i:i + 1]) for i in range(4, 9))
         m1 = dm + m2
-        # impulse response c1 e^-at + c2 e^-bt (analysis/tcxm.py irf_exponentials, for scalars)
         trace = (fp + ps) / vp + ps / ve
-        root = math.sqrt(max(trace * trace / 4.0 - fp * ps / (vp * ve), 0.0))
+        root = np.sqrt(np.maximum(trace * trace / 4.0 - fp * ps / (vp * ve), 0.0))
         a, b = trace / 2.0 + root, trace / 2.0 - root
-        c1 = (fp * fp / vp - b * fp) / max(a - b, 1e-9 * a)
+        c1 = (fp * fp / vp - b * fp) / np.maximum(a - b, 1e-9 * a)
         c2 = fp - c1
         t = self.t
         e_m1, e_m2, e_a, e_b = np.exp(-m1 * t), np.exp(-m2 * t), np.exp(-a * t), np.exp(-b * t)
 
-        def convolved(k: float, e_k: np.ndarray) -> np.ndarray:   # e^-kt * (a1 e^-m1 t + a2 e^-m2 t)
-            return (a1 * (e_m1 - e_k) / _apart(k, m1) + a2 * (e_m2 - e_k) / _apart(k, m2))
+        def convolved(k, e_k):
+            return a1 * (e_m1 - e_k) / _apart(k, m1) + a2 * (e_m2 - e_k) / _apart(k, m2)
         lag = np.maximum(t - FIRST_PASS_MIN, 0.0)
         tissue = (c1 * convolved(a, e_a) + c2 * convolved(b, e_b)
                   + bolus * (c1 * np.exp(-a * lag) + c2 * np.exp(-b * lag)))
         blood = a1 * e_m1 + a2 * e_m2
-        return (np.concatenate([tissue, blood]) - self.y) / self.se
+        return (np.concatenate([tissue, blood], axis=1) - self.y) / self.se
 
     def fit(self, starts, fixed: tuple[str, float] | None = None) -> tuple[np.ndarray, float]:
-        return fit_held(self.residual, starts, _LOW, _HIGH, fixed)
+        return fit_held(self.residual, starts, _LOW, _HIGH, fixed, residuals=self.residuals)
 
 
 def fit_held(residual: Callable[[np.ndarray], np.ndarray], starts, low: np.ndarray, high: np.ndarray,
@@ -170,10 +171,10 @@ def fit_held(residual: Callable[[np.ndarray], np.ndarray], starts, low: np.ndarr
     return best if best is not None else (np.asarray(starts[0], float), np.inf)
 
 
-def _apart(k: float, m: float) -> float:
+def _apart(k: np.ndarray, m: np.ndarray) -> np.ndarray:
     """k - m, kept away from 0 where the closed form has a removable singularity."""
-    gap = k - m
-    return gap if abs(gap) > 1e-7 * max(abs(m), 1e-9) else 1e-7 * max(abs(m), 1e-9)
+    gap, floor = k - m, 1e-7 * np.maximum(np.abs(m), 1e-9)
+    return np.where(np.abs(gap) > floor, gap, floor)
 
 
 def _starts(aif: BiexpAif) -> list[np.ndarray]:
@@ -215,7 +216,7 @@ def _bound(problem: _Problem, name: str, best: tuple[np.ndarray, float], ml: flo
 
 
 def profile_region(t_min: np.ndarray, ct_mM: np.ndarray, se_t_mM: np.ndarray, cp_mM: np.ndarray,
-                   se_p_mM: np.ndarray, aif_start: BiexpAif, names=tuple(QUANTITY)) -> dict[str, Estimate]:
+                   se_p_mM: np.ndarray, aif_start: BiexpAif, names=tuple(LIMITS)) -> dict[str, Estimate]:
     """95 % profile-likelihood intervals of a region's 2CXM quantities, the AIF fitted alongside.
 
     ct_mM, se_t_mM (T,): the region's mean tissue concentration at t_min (min after injection) and its
