@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from analysis.ddce import DdceResult
 from analysis.errors import AnalysisError
 from analysis.tcxm import tissue_concentration
 
@@ -69,6 +70,18 @@ def interstitial_concentration(fit, valid: np.ndarray, aif, target_min: float) -
     image = np.zeros(valid.shape)
     image[valid] = ees
     return image
+
+
+def synthetic_t1(native_t1_ms: np.ndarray, results: list[DdceResult], myocardium: np.ndarray, blood_pool: np.ndarray,
+                 r1_per_mM_s: float, target_min: float) -> np.ndarray:
+    """T1 (ms) at target_min, (slices, rows, cols), from each slice's fit of its first window (steps 1-3
+    above). Voxels with blood-like native T1 (above the midpoint of the blood pool's and the myocardium's
+    medians) keep their native T1 (step 2)."""
+    blood_t1, myo_t1 = float(np.median(native_t1_ms[blood_pool])), float(np.median(native_t1_ms[myocardium]))
+    blood = native_t1_ms > 0.5 * (blood_t1 + myo_t1)
+    ees = np.stack([interstitial_concentration(r.windows[0].fit, r.valid, r.windows[0].aif, target_min)
+                    for r in results])
+    return t1_from_concentration(native_t1_ms, np.where(blood, 0.0, ees), r1_per_mM_s)
 
 
 @dataclass

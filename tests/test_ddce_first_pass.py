@@ -118,10 +118,43 @@ def test_joint_fit_gives_mbf_and_identified_ps_maps(joint_study):
     ps_identified = seg.pixel_array.reshape(len(labels), *phantom.labels.shape)[labels.index("PS identified")]
     assert ps_identified[phantom.labels == Region.INFARCT].mean() < 0.2
     assert ps_identified[phantom.labels == Region.REMOTE].mean() > 0.8
-    [wall] = five["regions"]
+    wall = next(r for r in five["regions"] if r["region"] == "lv_myocardium")
     assert wall["mbf_ml_per_min_per_g"]["value"] == pytest.approx(
         wall["fp_ml_per_min_per_g"]["value"] / (1 - HCT), abs=2e-4)          # MBF = Fp / (1 - Hct)
     assert five["slices"][0]["tissue"] == "lv_myocardium" and "delayed_fit" in five["slices"][0]
+
+
+@pytest.mark.integration     # the joint study of the test above
+def test_joint_regions_remote_infarct_and_mvo(joint_study):
+    """Issue 14, done when 3, through the node: the regions come from the synthetic LGE (ddce_lesions), not from
+    the phantom's labels. Remote PS two-sided, holding the truth and excluding 0.05 and 5 mL/min/g; remote MBF
+    within 15 %; the MVO the lowest MBF; the infarct's PS a bound, flagged flow-limited."""
+    report, out, phantom = joint_study
+    results = next(j for j in report["jobs"] if j["module"] == "ddce")["results"]
+    assert results["lesion_regions"]["found"]
+    five = results["windows"][0]
+    regions = {r["region"]: r for r in five["regions"]}
+    assert set(regions) == {"lv_myocardium", "remote", "infarct", "mvo"}
+    truth = {name: phantom.truth[name] for name in ("remote", "infarct", "mvo")}
+    ps = regions["remote"]["ps_ml_per_min_per_g"]
+    low, high = ps["ci95"]
+    assert ps["identifiable"] and 0.05 < low <= truth["remote"]["ps"] / 1.05 <= high < 5.0
+    remote_mbf = truth["remote"]["fp"] / 1.05 / (1 - HCT)
+    assert regions["remote"]["mbf_ml_per_min_per_g"]["value"] == pytest.approx(remote_mbf, rel=0.15)
+    mbf = {name: regions[name]["mbf_ml_per_min_per_g"] for name in ("remote", "infarct", "mvo")}
+    # a region's lowest plausible MBF: its value, or the lower end of a bound
+    lowest = {name: m["value"] if m["value"] is not None else m["ci95"][0] for name, m in mbf.items()}
+    assert mbf["mvo"]["identifiable"] and mbf["mvo"]["ci95"][1] < min(lowest["remote"], lowest["infarct"])
+    summary = five["first_pass"][0]["lesion_regions"]
+    assert summary["infarct"]["ps_flow_limited"] and not summary["remote"]["ps_flow_limited"]
+    infarct_ps = regions["infarct"]["ps_ml_per_min_per_g"]
+    assert infarct_ps["value"] is None and infarct_ps["ci95"][1] is None and infarct_ps["bound"].startswith("PS >=")
+    sr = parse_report(pydicom.dcmread(out / f"{results['report_sop_instance_uid']}.dcm"))
+    group = {g.region: g for g in sr.groups}["Remote myocardium, 5-min window"]
+    regional = {m.name.value: m for m in group.measurements if m.derivation is None}
+    assert [regional["126390"].value, regional["126390"].ci95_low, regional["126390"].ci95_high] == pytest.approx(
+        [regions["remote"]["mbf_ml_per_min_per_g"]["value"], *regions["remote"]["mbf_ml_per_min_per_g"]["ci95"]],
+        abs=1e-6)
 
 
 @pytest.mark.integration     # dciodvfy

@@ -47,7 +47,9 @@ def test_report_has_the_wall_per_window_and_every_number(processed, ddce_study):
     assert dciodvfy_errors(sr_path) == []
     assert_report_matches(sr_path, results["measurements"])
     groups = sr_groups(sr_path)
-    assert set(groups) == {"LV myocardium, 5-min window", "LV myocardium, 30-min window", "LV blood pool"}
+    assert set(groups) == {f"{region}, {window}-min window" for window in (5, 30) for region in
+                           ("LV myocardium", "Remote myocardium", "Infarct", "Microvascular obstruction")} | {
+                           "LV blood pool"}
     truth = ddce_study[1].truth["remote"]
     for window in (5, 30):
         wall = groups[f"LV myocardium, {window}-min window"]
@@ -101,19 +103,48 @@ def test_outputs_identified_parameters_and_withholds_the_rest(processed):
         assert window["identification"]["assessed_in"] == "lv_myocardium"
         assert shares["ve_plus_vp"]["fraction"] > (0.9 if window["window_min"] == 30 else 0.1)
         assert shares["ps_ml_per_min_per_g"]["fraction"] < 0.05
-        [wall] = window["regions"]
+        assert [r["region"] for r in window["regions"]] == ["lv_myocardium", "remote", "infarct", "mvo"]
         keys = ("ve", "vp", "ve_plus_vp", "ps_ml_per_min_per_g", "fp_ml_per_min_per_g", "mean_lag_s")
-        for key in keys:
-            assert set(wall[key]) >= {"value", "ci95", "identifiable"}, key
-            value, (low, high) = wall[key]["value"], wall[key]["ci95"]
-            if wall[key]["identifiable"]:
-                assert low <= value <= high
-            else:   # no number where the data give only a bound
-                assert value is None and (low is None or high is None)
-        for key in ("ps_ml_per_min_per_g", "fp_ml_per_min_per_g"):
-            assert not wall[key]["identifiable"] and wall[key]["ci95"][1] is None
+        for wall in window["regions"]:
+            for key in keys:
+                assert set(wall[key]) >= {"value", "ci95", "identifiable"}, key
+                value, (low, high) = wall[key]["value"], wall[key]["ci95"]
+                if wall[key]["identifiable"]:
+                    assert low <= value <= high
+                else:   # no number where the data give only a bound
+                    assert value is None and (low is None or high is None)
+            for key in ("ps_ml_per_min_per_g", "fp_ml_per_min_per_g"):   # delayed maps never tell them
+                assert not wall[key]["identifiable"], (wall["region"], key)
     thirty = results["windows"][1]["regions"][0]["ve_plus_vp"]
     assert thirty["identifiable"] and thirty["ci95"][1] - thirty["ci95"][0] < 0.05
+
+
+@pytest.mark.integration     # the dDCE study through the module (shared with the tests above)
+def test_remote_infarct_and_mvo_intervals_hold_the_truth(processed, ddce_study):
+    """The regions from the synthetic LGE, each less its edge voxels (ddce_lesions): at 30 min every identified
+    ve, ve + vp and ve interval holds the phantom's truth, and the SEG shows the regions fitted."""
+    report, out = processed
+    results = ddce_job(report)["results"]
+    phantom = ddce_study[1]
+    lesions = results["lesion_regions"]
+    assert lesions["found"] and lesions["from_window_min"] == 5.0
+    thirty = {r["region"]: r for r in results["windows"][1]["regions"]}
+    for name in ("remote", "infarct", "mvo"):
+        truth = phantom.truth[name]
+        for key, true in (("ve", truth["ve"]), ("ve_plus_vp", truth["ve"] + truth["vp"])):
+            estimate = thirty[name][key]
+            assert estimate["identifiable"], (name, key)
+            assert estimate["ci95"][0] <= true <= estimate["ci95"][1], (name, key, estimate, true)
+    seg = next(p for p in out.glob("*.dcm") if (d := pydicom.dcmread(p, stop_before_pixels=True)).SOPClassUID
+               == SEG_SOP_CLASS and d.SeriesDescription == "dDCE regions (cmr-node)")
+    ds = pydicom.dcmread(seg)
+    labels = [item.SegmentLabel for item in ds.SegmentSequence]
+    assert labels == ["LV myocardium", "LV blood pool", "Remote myocardium", "Infarct", "Microvascular obstruction"]
+    masks = ds.pixel_array.reshape(len(labels), *phantom.labels.shape).astype(bool)
+    for label, region in (("Remote myocardium", Region.REMOTE), ("Infarct", Region.INFARCT),
+                          ("Microvascular obstruction", Region.MVO)):
+        assert np.mean(phantom.labels[masks[labels.index(label)]] == region) > 0.9, label
+    assert masks[labels.index("Infarct")].sum() == lesions["voxels"]["infarct"]
 
 
 @pytest.mark.integration     # dciodvfy

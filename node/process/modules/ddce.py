@@ -18,8 +18,10 @@ Outputs per window: float Parametric Maps of ve, vp, ve+vp (fractions), PS and
 Fp (mL/min/g, tissue density 1.05 g/mL) and fit R^2, Series Description like
 "dDCE 5min ve"; failed voxels are 0 in every map and counted in results.json.
 Per slice the LV myocardium's parameters with 95 % intervals and whether the
-data identify them, and per voxel where each map's parameter is identified (a
-SEG); a map identified almost nowhere is withheld or labelled
+data identify them, and the same for remote myocardium, infarct and MVO where
+the synthetic LGE finds an infarct (node/process/modules/ddce_lesions.py; their
+segments join the dDCE SEG); per voxel where each map's parameter is
+identified (a SEG); a map identified almost nowhere is withheld or labelled
 (node/process/modules/ddce_regions.py): results.json and the report.
 """
 from __future__ import annotations
@@ -50,6 +52,7 @@ from node.process.modules.ddce_first_pass import JointSlice, joint_slice, matchi
 from node.process.modules.ddce_regions import (NOT_IDENTIFIED_LABEL, Identification, identification_segmentation,
                                                identify_voxels, report_items, results_entry, slice_estimates,
                                                withheld_reason)
+from node.process.modules.ddce_lesions import LESION_SEGMENTS, MIN_REGION_VOXELS, Lesions, find_lesions, lesion_window
 from node.process.modules.output_series import OUTPUT_SERIES
 
 # the 2CXM maps (analysis.ddce), each written as a Parametric Map (dicom_out/quantities.py)
@@ -162,6 +165,27 @@ def _window_group(window: float, maps: dict[str, np.ndarray], pms: dict[str, obj
                        + identification)
 
 
+def _lesion_groups(window: float, lesions: Lesions, estimates: dict[str, list[dict]], seg,
+                   voxel: float) -> list[RegionGroup]:
+    """Remote myocardium, infarct and MVO in one window: the regional values with their 95 % intervals (or
+    bounds) on the slices where each was fitted, whether each is identified, and the region's volume."""
+    groups = []
+    for k, (name, mask) in enumerate(lesions.masks.items()):
+        fitted = [e for e in estimates.get(name, []) if e]
+        if not fitted:
+            continue
+        segment = LESION_SEGMENTS[name]
+        measures, identification = report_items(fitted)
+        groups.append(RegionGroup(f"{segment.label}, {window:g}-min window", segment.property_type,
+                                  category=segment.category, segment=(seg, LESION_SEGMENT_FROM + k),
+                                  measures=measures + [volume(int(mask.sum()), voxel)],
+                                  evaluations=[segmentation_method(manual=False)] + identification))
+    return groups
+
+
+LESION_SEGMENT_FROM = 3     # the dDCE SEG: LV myocardium 1, LV blood pool 2, then the lesion regions
+
+
 def _window_maps(window: float, n: int, key: str, maps: dict[str, np.ndarray], native: list[T1Slice],
                  used: list[T1Slice], identification: Identification, settings: ModuleSettings, output: ModuleOutput,
                  entry: dict) -> dict[str, object]:
@@ -220,15 +244,16 @@ def _first_pass(files: list[str], injection: datetime, native: list[T1Slice]) \
 
 
 def _joint(results: list, native: list[T1Slice], first_pass: list[FirstPassSlice], myocardium: np.ndarray,
-           settings: ModuleSettings, r1: float, field: float,
+           lesions: Lesions, settings: ModuleSettings, r1: float, field: float,
            arterial: FirstPassSlice | None) -> tuple[list[JointSlice], str | None]:
     """The window's joint fit per slice, or ([], why not) where the first pass cannot be used."""
     if not first_pass:
         return [], None
     try:
         return [joint_slice(r, base, fp, mask, hematocrit=settings.hematocrit, r1=r1, field_t=field,
-                            aif_series=arterial)
-                for r, base, fp, mask in zip(results, native, first_pass, myocardium)], None
+                            aif_series=arterial, lesions={name: m[i] for name, m in lesions.masks.items()},
+                            min_lesion_voxels=MIN_REGION_VOXELS)
+                for i, (r, base, fp, mask) in enumerate(zip(results, native, first_pass, myocardium))], None
     except AnalysisError as exc:
         return [], f"first pass not fitted: {exc}"
 
@@ -252,7 +277,12 @@ def run(inp: ModuleInput) -> ModuleOutput:
     regions = lv_regions([s.t1_ms for s in native], [r.blood_pool for r in fitted[0][3]] if fitted else [],
                          [s.pixel_mm for s in native], [s.position_mm for s in native])
     output.results["quality_flags"] = regions.flags
-    seg = lv_segmentation(regions, [s.frame for s in native], inp, "ddce", OUTPUT_SERIES["ddce.regions"]) \
+    from_window = lesion_window(windows, settings)
+    lesions = Lesions(reason="no window fitted") if from_window is None else find_lesions(
+        fitted[from_window][3], windows[from_window], np.stack([s.t1_ms for s in native]), regions, r1, settings)
+    output.results["lesion_regions"] = lesions.as_dict()
+    seg = lv_segmentation(regions, [s.frame for s in native], inp, "ddce", OUTPUT_SERIES["ddce.regions"],
+                          more=tuple((LESION_SEGMENTS[name], mask) for name, mask in lesions.masks.items())) \
         if fitted else None
     groups = []
     first_pass, first_pass_reason, arterial = _first_pass(inp.files, injection, native)
@@ -261,19 +291,25 @@ def run(inp: ModuleInput) -> ModuleOutput:
                             for f in fp.pd_frames + fp.frames)
     for n, (window, (maps, slices, used, results)) in enumerate(zip(windows, fitted)):
         myocardium = regions.masks()[..., 0]
-        joint, joint_reason = _joint(results, native, first_pass, myocardium, settings, r1, field, arterial)
+        joint, joint_reason = _joint(results, native, first_pass, myocardium, lesions, settings, r1, field, arterial)
         key = window_key(used, settings, r1, injection, first_pass_uids if joint else ())
+        # region -> per slice ({} where it was not fitted)
         if joint:
             maps = {name: np.stack([j.maps[name] for j in joint]) for name in joint[0].maps}
-            estimates = [j.estimates for j in joint]
+            estimates = {region: [j.estimates.get(region, {}) for j in joint]
+                         for region in ("lv_myocardium", *lesions.masks)}
             identification = Identification({name: np.stack([j.identified[name] for j in joint])
                                              for name in joint[0].identified}, np.stack([j.assessed for j in joint]))
         else:
-            estimates = slice_estimates(results, myocardium)
+            estimates = {"lv_myocardium": slice_estimates(results, myocardium),
+                         **{name: slice_estimates(results, mask, MIN_REGION_VOXELS)
+                            for name, mask in lesions.masks.items()}}
             identification = identify_voxels(results, myocardium)
         entry = {"window_min": window, "fit": "first pass + delayed maps" if joint else "delayed maps",
                  "slices": slices, "maps": [], "regions": [
-                     results_entry(e, s.position_mm) for e, s in zip(estimates, native)],
+                     results_entry(e, s.position_mm) for e, s in zip(estimates["lv_myocardium"], native)] + [
+                     results_entry(e, s.position_mm, region) for region in lesions.masks
+                     for e, s in zip(estimates[region], native) if e],
                  "identification": identification.as_dict(), "withheld_maps": []}
         if joint:
             entry["first_pass"] = [j.summary for j in joint]
@@ -285,7 +321,9 @@ def run(inp: ModuleInput) -> ModuleOutput:
             output.datasets.append(identified)
             entry["identification"]["seg_sop_instance_uid"] = str(identified.SOPInstanceUID)
         output.results["windows"].append(entry)
-        groups.append(_window_group(window, maps, pms, regions, seg, results, voxel_ml(native[0].frame), estimates))
+        groups.append(_window_group(window, maps, pms, regions, seg, results, voxel_ml(native[0].frame),
+                                    estimates["lv_myocardium"]))
+        groups += _lesion_groups(window, lesions, estimates, seg, voxel_ml(native[0].frame))
     if seg is not None:
         output.datasets.append(seg)
         blood = np.stack(regions.blood_pool)

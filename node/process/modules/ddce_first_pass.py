@@ -8,7 +8,8 @@ Per window and slice, where a first-pass slice lies on the native T1 map's slice
 - one AIF: the first pass in the LV blood pool (less its edge), or in a dual-sequence protocol's own
   arterial-input series when the study has one, and the delayed maps' blood pool; a saturating AIF is refused;
 - the LV myocardium's ve, vp, ve + vp, PS, Fp and MBF with 95 % intervals and the arterial delay; PS as a
-  lower bound where the exchange is flow-limited;
+  lower bound where the exchange is flow-limited; the same for remote myocardium, infarct and MVO where the
+  synthetic LGE finds them (node/process/modules/ddce_lesions.py), each region with its own delay;
 - per voxel of the LV myocardium, the joint fit at the region's delay (maps, MBF included; 0 outside the
   myocardium) and where each parameter is identified.
 Where the series cannot be used (another slice or grid, no saturation delay, no baseline frames, a saturating
@@ -23,7 +24,7 @@ from scipy import ndimage
 
 from analysis.ddce import TISSUE_DENSITY_G_PER_ML, DdceResult, parameter_maps
 from analysis.ddce_identification import MAP_PARAMETERS, identified_voxels
-from analysis.ddce_joint import (JointCurves, fit_joint_voxels, joint_aif, mbf_ml_per_min_per_g,
+from analysis.ddce_joint import (JointCurves, JointRegion, fit_joint_voxels, joint_aif, mbf_ml_per_min_per_g,
                                  profile_joint_region)
 from analysis.ddce_uncertainty import Estimate
 from analysis.errors import AnalysisError
@@ -41,7 +42,9 @@ MAX_GRID_OFFSET_MM = 10.0   # field of view origins further apart than this are 
 @dataclass
 class JointSlice:
     maps: dict[str, np.ndarray]          # as analysis.ddce maps, plus "mbf" (mL/min/g)
-    estimates: dict[str, Estimate]       # LV myocardium (ddce_regions.REGIONAL names, "mbf" in 1/min blood)
+    # region ("lv_myocardium", and ddce_lesions' where they are on this slice) -> ddce_regions.REGIONAL
+    # names ("mbf" in 1/min of blood)
+    estimates: dict[str, dict[str, Estimate]]
     identified: dict[str, np.ndarray]    # per map parameter, bool (rows, cols) over the myocardium
     assessed: np.ndarray                 # bool (rows, cols)
     summary: dict                        # for results.json
@@ -102,9 +105,29 @@ def arterial_input(result: DdceResult, conc, fp: FirstPassSlice, aif_series: Fir
             f"{aif_conc.scale_from})")
 
 
+def _fit_region(conc, delayed: np.ndarray, t_fp: np.ndarray, times_min: np.ndarray, mask: np.ndarray, aif,
+                hematocrit: float) -> tuple[JointRegion, dict[str, Estimate]]:
+    """A region's joint fit of its mean curves, each sample weighted by its standard error over the region."""
+    n = np.sqrt(mask.sum())
+    curves = JointCurves(t_fp, conc.region(mask)[0], conc.c_mM[:, mask].std(axis=1, ddof=1) / n,
+                         times_min, delayed[:, mask].mean(axis=1), delayed[:, mask].std(axis=1, ddof=1) / n)
+    fitted = profile_joint_region(curves, aif)
+    estimates = dict(fitted.estimates)
+    estimates["mbf"] = _scaled(estimates["fp"], 1.0 / (1.0 - hematocrit))
+    return fitted, estimates
+
+
+def _region_summary(fitted: JointRegion) -> dict:
+    return {"arterial_delay_s": round(fitted.delay_s, 2), "ps_flow_limited": fitted.flow_limited,
+            "regional_chi_square": round(fitted.chi_square, 1), "regional_samples": fitted.samples,
+            "regional_standard_errors_scaled_by": round(fitted.se_scale, 3)}
+
+
 def joint_slice(result: DdceResult, base: T1Slice, fp: FirstPassSlice, myocardium: np.ndarray, *,
-                hematocrit: float, r1: float, field_t: float, aif_series: FirstPassSlice | None = None) -> JointSlice:
-    """The joint fit of one slice in one window (result holds that window only). Raises AnalysisError."""
+                hematocrit: float, r1: float, field_t: float, aif_series: FirstPassSlice | None = None,
+                lesions: dict[str, np.ndarray] | None = None, min_lesion_voxels: int = 2) -> JointSlice:
+    """The joint fit of one slice in one window (result holds that window only): the LV myocardium, and each
+    lesion region (name -> (rows, cols) bool) with at least min_lesion_voxels voxels. Raises AnalysisError."""
     window = result.windows[0]
     signal, pd = fp.signal(), fp.pd_signal()
     # another breath-hold: the frames after the bolus (enhanced wall, bright cavity) aligned with the native map
@@ -122,13 +145,14 @@ def joint_slice(result: DdceResult, base: T1Slice, fp: FirstPassSlice, myocardiu
     if region.sum() < 2:
         raise AnalysisError("no LV myocardium on this slice: no joint regional fit")
     delayed = result.concentration_mM[use]
-    tissue = conc.c_mM[:, region]
-    curves = JointCurves(t_fp, conc.region(region)[0], tissue.std(axis=1, ddof=1) / np.sqrt(region.sum()),
-                         window.times_min, delayed[:, region].mean(axis=1),
-                         delayed[:, region].std(axis=1, ddof=1) / np.sqrt(region.sum()))
-    fitted = profile_joint_region(curves, aif)
-    estimates = dict(fitted.estimates)
-    estimates["mbf"] = _scaled(estimates["fp"], 1.0 / (1.0 - hematocrit))
+    fitted, myocardium_estimates = _fit_region(conc, delayed, t_fp, window.times_min, region, aif, hematocrit)
+    estimates = {"lv_myocardium": myocardium_estimates}
+    lesion_summary = {}
+    for name, mask in (lesions or {}).items():
+        if (mask & result.valid).sum() >= max(min_lesion_voxels, 2):
+            lesion_fit, estimates[name] = _fit_region(conc, delayed, t_fp, window.times_min, mask & result.valid,
+                                                      aif, hematocrit)
+            lesion_summary[name] = _region_summary(lesion_fit)
     # per voxel, in the LV myocardium (where the model and the region's delay hold; 0 elsewhere, as a failed
     # fit): first-pass noise pooled over the myocardium's baseline frames and propagated frame by frame,
     # delayed noise as the delayed fit has it
@@ -152,8 +176,6 @@ def joint_slice(result: DdceResult, base: T1Slice, fp: FirstPassSlice, myocardiu
                "shift_to_t1_map_mm": np.round(shift * np.asarray(base.frame.pixel_mm), 2).tolist(),
                "frames": len(fp.frames), "proton_density_frames": len(fp.pd_frames),
                "saturation_delay_ms": fp.ts_ms, "signal_scale_from": conc.scale_from,
-               "baseline_frames": conc.baseline_frames, "arterial_input": aif_from,
-               "arterial_delay_s": round(fitted.delay_s, 2), "ps_flow_limited": fitted.flow_limited,
-               "regional_chi_square": round(fitted.chi_square, 1), "regional_samples": fitted.samples,
-               "regional_standard_errors_scaled_by": round(fitted.se_scale, 3)}
+               "baseline_frames": conc.baseline_frames, "arterial_input": aif_from, **_region_summary(fitted),
+               "lesion_regions": lesion_summary}
     return JointSlice(maps=maps, estimates=estimates, identified=identified, assessed=assessed, summary=summary)

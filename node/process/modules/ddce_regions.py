@@ -55,13 +55,16 @@ IDENTIFIED_AS = {"mbf": "fp"}    # a map identified where this other parameter i
 UNITS_SHOWN = {"ps": " mL/min/g", "fp": " mL/min/g", "mbf": " mL/min/g", "mean_lag_min": " s"}
 
 
-def slice_estimates(results: list[DdceResult], myocardium: np.ndarray) -> list[dict[str, Estimate]]:
-    """Per slice, the window's LV myocardium estimates; {} where the region or the blood pool is too small.
-    results: one DdceResult per slice (one window each); myocardium: (slices, rows, cols) bool."""
+def slice_estimates(results: list[DdceResult], region: np.ndarray, min_voxels: int = 2) -> list[dict[str, Estimate]]:
+    """Per slice, the window's estimates for a region; {} where the region has fewer than min_voxels fitted
+    voxels or the blood pool is too small. results: one DdceResult per slice (one window each); region:
+    (slices, rows, cols) bool."""
     estimates = []
-    for result, mask in zip(results, myocardium):
+    for result, mask in zip(results, region):
         window = result.windows[0]
         try:
+            if (mask & result.valid).sum() < min_voxels:
+                raise AnalysisError("too few voxels")
             inputs = region_inputs(result, window, mask)
         except AnalysisError:
             estimates.append({})
@@ -79,9 +82,9 @@ def bound_text(name: str, estimate: Estimate) -> str | None:
     return f"{r.text} >= {low}{unit}" if high is None else f"{r.text} <= {high}{unit}"
 
 
-def results_entry(estimates: dict[str, Estimate], position_mm: float) -> dict:
-    """A slice's LV myocardium for results.json: each parameter {value, ci95, identifiable} (+ bound)."""
-    entry: dict = {"region": "lv_myocardium", "position_mm": round(position_mm, 2)}
+def results_entry(estimates: dict[str, Estimate], position_mm: float, region: str = "lv_myocardium") -> dict:
+    """A slice's region for results.json: each parameter {value, ci95, identifiable} (+ bound)."""
+    entry: dict = {"region": region, "position_mm": round(position_mm, 2)}
     for name, e in estimates.items():
         entry[REGIONAL[name].key] = e.as_dict(REGIONAL[name].scale)
         if (text := bound_text(name, e)) is not None:

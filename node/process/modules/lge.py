@@ -28,7 +28,7 @@ from scipy import ndimage
 import node
 from analysis.geometry import same_slice
 from analysis.ddce import covered_windows
-from analysis.lge import interstitial_concentration, lge_metrics, lge_slices, t1_from_concentration
+from analysis.lge import lge_metrics, lge_slices, synthetic_t1, t1_from_concentration
 from analysis.registration import align
 from dicom_out import codes
 from dicom_out.derived_mr import derived_map_images
@@ -37,15 +37,15 @@ from dicom_out.segmentation import Segment, build_segmentation
 from dicom_out.uids import derived_uid
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.ddce import fit_window, injection_time, relaxivity, window_key
-from node.process.modules.reporting import LV_BLOOD_SEGMENT, LV_MYOCARDIUM_SEGMENT, add_report, lv_regions, voxel_ml
+from node.process.modules.ddce_lesions import blood_pool_in_cavity
+from node.process.modules.reporting import (INFARCT_SEGMENT, LV_BLOOD_SEGMENT, LV_MYOCARDIUM_SEGMENT, MVO_SEGMENT,
+                                            add_report, lv_regions, voxel_ml)
 from node.inputs.roi import SEG_SOP_CLASS, seg_masks
 from node.errors import InputError
 from node.inputs.t1_maps import classify, group_by_series, read_t1_maps
 from node.process.modules.output_series import OUTPUT_SERIES, OutputSeries
 
 STANDARD_TOLERANCE_MIN = 2.5
-INFARCT_SEGMENT = Segment("Infarct", codes.ABNORMAL_STRUCTURE, codes.MYOCARDIAL_INFARCTION)
-MVO_SEGMENT = Segment("Microvascular obstruction", codes.ABNORMAL_STRUCTURE, codes.MVO)
 
 
 def _received_myocardium(seg_files: list[str], native) -> tuple[list[np.ndarray], object] | None:
@@ -130,15 +130,11 @@ def run(inp: ModuleInput) -> ModuleOutput:
         cavity = np.stack([m.cavity for m in regions.myocardium])
         manual, myo_uid = False, "automatic"
     output.results["myocardium_source"] = "received SEG" if received is not None else "automatic"
-    # the dDCE pool may reach into an enhancing subendocardial infarct; one voxel inside the cavity may not
-    pools &= np.stack([ndimage.binary_erosion(c) for c in cavity])
+    pools = blood_pool_in_cavity(fits, cavity)
 
-    # blood has no interstitium: voxels with blood-like native T1 keep it (analysis/lge.py, step 2)
-    blood_t1, myo_t1 = float(np.median(native_t1[pools])), float(np.median(native_t1[myocardium]))
-    blood = native_t1 > 0.5 * (blood_t1 + myo_t1)
-    ees = np.stack([interstitial_concentration(r.windows[0].fit, r.valid, r.windows[0].aif, target) for r in fits])
-    t1_target = t1_from_concentration(native_t1, np.where(blood, 0.0, ees), r1)
+    t1_target = synthetic_t1(native_t1, fits, myocardium, pools, r1, target)
     synthetic, ti = lge_slices(t1_target, myocardium, cavity, method, n_sd)
+    blood_t1 = float(np.median(native_t1[pools]))
     aif = fits[0].windows[0].aif
     output.results["lge_ddce"] = {
         "ti_ms": round(ti, 1), "blood_t1_by_aif_ms": round(float(t1_from_concentration(

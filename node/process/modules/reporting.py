@@ -24,6 +24,10 @@ from node.process.modules.output_series import OUTPUT_SERIES, OutputSeries
 
 LV_MYOCARDIUM_SEGMENT = Segment("LV myocardium", codes.ANATOMICAL_STRUCTURE, codes.LV_MYOCARDIUM)
 LV_BLOOD_SEGMENT = Segment("LV blood pool", codes.TISSUE, codes.BLOOD)
+INFARCT_SEGMENT = Segment("Infarct", codes.ABNORMAL_STRUCTURE, codes.MYOCARDIAL_INFARCTION)
+MVO_SEGMENT = Segment("Microvascular obstruction", codes.ABNORMAL_STRUCTURE, codes.MVO)
+# no SNOMED concept for myocardium away from an infarct: the LV myocardium's, told apart by its label
+REMOTE_SEGMENT = Segment("Remote myocardium", codes.ANATOMICAL_STRUCTURE, codes.LV_MYOCARDIUM)
 
 
 @dataclass
@@ -52,9 +56,14 @@ def lv_regions(native_t1_ms: list[np.ndarray], blood_pools: list[np.ndarray], pi
 
 
 def lv_segmentation(regions: LvRegions, sources: list, inp: ModuleInput, name: str, series: OutputSeries,
-                    index: int = 0):
+                    index: int = 0, more: tuple[tuple[Segment, np.ndarray], ...] = ()):
+    """The SEG of the LV myocardium (segment 1) and blood pool (2), and of more (segment, (slices, rows, cols)
+    mask) from segment 3 on."""
+    masks = regions.masks()
+    if more:
+        masks = np.concatenate([masks, np.stack([mask for _, mask in more], axis=-1)], axis=-1)
     return build_segmentation(
-        regions.masks(), sources, [LV_MYOCARDIUM_SEGMENT, LV_BLOOD_SEGMENT],
+        masks, sources, [LV_MYOCARDIUM_SEGMENT, LV_BLOOD_SEGMENT, *(segment for segment, _ in more)],
         series_uid=derived_uid(inp.job_key, name, "seg-series"), sop_uid=derived_uid(inp.job_key, name, "seg"),
         series_number=series.number(index), series_description=series.describe(), software_version=node.__version__)
 
