@@ -23,10 +23,12 @@ from pynetdicom import AE, evt
 from pynetdicom.presentation import build_context
 
 from node.network import status
+from node.network.polling import on_connection_open, shorten_reactor_poll
 from node.store.audit import AuditLog
 from node.store.index import Index, InstanceRecord
 from node.network.sop_classes import IMAGE_SOP_CLASSES, STORAGE_SOP_CLASSES, accepted_transfer_syntaxes
 from node.store.layout import Layout, is_valid_uid, quarantine, write_atomic
+from node.receive.part10 import file_meta
 
 log = logging.getLogger("cmr_node.receive")
 
@@ -295,7 +297,9 @@ class Receiver:
             self._count(event, None)
             return _failure(status.OUT_OF_RESOURCES, "disk nearly full")
         try:
-            raw = event.encoded_dataset(include_meta=True)
+            # the file meta packed directly (part10.py): pynetdicom's include_meta builds it with pydicom
+            raw = file_meta(request.AffectedSOPClassUID, request.AffectedSOPInstanceUID,
+                            event.context.transfer_syntax) + event.encoded_dataset(include_meta=False)
         except Exception as exc:
             self._count(event, None)
             return self._reject(RejectedInstance(status.CANNOT_UNDERSTAND, f"unreadable: {type(exc).__name__}",
@@ -332,7 +336,9 @@ class Receiver:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, host: str, port: int) -> None:
-        handlers = [(evt.EVT_C_ECHO, self._handle_echo), (evt.EVT_C_STORE, self._handle_store),
+        shorten_reactor_poll()
+        handlers = [(evt.EVT_CONN_OPEN, on_connection_open),
+                    (evt.EVT_C_ECHO, self._handle_echo), (evt.EVT_C_STORE, self._handle_store),
                     (evt.EVT_REQUESTED, self._handle_requested), (evt.EVT_ACCEPTED, self._handle_accepted),
                     (evt.EVT_REJECTED, self._handle_rejected), (evt.EVT_RELEASED, self._handle_ended),
                     (evt.EVT_ABORTED, self._handle_ended), (evt.EVT_CONN_CLOSE, self._handle_connection_closed)]

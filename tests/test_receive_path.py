@@ -1,0 +1,42 @@
+"""The pieces of the receive path made fast for issue 15: the File Meta Information packed directly, and
+pynetdicom's reactor poll shortened. The node's throughput itself is measured in benchmarks/."""
+import time
+from io import BytesIO
+
+import pydicom
+import pynetdicom.association
+import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
+
+from node.network import polling
+from node.receive.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, PREAMBLE, file_meta
+
+
+@pytest.mark.parametrize("instance_uid", ["1.2.3.45", "1.2.3.456"])       # even and odd length (padding)
+def test_file_meta_is_what_pydicom_writes(instance_uid):
+    """Byte for byte the group pydicom's standard writer makes from the same elements (PS3.10 7.1)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    meta.MediaStorageSOPInstanceUID = instance_uid
+    meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    expected = BytesIO()
+    write_file_meta_info(expected, meta, enforce_standard=True)
+    ours = file_meta("1.2.840.10008.5.1.4.1.1.4", instance_uid, "1.2.840.10008.1.2.1")
+    assert ours == PREAMBLE + expected.getvalue()
+    read = pydicom.dcmread(BytesIO(ours + b"\x08\x00\x18\x00UI\x08\x001.2.3.4\x00"), force=True)
+    assert read.file_meta.MediaStorageSOPInstanceUID == instance_uid and read.SOPInstanceUID == "1.2.3.4"
+
+
+def test_reactor_poll_is_shortened_and_nothing_else(monkeypatch):
+    slept = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    polling.shorten_reactor_poll()
+    polling.shorten_reactor_poll()                  # idempotent
+    clock = pynetdicom.association.time
+    clock.sleep(0.001)                              # the reactor's poll
+    clock.sleep(0.1)                                # any other wait pynetdicom makes
+    assert slept == [polling.POLL_S, 0.1]
+    assert clock.time is time.time and clock.monotonic is time.monotonic
