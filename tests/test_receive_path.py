@@ -1,15 +1,12 @@
-"""The pieces of the receive path made fast for issue 15: the File Meta Information packed directly, and
-pynetdicom's reactor poll shortened. The node's throughput itself is measured in benchmarks/."""
-import time
+"""The receive path's File Meta Information, packed directly (issue 15). The node's throughput itself is
+measured in benchmarks/."""
 from io import BytesIO
 
 import pydicom
-import pynetdicom.association
 import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 
-from node.network import polling
 from node.receive.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, PREAMBLE, file_meta
 
 
@@ -28,15 +25,3 @@ def test_file_meta_is_what_pydicom_writes(instance_uid):
     assert ours == PREAMBLE + expected.getvalue()
     read = pydicom.dcmread(BytesIO(ours + b"\x08\x00\x18\x00UI\x08\x001.2.3.4\x00"), force=True)
     assert read.file_meta.MediaStorageSOPInstanceUID == instance_uid and read.SOPInstanceUID == "1.2.3.4"
-
-
-def test_reactor_poll_is_shortened_and_nothing_else(monkeypatch):
-    slept = []
-    monkeypatch.setattr(time, "sleep", slept.append)
-    polling.shorten_reactor_poll()
-    polling.shorten_reactor_poll()                  # idempotent
-    clock = pynetdicom.association.time
-    clock.sleep(0.001)                              # the reactor's poll
-    clock.sleep(0.1)                                # any other wait pynetdicom makes
-    assert slept == [polling.POLL_S, 0.1]
-    assert clock.time is time.time and clock.monotonic is time.monotonic

@@ -23,7 +23,6 @@ from pynetdicom import AE, evt
 from pynetdicom.presentation import build_context
 
 from node.network import status
-from node.network.polling import on_connection_open, shorten_reactor_poll
 from node.store.audit import AuditLog
 from node.store.index import Index, InstanceRecord
 from node.network.sop_classes import IMAGE_SOP_CLASSES, STORAGE_SOP_CLASSES, accepted_transfer_syntaxes
@@ -336,9 +335,7 @@ class Receiver:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, host: str, port: int) -> None:
-        shorten_reactor_poll()
-        handlers = [(evt.EVT_CONN_OPEN, on_connection_open),
-                    (evt.EVT_C_ECHO, self._handle_echo), (evt.EVT_C_STORE, self._handle_store),
+        handlers = [(evt.EVT_C_ECHO, self._handle_echo), (evt.EVT_C_STORE, self._handle_store),
                     (evt.EVT_REQUESTED, self._handle_requested), (evt.EVT_ACCEPTED, self._handle_accepted),
                     (evt.EVT_REJECTED, self._handle_rejected), (evt.EVT_RELEASED, self._handle_ended),
                     (evt.EVT_ABORTED, self._handle_ended), (evt.EVT_CONN_CLOSE, self._handle_connection_closed)]
