@@ -150,7 +150,7 @@ def test_joint_regions_remote_infarct_and_mvo(joint_study):
     infarct_ps = regions["infarct"]["ps_ml_per_min_per_g"]
     assert infarct_ps["value"] is None and infarct_ps["ci95"][1] is None and infarct_ps["bound"].startswith("PS >=")
     sr = parse_report(pydicom.dcmread(out / f"{results['report_sop_instance_uid']}.dcm"))
-    group = {g.region: g for g in sr.groups}["Remote myocardium, 5-min window"]
+    group = {g.region: g for g in sr.groups}["Remote myocardium (fitted voxels), 5-min window"]
     regional = {m.name.value: m for m in group.measurements if m.derivation is None}
     assert [regional["126390"].value, regional["126390"].ci95_low, regional["126390"].ci95_high] == pytest.approx(
         [regions["remote"]["mbf_ml_per_min_per_g"]["value"], *regions["remote"]["mbf_ml_per_min_per_g"]["ci95"]],

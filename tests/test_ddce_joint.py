@@ -140,6 +140,18 @@ def test_one_aif_convolves_exactly_across_first_pass_and_tail():
     np.testing.assert_allclose(analytic, numerical, atol=2e-3 * numerical.max())
 
 
+def test_hybrid_convolution_takes_times_in_any_order():
+    """HybridAif evaluates the linear part and the tail separately: times in any order give the same values."""
+    t_fp = np.arange(-8, 45, 0.9) / 60
+    aif = joint_aif(t_fp, blood_aif_mM(t_fp) / (1 - HCT), np.array([1, 2, 3, 4, 5.0]),
+                    blood_aif_mM(np.array([1, 2, 3, 4, 5.0])) / (1 - HCT))
+    t = np.concatenate([t_fp[t_fp > 0], [1.5, 3.0, 4.5]])
+    rates = np.array([[0.3], [4.0], [90.0]])
+    order = np.random.default_rng(2).permutation(t.size)
+    np.testing.assert_allclose(aif.convolve_exponential(t[order], rates), aif.convolve_exponential(t, rates)[:, order],
+                               rtol=1e-12)
+
+
 @pytest.mark.parametrize("uniform", [False, True])
 def test_the_three_ways_of_convolving_agree(monkeypatch, uniform):
     """Few rates: a cumulative sum (slow rates) or a masked matrix product (fast ones); many: the recursion."""

@@ -48,8 +48,8 @@ def test_report_has_the_wall_per_window_and_every_number(processed, ddce_study):
     assert_report_matches(sr_path, results["measurements"])
     groups = sr_groups(sr_path)
     assert set(groups) == {f"{region}, {window}-min window" for window in (5, 30) for region in
-                           ("LV myocardium", "Remote myocardium", "Infarct", "Microvascular obstruction")} | {
-                           "LV blood pool"}
+                           ("LV myocardium", "Remote myocardium (fitted voxels)", "Infarct (fitted voxels)",
+                            "Microvascular obstruction (fitted voxels)")} | {"LV blood pool"}
     truth = ddce_study[1].truth["remote"]
     for window in (5, 30):
         wall = groups[f"LV myocardium, {window}-min window"]
@@ -139,12 +139,19 @@ def test_remote_infarct_and_mvo_intervals_hold_the_truth(processed, ddce_study):
                == SEG_SOP_CLASS and d.SeriesDescription == "dDCE regions (cmr-node)")
     ds = pydicom.dcmread(seg)
     labels = [item.SegmentLabel for item in ds.SegmentSequence]
-    assert labels == ["LV myocardium", "LV blood pool", "Remote myocardium", "Infarct", "Microvascular obstruction"]
+    fitted = ("Remote myocardium (fitted voxels)", "Infarct (fitted voxels)", "Microvascular obstruction (fitted voxels)")
+    assert labels == ["LV myocardium", "LV blood pool", *fitted]
     masks = ds.pixel_array.reshape(len(labels), *phantom.labels.shape).astype(bool)
-    for label, region in (("Remote myocardium", Region.REMOTE), ("Infarct", Region.INFARCT),
-                          ("Microvascular obstruction", Region.MVO)):
+    for label, region in zip(fitted, (Region.REMOTE, Region.INFARCT, Region.MVO)):
         assert np.mean(phantom.labels[masks[labels.index(label)]] == region) > 0.9, label
-    assert masks[labels.index("Infarct")].sum() == lesions["voxels"]["infarct"]
+    assert masks[labels.index("Infarct (fitted voxels)")].sum() == lesions["voxels"]["infarct"]
+    # the thin MVO band has no core: its edge voxels are fitted, on slice 0 (the phantom's one slice)
+    assert lesions["edge_voxels_included"] == {"remote": [], "infarct": [], "mvo": [0]}
+    # each report group points at its own segment (results.json's groups are the report's)
+    for group in results["measurements"]:
+        if "(fitted voxels)" in group["region"]:
+            number = group["segment"]["segment_number"]
+            assert group["region"].startswith(labels[number - 1]), (group["region"], number)
 
 
 @pytest.mark.integration     # dciodvfy

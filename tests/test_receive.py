@@ -62,8 +62,13 @@ def test_echo_and_store_with_storescu(tmp_path, make_node, ecv_study):
     assert index.status()["instances"] == len(files)
     for f in files:
         ds = pydicom.dcmread(f)
-        stored = node.layout.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-        assert pydicom.dcmread(stored).PixelData == ds.PixelData
+        stored = pydicom.dcmread(node.layout.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID,
+                                                           ds.SOPInstanceUID))
+        assert stored.PixelData == ds.PixelData
+        # the file meta the node packed names this instance (node/receive/part10.py)
+        assert (stored.file_meta.MediaStorageSOPClassUID, stored.file_meta.MediaStorageSOPInstanceUID) == \
+            (ds.SOPClassUID, ds.SOPInstanceUID)
+        assert stored.file_meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID
     # a scanner re-sending the study is harmless
     assert storescu(node.port, files).returncode == 0
     assert index.status()["instances"] == len(files)

@@ -7,18 +7,21 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 
-from node.receive.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, PREAMBLE, file_meta
+from node.receive.part10 import IMPLEMENTATION_CLASS_UID, PREAMBLE, file_meta
 
 
-@pytest.mark.parametrize("instance_uid", ["1.2.3.45", "1.2.3.456"])       # even and odd length (padding)
-def test_file_meta_is_what_pydicom_writes(instance_uid):
-    """Byte for byte the group pydicom's standard writer makes from the same elements (PS3.10 7.1)."""
+@pytest.mark.parametrize("instance_uid, version", [("1.2.3.45", "CMR_1"), ("1.2.3.456", "CMR_10")])  # odd, even
+def test_file_meta_is_what_pydicom_writes(monkeypatch, instance_uid, version):
+    """Byte for byte the group pydicom's standard writer makes from the same elements (PS3.10 7.1): UIDs padded
+    with a NUL, the version name (SH) with a space, the version (OB) in the long form."""
+    from node.receive import part10
+    monkeypatch.setattr(part10, "IMPLEMENTATION_VERSION_NAME", version)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
     meta.MediaStorageSOPInstanceUID = instance_uid
     meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    meta.ImplementationVersionName = version
     expected = BytesIO()
     write_file_meta_info(expected, meta, enforce_standard=True)
     ours = file_meta("1.2.840.10008.5.1.4.1.1.4", instance_uid, "1.2.840.10008.1.2.1")

@@ -165,12 +165,12 @@ def _window_group(window: float, maps: dict[str, np.ndarray], pms: dict[str, obj
                        + identification)
 
 
-def _lesion_groups(window: float, lesions: Lesions, estimates: dict[str, list[dict]], seg,
-                   voxel: float) -> list[RegionGroup]:
+def _lesion_groups(window: float, lesions: Lesions, estimates: dict[str, list[dict]], seg) -> list[RegionGroup]:
     """Remote myocardium, infarct and MVO in one window: the regional values with their 95 % intervals (or
-    bounds) on the slices where each was fitted, whether each is identified, and the region's volume."""
+    bounds) on the slices where each was fitted, and whether each is identified. No volume: the segments are
+    the voxels fitted, not the lesions (the LGE module measures those)."""
     groups = []
-    for k, (name, mask) in enumerate(lesions.masks.items()):
+    for k, name in enumerate(lesions.masks):
         fitted = [e for e in estimates.get(name, []) if e]
         if not fitted:
             continue
@@ -178,8 +178,7 @@ def _lesion_groups(window: float, lesions: Lesions, estimates: dict[str, list[di
         measures, identification = report_items(fitted)
         groups.append(RegionGroup(f"{segment.label}, {window:g}-min window", segment.property_type,
                                   category=segment.category, segment=(seg, LESION_SEGMENT_FROM + k),
-                                  measures=measures + [volume(int(mask.sum()), voxel)],
-                                  evaluations=[segmentation_method(manual=False)] + identification))
+                                  measures=measures, evaluations=[segmentation_method(manual=False)] + identification))
     return groups
 
 
@@ -323,7 +322,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
         output.results["windows"].append(entry)
         groups.append(_window_group(window, maps, pms, regions, seg, results, voxel_ml(native[0].frame),
                                     estimates["lv_myocardium"]))
-        groups += _lesion_groups(window, lesions, estimates, seg, voxel_ml(native[0].frame))
+        groups += _lesion_groups(window, lesions, estimates, seg)
     if seg is not None:
         output.datasets.append(seg)
         blood = np.stack(regions.blood_pool)

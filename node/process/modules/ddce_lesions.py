@@ -25,6 +25,7 @@ from scipy import ndimage
 from analysis.ddce import DdceResult
 from analysis.errors import AnalysisError
 from analysis.lge import lge_slices, synthetic_t1
+from dicom_out.segmentation import Segment
 from node.process.modules.reporting import INFARCT_SEGMENT, MVO_SEGMENT, REMOTE_SEGMENT, LvRegions
 from node.settings import ModuleSettings
 
@@ -32,8 +33,12 @@ REMOTE_MARGIN_VOXELS = 2
 MIN_REGION_VOXELS = 10
 
 
-# each region's segment in the dDCE SEG; its label, category and type are also its report group's
-LESION_SEGMENTS = {"remote": REMOTE_SEGMENT, "infarct": INFARCT_SEGMENT, "mvo": MVO_SEGMENT}
+# Each region's segment in the dDCE SEG, whose label, category and type its report group takes too. They are
+# the voxels fitted (cores, remote without the border zone), not the infarct the LGE module measures: the label
+# says so, and the report gives them no volume.
+LESION_SEGMENTS = {name: Segment(f"{segment.label} (fitted voxels)", segment.category, segment.property_type)
+                   for name, segment in (("remote", REMOTE_SEGMENT), ("infarct", INFARCT_SEGMENT),
+                                         ("mvo", MVO_SEGMENT))}
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,10 @@ class Lesions:
 
 
 def _core(mask: np.ndarray) -> tuple[np.ndarray, bool]:
-    """A slice's region less its one-voxel edge, where that keeps MIN_REGION_VOXELS; else the region."""
+    """A slice's region less its one-voxel edge, where that keeps MIN_REGION_VOXELS; else the region (and
+    False, unless there is no region on the slice)."""
     core = ndimage.binary_erosion(mask)
-    return (core, True) if core.sum() >= MIN_REGION_VOXELS else (mask, False)
+    return (core, True) if core.sum() >= MIN_REGION_VOXELS or not mask.any() else (mask, False)
 
 
 def lesion_window(windows: list[float], settings: ModuleSettings) -> int | None:
