@@ -86,7 +86,9 @@ _HIGH = np.array([LIMITS["ve"][1], LIMITS["vp"][1], np.log(LIMITS["fp"][1]), np.
 
 
 def _tissue(x: np.ndarray) -> np.ndarray:
-    return np.array([[x[0], x[1], np.exp(x[2]), np.exp(x[3])]])
+    """(ve, vp, Fp, PS) rows (n, 4) of parameter vectors x (k,) or rows (n, k) that start (ve, vp, ln Fp, ln PS)."""
+    rows = np.atleast_2d(x)
+    return np.column_stack([rows[:, 0], rows[:, 1], np.exp(rows[:, 2]), np.exp(rows[:, 3])])
 
 
 class _Problem:
@@ -154,8 +156,7 @@ def fit_held(residual: Callable[[np.ndarray], np.ndarray], starts, low: np.ndarr
         assert residuals is not None
         r = residuals(rows)
         if fixed is not None:
-            q = np.column_stack([rows[:, 0], rows[:, 1], np.exp(rows[:, 2]), np.exp(rows[:, 3])])
-            r = np.column_stack([r, penalty(q)])
+            r = np.column_stack([r, penalty(_tissue(rows))])
         return ((r[1:] - r[0]) / step[:, np.newaxis]).T
     best: tuple[np.ndarray, float] | None = None
     for start in starts:

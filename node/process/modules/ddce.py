@@ -41,7 +41,8 @@ from dicom_out.quantities import map_quantity
 from dicom_out.uids import derived_uid
 from dicom_out.report import Measure, RegionGroup, fit_quality, segmentation_method, statistics, volume
 from node.process.modules import MODULES, ModuleInput, ModuleOutput
-from node.process.modules.reporting import LvRegions, add_report, lv_regions, lv_segmentation, voxel_ml
+from node.process.modules.reporting import (MORE_SEGMENTS_FROM, LvRegions, add_report, lv_regions, lv_segmentation,
+                                            voxel_ml)
 from node.inputs.frames import field_strength_t, parse_datetime
 from node.errors import InputError
 from node.inputs.t1_maps import T1Slice, classify, group_by_series, read_t1_maps
@@ -177,12 +178,9 @@ def _lesion_groups(window: float, lesions: Lesions, estimates: dict[str, list[di
         segment = LESION_SEGMENTS[name]
         measures, identification = report_items(fitted)
         groups.append(RegionGroup(f"{segment.label}, {window:g}-min window", segment.property_type,
-                                  category=segment.category, segment=(seg, LESION_SEGMENT_FROM + k),
+                                  category=segment.category, segment=(seg, MORE_SEGMENTS_FROM + k),
                                   measures=measures, evaluations=[segmentation_method(manual=False)] + identification))
     return groups
-
-
-LESION_SEGMENT_FROM = 3     # the dDCE SEG: LV myocardium 1, LV blood pool 2, then the lesion regions
 
 
 def _window_maps(window: float, n: int, key: str, maps: dict[str, np.ndarray], native: list[T1Slice],

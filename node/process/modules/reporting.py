@@ -55,15 +55,19 @@ def lv_regions(native_t1_ms: list[np.ndarray], blood_pools: list[np.ndarray], pi
     return LvRegions(myocardium=found, blood_pool=list(blood_pools), flags=flags)
 
 
+LV_SEGMENTS = (LV_MYOCARDIUM_SEGMENT, LV_BLOOD_SEGMENT)    # segments 1 and 2 of lv_segmentation
+MORE_SEGMENTS_FROM = len(LV_SEGMENTS) + 1
+
+
 def lv_segmentation(regions: LvRegions, sources: list, inp: ModuleInput, name: str, series: OutputSeries,
                     index: int = 0, more: tuple[tuple[Segment, np.ndarray], ...] = ()):
     """The SEG of the LV myocardium (segment 1) and blood pool (2), and of more (segment, (slices, rows, cols)
-    mask) from segment 3 on."""
+    mask) from segment MORE_SEGMENTS_FROM on, in their order."""
     masks = regions.masks()
     if more:
         masks = np.concatenate([masks, np.stack([mask for _, mask in more], axis=-1)], axis=-1)
     return build_segmentation(
-        masks, sources, [LV_MYOCARDIUM_SEGMENT, LV_BLOOD_SEGMENT, *(segment for segment, _ in more)],
+        masks, sources, [*LV_SEGMENTS, *(segment for segment, _ in more)],
         series_uid=derived_uid(inp.job_key, name, "seg-series"), sop_uid=derived_uid(inp.job_key, name, "seg"),
         series_number=series.number(index), series_description=series.describe(), software_version=node.__version__)
 
