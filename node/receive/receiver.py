@@ -19,7 +19,6 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
-from pynetdicom import AE, evt
 from pynetdicom.presentation import build_context
 
 from node.network import status
@@ -27,6 +26,9 @@ from node.store.audit import AuditLog
 from node.store.index import Index, InstanceRecord
 from node.network.sop_classes import IMAGE_SOP_CLASSES, STORAGE_SOP_CLASSES, accepted_transfer_syntaxes
 from node.store.layout import Layout, is_valid_uid, quarantine, write_atomic
+from node.receive.association import (REJECT_CALLING_AE, REJECT_NO_REASON, VERIFICATION, Acceptor,
+                                     AcceptedAssociation, Peer, StoreRequest)
+from node.receive.listener import Listener
 from node.receive.part10 import file_meta
 
 log = logging.getLogger("cmr_node.receive")
@@ -42,6 +44,7 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 # Far beyond any MR image or enhanced multi-frame object, far below what would exhaust memory downstream.
 MAX_ROWS_COLUMNS = 16384
 MAX_FRAMES = 10000
+MAXIMUM_ASSOCIATIONS = 16
 
 
 class RejectedInstance(Exception):
@@ -50,13 +53,6 @@ class RejectedInstance(Exception):
         self.status_code = status_code
         self.comment = comment
         self.keep = keep  # quarantine the bytes for a person to look at
-
-
-def _failure(code: int, comment: str) -> Dataset:
-    ds = Dataset()
-    ds.Status = code
-    ds.ErrorComment = comment[:64]  # LO
-    return ds
 
 
 def _acquisition_datetime(ds: Dataset) -> str | None:
@@ -200,127 +196,100 @@ class ReceiveCounters:
 
 
 class Receiver:
-    """Owns the pynetdicom AE and its handlers."""
+    """The node's DICOM listener: who may associate, and what happens to each instance (the Services of
+    node/receive/association.py)."""
 
     def __init__(self, ae_title: str, layout: Layout, index: Index, allowed_callers: tuple[str, ...] = (),
                  allowed_networks: tuple[str, ...] = (), min_free_bytes: float = 0.0, audit: AuditLog | None = None,
                  ssl_context: ssl.SSLContext | None = None):
+        self.ae_title = ae_title
         self.layout = layout
-        self.ssl_context = ssl_context
         self.index = index
+        self.allowed_callers = tuple(caller.strip() for caller in allowed_callers)
         self.allowed_networks = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
         self.min_free_bytes = min_free_bytes
         self.audit = audit
-        self._associations: dict[int, dict] = {}   # per association: what it brought, for the audit log
         self.counters = ReceiveCounters()
         self._counter_lock = threading.Lock()
-        self.ae = AE(ae_title=ae_title)
-        self.ae.maximum_associations = 16
-        # Large PDUs: fewer, bigger reads per image on the receive path (0 would mean "no limit").
-        self.ae.maximum_pdu_size = 4 * 1024 * 1024
-        if allowed_callers:
-            self.ae.require_calling_aet = list(allowed_callers)
         syntaxes = accepted_transfer_syntaxes()
-        self.ae.supported_contexts = [build_context(uid, syntaxes) for uid in STORAGE_SOP_CLASSES]
-        self.ae.add_supported_context("1.2.840.10008.1.1")  # Verification
-        self._server = None
+        self.supported_contexts = [build_context(uid, syntaxes) for uid in STORAGE_SOP_CLASSES]
+        self.supported_contexts.append(build_context(VERIFICATION))
+        self._listener = Listener(self._serve, MAXIMUM_ASSOCIATIONS, ssl_context)
 
-    # -- handlers (small and explicit) -----------------------------------------------------------
-    def _handle_echo(self, event) -> int:
-        return status.SUCCESS
+    def _serve(self, connection, address) -> None:
+        Acceptor(connection, address, self.supported_contexts, self, self._listener.at_capacity).serve()
 
-    def _handle_requested(self, event) -> None:
-        """Refuse a caller whose address is outside allowed_networks (rejected-permanent, no reason given)."""
-        address = event.assoc.requestor.address
-        if self.allowed_networks and not any(ipaddress.ip_address(address) in net for net in self.allowed_networks):
-            event.assoc.acse.send_reject(0x01, 0x01, 0x01)
-            event.assoc.refused_by_address = True    # so that EVT_REJECTED does not count it twice
-            self._refused(event, "address not in allowed_networks")
-
-    def _handle_connection_closed(self, event) -> None:
-        """Release the slot of a connection that closed before sending an A-ASSOCIATE-RQ.
-
-        pynetdicom's acceptor thread waits acse_timeout for the request even after the peer has gone, and
-        counts against maximum_associations meanwhile: a port scan or a burst of junk would lock scanners
-        out for that long. An empty item on the DUL's user queue is how pynetdicom itself says "nothing came".
-        """
-        assoc = event.assoc
-        if assoc.is_acceptor and assoc.requestor.primitive is None and assoc.dul.to_user_queue.empty():
-            assoc.dul.to_user_queue.put(None)
-
-    def _handle_accepted(self, event) -> None:
-        with self._counter_lock:
-            self.counters.associations += 1
-            self._associations[id(event.assoc)] = {"instances": 0, "bytes": 0, "rejected": 0, "studies": {}}
-        req = event.assoc.requestor
-        log.info("association accepted from AE %s at %s:%s", req.ae_title, req.address, req.port)
-
-    def _handle_rejected(self, event) -> None:
-        if not getattr(event.assoc, "refused_by_address", False):
-            self._refused(event, "calling AE title not in allowed_callers")
-
-    def _refused(self, event, reason: str) -> None:
-        req = event.assoc.requestor
+    # -- decisions (small and explicit) ----------------------------------------------------------
+    def refusal(self, peer: Peer) -> tuple[tuple[int, int, int], str] | None:
+        """Refuse a caller outside allowed_networks or allowed_callers (rejected-permanent)."""
+        if self.allowed_networks and not any(ipaddress.ip_address(peer.address) in net
+                                             for net in self.allowed_networks):
+            reason = "address not in allowed_networks"
+            rejection = REJECT_NO_REASON
+        elif self.allowed_callers and peer.ae_title not in self.allowed_callers:
+            reason = "calling AE title not in allowed_callers"
+            rejection = REJECT_CALLING_AE
+        else:
+            return None
         with self._counter_lock:
             self.counters.rejected += 1
-        log.warning("association rejected: calling AE %s at %s: %s", req.ae_title, req.address, reason)
+        log.warning("association rejected: calling AE %s at %s: %s", peer.ae_title, peer.address, reason)
         if self.audit:
-            self.audit.record("association_refused", calling_ae=req.ae_title, address=req.address, reason=reason)
+            self.audit.record("association_refused", calling_ae=peer.ae_title, address=peer.address, reason=reason)
+        return rejection, reason
 
-    def _handle_ended(self, event) -> None:
+    def accepted(self, association: AcceptedAssociation) -> None:
+        with self._counter_lock:
+            self.counters.associations += 1
+        peer = association.peer
+        log.info("association accepted from AE %s at %s:%s", peer.ae_title, peer.address, peer.port)
+
+    def ended(self, association: AcceptedAssociation, how: str) -> None:
         """Released or aborted: one audit line with what the association brought."""
-        with self._counter_lock:
-            brought = self._associations.pop(id(event.assoc), None)
-        if brought is not None and self.audit:
-            req = event.assoc.requestor
-            self.audit.record("received", calling_ae=req.ae_title, address=req.address, **brought,
-                              ended="aborted" if event.event == evt.EVT_ABORTED else "released")
+        if self.audit:
+            peer = association.peer
+            self.audit.record("received", calling_ae=peer.ae_title, address=peer.address, **association.brought,
+                              ended=how)
 
-    def _count(self, event, record: InstanceRecord | None) -> None:
-        with self._counter_lock:
-            brought = self._associations.get(id(event.assoc))
-            if brought is None:
-                return
-            if record is None:
-                brought["rejected"] += 1
-            else:
-                brought["instances"] += 1
-                brought["bytes"] += record.size
-                brought["studies"][record.study_uid] = brought["studies"].get(record.study_uid, 0) + 1
-
-    def _handle_store(self, event):
-        calling_ae = event.assoc.requestor.ae_title
-        request = event.request
-        if self.min_free_bytes and shutil.disk_usage(self.layout.root).free < self.min_free_bytes:
-            log.error("refusing instance %s: free space in data_dir below min_free_mb", request.AffectedSOPInstanceUID)
-            self._count(event, None)
-            return _failure(status.OUT_OF_RESOURCES, "disk nearly full")
-        try:
-            # the file meta packed directly (part10.py): pynetdicom's include_meta builds it with pydicom
-            raw = file_meta(request.AffectedSOPClassUID, request.AffectedSOPInstanceUID,
-                            event.context.transfer_syntax) + event.encoded_dataset(include_meta=False)
-        except Exception as exc:
-            self._count(event, None)
-            return self._reject(RejectedInstance(status.CANNOT_UNDERSTAND, f"unreadable: {type(exc).__name__}",
-                                                 keep=False), b"", calling_ae)
-        try:
-            ds = read_header(raw, request.AffectedSOPClassUID, request.AffectedSOPInstanceUID)
-            record = store_instance(self.layout, self.index, raw, ds, event.context.transfer_syntax, calling_ae)
-        except RejectedInstance as exc:
-            self._count(event, None)
-            return self._reject(exc, raw, calling_ae)
-        except (OSError, sqlite3.Error) as exc:
-            log.error("could not store instance %s: %s", request.AffectedSOPInstanceUID, exc)
-            self._count(event, None)
-            return _failure(status.OUT_OF_RESOURCES, f"storage failed: {type(exc).__name__}")
-        self._count(event, record)
-        with self._counter_lock:
-            self.counters.instances += 1
-            self.counters.bytes += record.size
+    def echo(self, association: AcceptedAssociation) -> int:
         return status.SUCCESS
 
+    def store(self, association: AcceptedAssociation, request: StoreRequest) -> tuple[int, str | None]:
+        """Success only once the instance is on disk and in the index; otherwise a failure status and why."""
+        command, calling_ae = request.command, association.peer.ae_title
+        if self.min_free_bytes and shutil.disk_usage(self.layout.root).free < self.min_free_bytes:
+            log.error("refusing instance %s: free space in data_dir below min_free_mb", command.sop_instance_uid)
+            self._count(association, None)
+            return status.OUT_OF_RESOURCES, "disk nearly full"
+        raw = b"".join([file_meta(command.sop_class_uid, command.sop_instance_uid, request.transfer_syntax),
+                        *request.fragments])
+        try:
+            ds = read_header(raw, command.sop_class_uid, command.sop_instance_uid)
+            record = store_instance(self.layout, self.index, raw, ds, request.transfer_syntax, calling_ae)
+        except RejectedInstance as exc:
+            self._count(association, None)
+            return self._reject(exc, raw, calling_ae)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("could not store instance %s: %s", command.sop_instance_uid, exc)
+            self._count(association, None)
+            return status.OUT_OF_RESOURCES, f"storage failed: {type(exc).__name__}"
+        self._count(association, record)
+        return status.SUCCESS, None
+
     # -- work ------------------------------------------------------------------------------------
-    def _reject(self, exc: RejectedInstance, raw: bytes, calling_ae: str) -> Dataset:
+    def _count(self, association: AcceptedAssociation, record: InstanceRecord | None) -> None:
+        brought = association.brought
+        with self._counter_lock:
+            if record is None:
+                brought["rejected"] += 1
+                return
+            brought["instances"] += 1
+            brought["bytes"] += record.size
+            brought["studies"][record.study_uid] = brought["studies"].get(record.study_uid, 0) + 1
+            self.counters.instances += 1
+            self.counters.bytes += record.size
+
+    def _reject(self, exc: RejectedInstance, raw: bytes, calling_ae: str) -> tuple[int, str]:
         with self._counter_lock:
             self.counters.rejected += 1
         where = ""
@@ -331,25 +300,18 @@ class Receiver:
                 where = f", not quarantined ({write_error})"
         log.warning("rejected instance from AE %s: %s (status 0x%04X)%s", calling_ae, exc.comment,
                     exc.status_code, where)
-        return _failure(exc.status_code, exc.comment)
+        return exc.status_code, exc.comment
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, host: str, port: int) -> None:
-        handlers = [(evt.EVT_C_ECHO, self._handle_echo), (evt.EVT_C_STORE, self._handle_store),
-                    (evt.EVT_REQUESTED, self._handle_requested), (evt.EVT_ACCEPTED, self._handle_accepted),
-                    (evt.EVT_REJECTED, self._handle_rejected), (evt.EVT_RELEASED, self._handle_ended),
-                    (evt.EVT_ABORTED, self._handle_ended), (evt.EVT_CONN_CLOSE, self._handle_connection_closed)]
-        self._server = self.ae.start_server((host, port), block=False, evt_handlers=handlers,
-                                            ssl_context=self.ssl_context)
-        log.info("listening as AE %s on %s:%d%s", self.ae.ae_title, host, self.port,
-                 " (TLS only)" if self.ssl_context else "")
+        self._listener.start(host, port)
+        log.info("listening as AE %s on %s:%d%s", self.ae_title, host, self.port,
+                 " (TLS only)" if self._listener.ssl_context else "")
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1] if self._server else 0
+        return self._listener.port
 
     def stop(self) -> None:
         """Stop listening; associations in progress finish their current write first."""
-        if self._server:
-            self._server.shutdown()
-            self._server = None
+        self._listener.stop()
