@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.errors import Failure
+from node.store.group_commit import GroupFlush
 
 SCHEMA_VERSION = 1
 
@@ -115,6 +116,30 @@ class InstanceRecord:
     image_type: str = ""      # Image Type values joined by backslashes
 
 
+@dataclass
+class _PendingInstance:
+    record: InstanceRecord
+    received_at: float
+    error: Exception | None = None
+
+
+def _instance_statements(pending: _PendingInstance) -> list[tuple[str, tuple]]:
+    rec, now = pending.record, pending.received_at
+    return [
+        ("INSERT OR REPLACE INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid, path, size, "
+         "transfer_syntax, acquisition_datetime, calling_ae, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+         (rec.sop_instance_uid, rec.sop_class_uid, rec.study_uid, rec.series_uid, rec.path, rec.size,
+          rec.transfer_syntax, rec.acquisition_datetime, rec.calling_ae, now)),
+        ("INSERT INTO series (series_uid, study_uid, series_description, image_type, modality, first_received_at, "
+         "last_received_at, completed_at) VALUES (?,?,?,?,?,?,?,NULL) ON CONFLICT(series_uid) DO UPDATE SET "
+         "last_received_at=excluded.last_received_at, completed_at=NULL",
+         (rec.series_uid, rec.study_uid, rec.series_description, rec.image_type, rec.modality, now, now)),
+        ("INSERT INTO studies (study_uid, last_received_at, completed_at) VALUES (?,?,NULL) ON CONFLICT(study_uid) "
+         "DO UPDATE SET last_received_at=excluded.last_received_at, completed_at=NULL",
+         (rec.study_uid, now)),
+    ]
+
+
 @dataclass(frozen=True)
 class Job:
     id: int
@@ -163,6 +188,9 @@ class Index:
     def __init__(self, path: Path | str):
         self.path = str(path)
         self._lock = threading.RLock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[_PendingInstance] = []       # instances waiting for the next group commit
+        self._commits = GroupFlush()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
         if self.path != ":memory:":
@@ -199,21 +227,25 @@ class Index:
 
     # ---- receive ---------------------------------------------------------------------------
     def record_instance(self, rec: InstanceRecord, now: float | None = None) -> None:
-        """Index one stored instance; (re)opens its series and study for completion."""
-        now = time.time() if now is None else now
-        self._tx([
-            ("INSERT OR REPLACE INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid, path, size, "
-             "transfer_syntax, acquisition_datetime, calling_ae, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-             (rec.sop_instance_uid, rec.sop_class_uid, rec.study_uid, rec.series_uid, rec.path, rec.size,
-              rec.transfer_syntax, rec.acquisition_datetime, rec.calling_ae, now)),
-            ("INSERT INTO series (series_uid, study_uid, series_description, image_type, modality, first_received_at, "
-             "last_received_at, completed_at) VALUES (?,?,?,?,?,?,?,NULL) ON CONFLICT(series_uid) DO UPDATE SET "
-             "last_received_at=excluded.last_received_at, completed_at=NULL",
-             (rec.series_uid, rec.study_uid, rec.series_description, rec.image_type, rec.modality, now, now)),
-            ("INSERT INTO studies (study_uid, last_received_at, completed_at) VALUES (?,?,NULL) ON CONFLICT(study_uid) DO UPDATE SET "
-             "last_received_at=excluded.last_received_at, completed_at=NULL",
-             (rec.study_uid, now)),
-        ])
+        """Index one stored instance; (re)opens its series and study for completion. Instances recorded by
+        several threads at once share one commit (group commit): each returns once its row is durable."""
+        pending = _PendingInstance(rec, time.time() if now is None else now)
+        with self._pending_lock:
+            self._pending.append(pending)
+        self._commits.flush("instances", self._commit_pending)
+        if pending.error is not None:
+            raise pending.error
+
+    def _commit_pending(self, _key) -> None:
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            self._tx([statement for pending in batch for statement in _instance_statements(pending)])
+        except Exception as exc:      # every instance of the batch is refused, each by its own thread
+            for pending in batch:
+                pending.error = exc
 
     # ---- completion ------------------------------------------------------------------------
     def complete_quiet_series(self, quiet_seconds: float, now: float) -> list[sqlite3.Row]:

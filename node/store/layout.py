@@ -16,6 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
+from node.store.group_commit import GroupFlush
+
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
@@ -46,7 +48,7 @@ class Layout:
         return self.incoming / study_uid / series_uid / f"{sop_uid}.dcm"
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -54,27 +56,50 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(target: Path, data: bytes, tmp_dir: Path) -> None:
-    """Write data so that target is either absent/old or complete: tmp file, fsync, rename, fsync dir."""
+# Concurrent writers into one directory (several scanners, one series) share its flush.
+_directory_flushes = GroupFlush()
+
+
+def stage(data: bytes, tmp_dir: Path) -> Path:
+    """data in a new file under tmp_dir, flushed to disk (not yet visible anywhere else)."""
+    tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with memoryview(data) as view:
+            written = 0
+            while written < len(view):
+                written += os.write(fd, view[written:])
+        os.fdatasync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def place(staged: Path, target: Path) -> None:
+    """Move a staged file to target and flush the directories that changed: target is then absent/old or
+    complete, after a crash or power loss too."""
     created = []
     parent = target.parent
     while not parent.exists():
         created.append(parent)
         parent = parent.parent
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        staged.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
+    _directory_flushes.flush(str(target.parent), _fsync_dir)
     for directory in reversed(created):  # new directories must survive a crash too
-        _fsync_dir(directory.parent)
+        _directory_flushes.flush(str(directory.parent), _fsync_dir)
+
+
+def write_atomic(target: Path, data: bytes, tmp_dir: Path) -> None:
+    """Write data so that target is either absent/old or complete: tmp file, fsync, rename, fsync dir."""
+    place(stage(data, tmp_dir), target)
 
 
 def quarantine(layout: Layout, data: bytes, reason: str) -> Path:
