@@ -8,6 +8,7 @@ the node, in interleaved rounds (one of each per round, fresh storage every time
   takes 20 images/s on this machine; with it, about 175.
 - The node: `cmr-node serve`, every instance durable (file and index) before Success.
 Prints one JSON object. Usage: python benchmarks/receive_throughput.py [--images 1000] [--rounds 3]
+(CMR_NODE_RECEIVE_PROCESSES=N in the environment runs the node with receive_processes = N.)
 """
 from __future__ import annotations
 
@@ -79,7 +80,9 @@ def run_receiver(cmd: list[str], port: int, called_ae: str, files: list[Path]) -
 
 def node_config(work: Path, port: int, name: str) -> Path:
     config = work / f"{name}.toml"
+    processes = os.environ.get("CMR_NODE_RECEIVE_PROCESSES")     # to compare settings; the default otherwise
     config.write_text(f'[node]\nae_title = "CMRNODE"\nport = {port}\ndata_dir = "{work / name}"\n'
+                      + (f"receive_processes = {processes}\n" if processes else "") +
                       "[completion]\nseries_quiet_seconds = 3600\nstudy_quiet_seconds = 3600\n")
     return config
 

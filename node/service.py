@@ -19,6 +19,7 @@ from node.store.retention import Purger
 from node.route.router import Router
 from node.store.layout import Layout
 from node.network.tls import server_context
+from node.receive.workers import ReceiveWorkers
 
 log = logging.getLogger("cmr_node")
 
@@ -30,9 +31,15 @@ class Node:
         self.layout.create()
         self.index = Index(self.layout.index_path)
         self.audit = AuditLog(self.layout.root / "audit.log")
-        self.receiver = Receiver(config.node.ae_title, self.layout, self.index, config.node.allowed_callers,
-                                 config.node.allowed_networks, config.node.min_free_mb * 1024 * 1024, self.audit,
-                                 server_context(config.tls) if config.tls.listener else None)
+        # built here in any case: an unusable certificate or key stops the node at start, with its message
+        listener_tls = server_context(config.tls) if config.tls.listener else None
+        self.receiver: Receiver | ReceiveWorkers
+        if config.node.receive_processes:
+            self.receiver = ReceiveWorkers(config, config.node.receive_processes)
+        else:
+            self.receiver = Receiver(config.node.ae_title, self.layout, self.index, config.node.allowed_callers,
+                                     config.node.allowed_networks, config.node.min_free_mb * 1024 * 1024, self.audit,
+                                     listener_tls)
         self.router = Router(config, self.index)
         self.registry = open_registry(config)
         self.feeder = RegistryFeeder(self.registry, self.index)

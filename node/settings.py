@@ -122,6 +122,10 @@ class NodeSettings:
                                                 "`127.0.0.1`); empty = any. Others are rejected at association "
                                                 "(rejected-permanent)", check=each(check_network))
     workers: int = setting(1, doc="module worker processes", check=at_least(1))
+    receive_processes: int = setting(2, check=at_least(0),
+                                     doc="processes that serve associations, each on its own core (the listener "
+                                         "hands every new association to the least busy); 0 = in the node's own "
+                                         "process")
     min_free_mb: float = setting(1024.0, unit="MB", check=at_least(0),
                                  doc="when data_dir has less free space, C-STORE is answered `0xA700` Out of "
                                      "Resources and nothing is written; service resumes by itself when space returns")

@@ -162,3 +162,28 @@ def test_every_cut_through_the_header_is_refused(ecv_study):
         with pytest.raises(RejectedInstance) as refused:
             read_header(raw[:cut], ds.SOPClassUID, ds.SOPInstanceUID)
         assert refused.value.status_code == status.CANNOT_UNDERSTAND, cut
+
+
+@pytest.mark.integration
+def test_receive_workers_share_the_associations_and_their_counts(tmp_path, make_node, ecv_study):
+    """Two associations open at once go to the two receive workers (the least busy first); each worker's
+    instances and associations reach the node's counters (/metrics) when its association closes."""
+    from tests.conftest import wait_until
+    _, _, files = ecv_study
+    config = node_config_dict(tmp_path / "data")
+    config["routes"] = []
+    config["node"]["receive_processes"] = 2
+    node = make_node(config)
+    first = open_association("SCANNER", "127.0.0.1", node.port, "CMRNODE", [MRImageStorage])
+    second = open_association("SCANNER", "127.0.0.1", node.port, "CMRNODE", [MRImageStorage])
+    try:
+        assert sorted(worker.open for worker in node.receiver._workers) == [1, 1]
+        assert first.send_c_store(pydicom.dcmread(files[0])).Status == status.SUCCESS
+        assert second.send_c_store(pydicom.dcmread(files[1])).Status == status.SUCCESS
+    finally:
+        first.release()
+        second.release()
+    wait_until(lambda: node.receiver.counters.associations == 2, timeout=30, what="both workers' reports")
+    assert node.receiver.counters.instances == 2
+    assert [worker.counters.instances for worker in node.receiver._workers] == [1, 1]
+    assert node.index.status()["instances"] == 2

@@ -12,9 +12,9 @@ from node.config import ConfigError, TlsSettings
 
 
 class _HandshakeInAssociationThread(ssl.SSLContext):
-    """pynetdicom wraps each accepted socket inside its single accept loop. A handshake there would let
-    one client that connects and stays silent stall every scanner; deferred, OpenSSL performs it on the
-    association thread's first read, where the association's own timeouts apply."""
+    """A handshake in the accept loop would let one client that connects and stays silent stall every
+    scanner: the listener (node/receive/listener.py) wraps and shakes hands on the association's own thread,
+    under its own timeout; a socket wrapped anywhere else with this context defers its handshake too."""
 
     def wrap_socket(self, sock, server_side=False, **kwargs):
         kwargs["do_handshake_on_connect"] = False

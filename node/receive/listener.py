@@ -1,4 +1,4 @@
-"""The listening socket: one thread per connection, TLS when configured, a cap on concurrent associations."""
+"""The listening socket, and the threads that serve its connections (TLS when configured, a cap on how many)."""
 from __future__ import annotations
 
 import logging
@@ -13,29 +13,21 @@ ACCEPT_POLL_SECONDS = 0.5        # how soon stop() is noticed by the accept loop
 STOP_WAIT_SECONDS = 30           # how long stop() lets associations finish the instance they are writing
 HANDSHAKE_TIMEOUT_SECONDS = 30   # a TLS client must finish its handshake within this
 
+Address = tuple[str, int]
+
 
 class Listener:
-    """Accepts connections and runs serve(connection, address) for each on its own thread."""
+    """Accepts connections and hands each to on_connection(connection, address), which owns it from then on."""
 
-    def __init__(self, serve: Callable[[socket.socket, tuple[str, int]], None], maximum_associations: int,
-                 ssl_context: ssl.SSLContext | None = None):
-        self.serve = serve
-        self.maximum_associations = maximum_associations
-        self.ssl_context = ssl_context
+    def __init__(self, on_connection: Callable[[socket.socket, Address], None]):
+        self.on_connection = on_connection
         self._socket: socket.socket | None = None
         self._stopping = threading.Event()
-        self._connections: dict[threading.Thread, socket.socket] = {}
-        self._lock = threading.Lock()
         self._accept_thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
         return self._socket.getsockname()[1] if self._socket else 0
-
-    def at_capacity(self) -> bool:
-        """True when more connections are open than associations are allowed (the caller's own included)."""
-        with self._lock:
-            return len(self._connections) > self.maximum_associations
 
     def start(self, host: str, port: int) -> None:
         self._socket = socket.create_server((host, port), backlog=64)
@@ -54,13 +46,48 @@ class Listener:
                 if self._stopping.is_set():
                     return
                 raise
-            thread = threading.Thread(target=self._run, args=(connection, address), daemon=True,
-                                      name=f"association-{address[0]}:{address[1]}")
-            with self._lock:
-                self._connections[thread] = connection
-            thread.start()
+            connection.settimeout(None)      # accepted sockets inherit the accept poll's timeout
+            try:
+                self.on_connection(connection, address)
+            except Exception:
+                log.exception("connection from %s could not be handed over", address[0])
+                connection.close()
 
-    def _run(self, connection: socket.socket, address: tuple[str, int]) -> None:
+    def stop(self) -> None:
+        """No new connections."""
+        self._stopping.set()
+        if self._accept_thread:
+            self._accept_thread.join()
+        if self._socket:
+            self._socket.close()
+            self._socket = None
+
+
+class ConnectionThreads:
+    """serve(connection, address) on a thread per connection; at most maximum at a time are served."""
+
+    def __init__(self, serve: Callable[[socket.socket, Address], None], maximum: int,
+                 ssl_context: ssl.SSLContext | None = None, on_closed: Callable[[], None] | None = None):
+        self.serve = serve
+        self.maximum = maximum
+        self.ssl_context = ssl_context
+        self.on_closed = on_closed
+        self._connections: dict[threading.Thread, socket.socket] = {}
+        self._lock = threading.Lock()
+
+    def at_capacity(self) -> bool:
+        """True when more connections are open than may be served (the caller's own included)."""
+        with self._lock:
+            return len(self._connections) > self.maximum
+
+    def run(self, connection: socket.socket, address: Address) -> None:
+        thread = threading.Thread(target=self._run, args=(connection, address), daemon=True,
+                                  name=f"association-{address[0]}:{address[1]}")
+        with self._lock:
+            self._connections[thread] = connection
+        thread.start()
+
+    def _run(self, connection: socket.socket, address: Address) -> None:
         """The connection's thread: TLS handshake (here, so that a silent client stalls no one else), then serve."""
         try:
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # responses are small: no Nagle wait
@@ -81,8 +108,11 @@ class Listener:
                 connection.close()
             except OSError:
                 pass
+            if self.on_closed is not None:
+                self.on_closed()
 
-    def _handshake(self, connection: socket.socket, address: tuple[str, int]) -> ssl.SSLSocket | None:
+    def _handshake(self, connection: socket.socket, address: Address) -> ssl.SSLSocket | None:
+        assert self.ssl_context is not None
         connection.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
         try:
             wrapped = self.ssl_context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
@@ -94,16 +124,10 @@ class Listener:
             return None
 
     def stop(self) -> None:
-        """No new connections; open ones are shut, each after the instance it is writing (its thread is joined)."""
-        self._stopping.set()
-        if self._accept_thread:
-            self._accept_thread.join()
-        if self._socket:
-            self._socket.close()
-            self._socket = None
+        """Shut every open connection, each after the instance it is writing (its thread is joined)."""
         with self._lock:
             open_connections = list(self._connections.items())
-        for thread, connection in open_connections:
+        for _, connection in open_connections:
             try:
                 connection.shutdown(socket.SHUT_RDWR)    # wakes a thread waiting for the next PDU
             except OSError:

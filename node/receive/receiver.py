@@ -14,6 +14,7 @@ import ssl
 import threading
 from dataclasses import dataclass
 from io import BytesIO
+from typing import Callable
 
 import pydicom
 from pydicom.dataelem import RawDataElement
@@ -28,7 +29,7 @@ from node.network.sop_classes import IMAGE_SOP_CLASSES, STORAGE_SOP_CLASSES, acc
 from node.store.layout import Layout, is_valid_uid, quarantine, write_atomic
 from node.receive.association import (REJECT_CALLING_AE, REJECT_NO_REASON, VERIFICATION, Acceptor,
                                      AcceptedAssociation, Peer, StoreRequest)
-from node.receive.listener import Listener
+from node.receive.listener import ConnectionThreads, Listener
 from node.receive.part10 import file_meta
 
 log = logging.getLogger("cmr_node.receive")
@@ -201,7 +202,8 @@ class Receiver:
 
     def __init__(self, ae_title: str, layout: Layout, index: Index, allowed_callers: tuple[str, ...] = (),
                  allowed_networks: tuple[str, ...] = (), min_free_bytes: float = 0.0, audit: AuditLog | None = None,
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None, maximum_associations: int = MAXIMUM_ASSOCIATIONS,
+                 on_closed: Callable[[], None] | None = None):
         self.ae_title = ae_title
         self.layout = layout
         self.index = index
@@ -214,10 +216,11 @@ class Receiver:
         syntaxes = accepted_transfer_syntaxes()
         self.supported_contexts = [build_context(uid, syntaxes) for uid in STORAGE_SOP_CLASSES]
         self.supported_contexts.append(build_context(VERIFICATION))
-        self._listener = Listener(self._serve, MAXIMUM_ASSOCIATIONS, ssl_context)
+        self.threads = ConnectionThreads(self._serve, maximum_associations, ssl_context, on_closed)
+        self._listener = Listener(self.threads.run)
 
     def _serve(self, connection, address) -> None:
-        Acceptor(connection, address, self.supported_contexts, self, self._listener.at_capacity).serve()
+        Acceptor(connection, address, self.supported_contexts, self, self.threads.at_capacity).serve()
 
     # -- decisions (small and explicit) ----------------------------------------------------------
     def refusal(self, peer: Peer) -> tuple[tuple[int, int, int], str] | None:
@@ -306,7 +309,7 @@ class Receiver:
     def start(self, host: str, port: int) -> None:
         self._listener.start(host, port)
         log.info("listening as AE %s on %s:%d%s", self.ae_title, host, self.port,
-                 " (TLS only)" if self._listener.ssl_context else "")
+                 " (TLS only)" if self.threads.ssl_context else "")
 
     @property
     def port(self) -> int:
@@ -315,3 +318,4 @@ class Receiver:
     def stop(self) -> None:
         """Stop listening; associations in progress finish their current write first."""
         self._listener.stop()
+        self.threads.stop()
