@@ -83,10 +83,12 @@ def _traced_child(strace_pid: int) -> int:
     return int(Path(f"/proc/{strace_pid}/task/{strace_pid}/children").read_text().split()[0])
 
 
-def test_every_instance_answered_success_was_flushed_before_its_response(tmp_path):
+@pytest.mark.parametrize("receive_processes", [0, 2])     # in the node's process, and in receive workers
+def test_every_instance_answered_success_was_flushed_before_its_response(tmp_path, receive_processes):
     _, _, files = write_raw_molli_ecv_study(tmp_path / "scanner")
     config = node_config_dict(tmp_path / "data")
     config["routes"] = []                       # the receive path only
+    config["node"]["receive_processes"] = receive_processes
     toml = write_toml(config, tmp_path / "node.toml")
     trace = tmp_path / "strace.txt"
     node = subprocess.Popen([require_tool("strace"), "-f", "-qq", "-s", "1024", "-e", f"trace={SYSCALLS}",

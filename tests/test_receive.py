@@ -162,6 +162,16 @@ def test_every_cut_through_the_header_is_refused(ecv_study):
         with pytest.raises(RejectedInstance) as refused:
             read_header(raw[:cut], ds.SOPClassUID, ds.SOPInstanceUID)
         assert refused.value.status_code == status.CANNOT_UNDERSTAND, cut
+    # as received: the data set behind the file meta the node packs, read with the context's transfer syntax
+    from node.receive.part10 import file_meta, file_meta_length
+    syntax = str(ds.file_meta.TransferSyntaxUID)
+    received = file_meta(ds.SOPClassUID, ds.SOPInstanceUID, syntax) + raw[file_meta_length(raw):]
+    read_header(received, ds.SOPClassUID, ds.SOPInstanceUID, syntax)
+    start = file_meta_length(received)
+    for cut in range(start, start + pixel_data_start - file_meta_length(raw) + 20):
+        with pytest.raises(RejectedInstance) as refused:
+            read_header(received[:cut], ds.SOPClassUID, ds.SOPInstanceUID, syntax)
+        assert refused.value.status_code == status.CANNOT_UNDERSTAND, cut
 
 
 @pytest.mark.integration

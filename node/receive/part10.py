@@ -40,3 +40,9 @@ def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: st
         _element(0x0013, b"SH", _padded(IMPLEMENTATION_VERSION_NAME, b" ")),
     ])
     return PREAMBLE + _element(0x0000, b"UL", struct.pack("<I", len(body))) + body
+
+
+def file_meta_length(encoded: bytes) -> int:
+    """Where the data set starts in a file that file_meta() began: after the preamble, the prefix and the group,
+    whose length its first element gives."""
+    return len(PREAMBLE) + 12 + struct.unpack_from("<I", encoded, len(PREAMBLE) + 8)[0]

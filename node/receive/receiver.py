@@ -19,6 +19,8 @@ from typing import Callable
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.tag import Tag
 from pydicom.uid import UID
 from pynetdicom.presentation import build_context
 
@@ -30,13 +32,14 @@ from node.store.layout import Layout, is_valid_uid, quarantine, write_atomic
 from node.receive.association import (REJECT_CALLING_AE, REJECT_NO_REASON, VERIFICATION, Acceptor,
                                      AcceptedAssociation, Peer, StoreRequest)
 from node.receive.listener import ConnectionThreads, Listener
-from node.receive.part10 import file_meta
+from node.receive.part10 import file_meta, file_meta_length
 
 log = logging.getLogger("cmr_node.receive")
 
-_HEADER_TAGS = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-                "SeriesDescription", "Modality", "AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime",
-                "ImageType", "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated"]
+_HEADER_TAGS = {keyword: Tag(keyword) for keyword in (
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesDescription", "Modality",
+    "AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime", "ImageType", "Rows", "Columns", "NumberOfFrames",
+    "SamplesPerPixel", "BitsAllocated")}
 _PIXEL_TAGS = ["PixelData", "FloatPixelData", "DoubleFloatPixelData"]
 # Pixel data is read lazily: its length and position are known, its bytes are not copied.
 _DEFER_BYTES = 1024
@@ -110,14 +113,32 @@ def ingest_file(layout: Layout, index: Index, path) -> InstanceRecord:
     return store_instance(layout, index, raw, ds, transfer_syntax, SELF_AE)
 
 
-def read_header(raw: bytes, affected_sop_class: str, affected_sop_instance: str) -> Dataset:
-    """Parse the identifying attributes of an encoded instance; raise RejectedInstance when unusable."""
+def _parse(raw: bytes, transfer_syntax: str | None) -> tuple[Dataset, UID | None]:
+    """The data set of raw, read lazily, and its transfer syntax.
+
+    With the transfer syntax of the presentation context, the data set is read from where the file meta the
+    node packed (part10.py) ends, without parsing that meta again (0.2 ms of an image's CPU); a deflated one,
+    or a file, is read by dcmread from its own meta."""
+    if transfer_syntax is not None and not UID(transfer_syntax).is_deflated:
+        syntax = UID(transfer_syntax)
+        stream = BytesIO(raw)
+        stream.seek(file_meta_length(raw))
+        return read_dataset(stream, syntax.is_implicit_VR, syntax.is_little_endian, defer_size=_DEFER_BYTES), syntax
+    ds = pydicom.dcmread(BytesIO(raw), defer_size=_DEFER_BYTES)
+    return ds, ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+
+
+def read_header(raw: bytes, affected_sop_class: str, affected_sop_instance: str,
+                transfer_syntax: str | None = None) -> Dataset:
+    """Parse the identifying attributes of an encoded instance; raise RejectedInstance when unusable.
+    transfer_syntax: that of the association's presentation context, for a data set behind the node's own
+    file meta (Receiver.store); otherwise it is read from the file meta."""
     try:
-        ds = pydicom.dcmread(BytesIO(raw), defer_size=_DEFER_BYTES)
-        syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+        ds, syntax = _parse(raw, transfer_syntax)
         _check_complete(ds, syntax, len(raw))
-        # Touch every attribute now, so that a malformed value fails here and not later.
-        values = {tag: ds.get(tag) for tag in _HEADER_TAGS}
+        # Touch every attribute now, so that a malformed value fails here and not later (by tag: a keyword
+        # lookup costs as much again).
+        values = {keyword: ds[tag].value if tag in ds else None for keyword, tag in _HEADER_TAGS.items()}
         _check_pixel_geometry(ds, syntax, values)
     except RejectedInstance:
         raise
@@ -267,7 +288,7 @@ class Receiver:
         raw = b"".join([file_meta(command.sop_class_uid, command.sop_instance_uid, request.transfer_syntax),
                         *request.fragments])
         try:
-            ds = read_header(raw, command.sop_class_uid, command.sop_instance_uid)
+            ds = read_header(raw, command.sop_class_uid, command.sop_instance_uid, request.transfer_syntax)
             record = store_instance(self.layout, self.index, raw, ds, request.transfer_syntax, calling_ae)
         except RejectedInstance as exc:
             self._count(association, None)
