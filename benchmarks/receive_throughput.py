@@ -6,7 +6,8 @@ the node, in interleaved rounds (one of each per round, fresh storage every time
   hospital would otherwise put next to the scanner, and the yardstick (issue 15). Like every DCMTK-based
   receiver it reads TCP_NODELAY from its environment: without it, Orthanc 1.10 waits for delayed ACKs and
   takes 20 images/s on this machine; with it, about 175.
-- The node: `cmr-node serve`, every instance durable (file and index) before Success.
+- The node: `cmr-node serve`, every instance's file flushed and its index row committed before Success (README,
+  How the node keeps data safe).
 Prints one JSON object. Usage: python benchmarks/receive_throughput.py [--images 1000] [--rounds 3]
 (CMR_NODE_RECEIVE_PROCESSES=N in the environment runs the node with receive_processes = N.)
 """
@@ -140,7 +141,7 @@ def main() -> int:
             "ratio_node_to_orthanc": round(rate["node"] / rate["orthanc"], 3),
             "ratio_node_to_storescp": round(rate["node"] / rate["storescp"], 3),
             "stored": stored,
-            "node_durability": "file and index durable before Success (see README, Receive)",
+            "node_durability": "file and directory flushed, index row committed before Success (README)",
         }, {"node at 1.0 x Orthanc or faster": rate["node"] >= rate["orthanc"],
             "every image stored, every round": all(c == args.images for counts in stored.values() for c in counts)})
     finally:

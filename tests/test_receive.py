@@ -197,3 +197,35 @@ def test_receive_workers_share_the_associations_and_their_counts(tmp_path, make_
     assert node.receiver.counters.instances == 2
     assert [worker.counters.instances for worker in node.receiver._workers] == [1, 1]
     assert node.index.status()["instances"] == 2
+
+
+@pytest.mark.integration
+def test_index_rows_a_power_cut_took_are_rebuilt_from_the_files_at_start(tmp_path, make_node):
+    """The receive path commits index rows without a flush (the file and its directory are flushed before
+    Success): a power cut may take the last rows, never the files. At start the node indexes every file in
+    incoming/ that its index lacks, as received, at the time the file was written."""
+    import os
+    import sqlite3
+    from dicom_out.phantom_studies import write_raw_molli_ecv_study
+    _, _, files = write_raw_molli_ecv_study(tmp_path / "scanner")
+    config = node_config_dict(tmp_path / "data")
+    config["routes"] = []
+    node = make_node(config)
+    assert storescu(node.port, files).returncode == 0
+    node.stop()
+    columns = "sop_instance_uid, sop_class_uid, study_uid, series_uid, path, size, transfer_syntax"
+    with sqlite3.connect(node.layout.index_path) as con:
+        received = sorted(con.execute(f"SELECT {columns} FROM instances").fetchall())
+        lost = [row[0] for row in received[::2]]                       # what the power cut took
+        con.executemany("DELETE FROM instances WHERE sop_instance_uid=?", [(uid,) for uid in lost])
+        con.execute("DELETE FROM series")
+        con.execute("DELETE FROM studies")
+    one = next(node.layout.incoming.rglob(f"{lost[0]}.dcm"))
+    os.utime(one, (1_700_000_000, 1_700_000_000))
+    again = make_node(config)
+    with sqlite3.connect(again.layout.index_path) as con:
+        assert sorted(con.execute(f"SELECT {columns} FROM instances").fetchall()) == received
+        assert con.execute("SELECT received_at FROM instances WHERE sop_instance_uid=?", (lost[0],)).fetchone() == \
+            (1_700_000_000,)
+        assert con.execute("SELECT COUNT(*) FROM series").fetchone()[0] == len({row[3] for row in received
+                                                                                if row[0] in lost})

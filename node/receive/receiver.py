@@ -128,6 +128,29 @@ def _parse(raw: bytes, transfer_syntax: str | None) -> tuple[Dataset, UID | None
     return ds, ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
 
 
+def index_unindexed_files(layout: Layout, index: Index) -> int:
+    """Index the instance files in incoming/ that the index does not list; run at start, before the listener.
+
+    The receive path flushes each instance's file and directory before Success but commits its index row
+    without a flush (Index(flush_commits=False)): a power cut may take the last rows, never the files. Their
+    time of receipt is the file's modification time, so retention and completion see them as they were."""
+    known = index.instance_uids()
+    indexed = 0
+    for path in layout.incoming.glob("*/*/*.dcm"):
+        if path.stem in known:
+            continue
+        try:
+            raw, ds, transfer_syntax = read_file_header(path)
+            if layout.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID) != path:
+                raise ValueError("not where its UIDs place it")
+            record = instance_record(ds, str(path), len(raw), transfer_syntax, calling_ae=None)
+            index.record_instance(record, now=path.stat().st_mtime)
+            indexed += 1
+        except (RejectedInstance, OSError, ValueError) as exc:
+            log.warning("file %s in incoming/ left unindexed: %s", path.name, exc)
+    return indexed
+
+
 def read_header(raw: bytes, affected_sop_class: str, affected_sop_instance: str,
                 transfer_syntax: str | None = None) -> Dataset:
     """Parse the identifying attributes of an encoded instance; raise RejectedInstance when unusable.

@@ -145,7 +145,7 @@ def serve_handed_over(config: Config, channel: socket.socket, maximum_associatio
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the node stops its workers itself, after its listener
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     layout = Layout(config.node.data_dir)
-    index = Index(layout.index_path)
+    index = Index(layout.index_path, flush_commits=False)    # see Node: the files are flushed, the rows at start
     audit = AuditLog(layout.root / "audit.log")
     send_lock = threading.Lock()
     receiver: Receiver

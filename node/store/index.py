@@ -1,7 +1,8 @@
 """The node's index: received instances, series/study completion, jobs and the outbox.
 
-One SQLite file (WAL, synchronous=FULL so that a commit survives a power cut),
-shared by the receive threads, the scheduler and the CLI. Schema version is
+One SQLite file (WAL, synchronous=FULL so that a commit survives a power cut; the
+receive path's own connection uses NORMAL, see Index), shared by the receive
+threads, the scheduler and the CLI. Schema version is
 kept in PRAGMA user_version.
 """
 from __future__ import annotations
@@ -185,7 +186,11 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 
 
 class Index:
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, flush_commits: bool = True):
+        """flush_commits=False (synchronous=NORMAL): a commit survives the process's crash but not a power
+        cut, which may take the last ones. The receive path's connection, whose instances' files are
+        flushed before Success and indexed again at start if a power cut took their rows
+        (node/receive/receiver.py, index_unindexed_files)."""
         self.path = str(path)
         self._lock = threading.RLock()
         self._pending_lock = threading.Lock()
@@ -195,7 +200,7 @@ class Index:
         self._db.row_factory = sqlite3.Row
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if flush_commits else 'NORMAL'}")
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._lock:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -246,6 +251,9 @@ class Index:
         except Exception as exc:      # every instance of the batch is refused, each by its own thread
             for pending in batch:
                 pending.error = exc
+
+    def instance_uids(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT sop_instance_uid FROM instances")}
 
     # ---- completion ------------------------------------------------------------------------
     def complete_quiet_series(self, quiet_seconds: float, now: float) -> list[sqlite3.Row]:
