@@ -98,6 +98,9 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stopped.set())
         self.start()
-        self._stopped.wait()
+        # Waking now and then: a signal the kernel delivers to another thread (the listener's, an association's)
+        # runs its Python handler only when the main thread next runs bytecode, which an untimed wait never does.
+        while not self._stopped.wait(timeout=0.5):
+            pass
         self._stopped.clear()
         self.stop()

@@ -22,7 +22,7 @@ from tests.conftest import node_config_dict, require_tool, storescu, wait_until,
 
 pytestmark = pytest.mark.integration     # `cmr-node serve` under strace, with DCMTK storescu
 
-SYSCALLS = "openat,close,fsync,fdatasync,pwrite64,rename,renameat,renameat2,sendto,sendmsg"
+SYSCALLS = "openat,close,fsync,fdatasync,pwrite64,mkdir,mkdirat,rename,renameat,renameat2,sendto,sendmsg"
 
 
 def parse_strace(text: str) -> list[tuple[int, str, str, str]]:
@@ -56,6 +56,7 @@ def flush_order(calls, sop_instance_uid: str, data_dir: Path) -> list[str]:
     open_fds: dict[str, str] = {}          # fd -> path, as the calls go
     flushed: list[tuple[int, str]] = []    # (call index, path) of every fsync/fdatasync
     logged: list[int] = []                 # call indexes of writes to the index's write-ahead log
+    made: dict[str, int] = {}              # directory -> call index of its mkdir
     renamed = response = None
     source = None
     for k, (_, name, arguments, result) in enumerate(calls):
@@ -63,6 +64,8 @@ def flush_order(calls, sop_instance_uid: str, data_dir: Path) -> list[str]:
             open_fds[result] = _path(arguments)
         elif name in ("fsync", "fdatasync"):
             flushed.append((k, open_fds.get(arguments.strip(), "?")))
+        elif name.startswith("mkdir") and result == "0":
+            made.setdefault(_path(arguments), k)
         elif name == "pwrite64" and open_fds.get(arguments.split(",")[0].strip(), "").endswith("index.sqlite-wal"):
             logged.append(k)
         elif name.startswith("rename") and f"{sop_instance_uid}.dcm" in arguments and result == "0":
@@ -80,6 +83,11 @@ def flush_order(calls, sop_instance_uid: str, data_dir: Path) -> list[str]:
         missing.append("its directory after the rename")
     if not any(renamed < k < response for k in logged):
         missing.append("its index row in the write-ahead log")
+    series = Path(target_dir)
+    for directory in (series, series.parent):      # new series and study folders: their entries flushed too
+        if str(directory) in made and not any(made[str(directory)] < k < response and path == str(directory.parent)
+                                              for k, path in flushed):
+            missing.append(f"the new folder {directory.name}'s entry in its parent")
     return missing
 
 

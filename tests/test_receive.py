@@ -196,7 +196,18 @@ def test_receive_workers_share_the_associations_and_their_counts(tmp_path, make_
     wait_until(lambda: node.receiver.counters.associations == 2, timeout=30, what="both workers' reports")
     assert node.receiver.counters.instances == 2
     assert [worker.counters.instances for worker in node.receiver._workers] == [1, 1]
+    assert [worker.open for worker in node.receiver._workers] == [0, 0]
     assert node.index.status()["instances"] == 2
+    # a worker that dies is replaced; what it counted stays counted, and the node keeps serving
+    import os
+    import signal
+    os.kill(node.receiver._workers[0].process.pid, signal.SIGKILL)
+    wait_until(lambda: node.receiver._workers[0].ready.is_set() and node.receiver._workers[0].alive
+               and node.receiver._workers[0].process.pid is not None and node.receiver._workers[0].counters is None,
+               timeout=60, what="a new receive worker")
+    assert node.receiver.serving() and node.receiver.counters.instances == 2
+    assert storescu(node.port, files).returncode == 0
+    assert echo(node.port, "SCANNER") == 0
 
 
 @pytest.mark.integration

@@ -154,3 +154,14 @@ def test_group_flush_failure_reaches_its_caller_and_the_next_caller_flushes_agai
         group.flush("dir", failing_once)
     group.flush("dir", failing_once)
     assert attempts == ["dir", "dir"]
+
+
+def test_a_uid_that_is_not_ascii_makes_the_command_set_unreadable():
+    """UIDs are ASCII digits and dots (PS3.5 9.1); replacing a byte would store a file under a name no one sent."""
+    from pydicom.dataset import Dataset
+    from node.receive.dimse import MalformedCommand, decode_command
+    command = Dataset()
+    command.AffectedSOPClassUID, command.CommandField, command.MessageID = "1.2.840.10008.5.1.4.1.1.4", 0x0001, 7
+    command.Priority, command.CommandDataSetType, command.AffectedSOPInstanceUID = 0, 0x0000, "1.2.3.45"
+    with pytest.raises(MalformedCommand):
+        decode_command(_implicit(command).replace(b"1.2.3.45", b"1.2.\xe9.45"))

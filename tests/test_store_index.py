@@ -171,3 +171,16 @@ def test_index_from_an_earlier_version_is_brought_up_to_date(tmp_path):
     index.record_instance(record("1.1"))
     assert index.status()["instances"] == 1
     assert {r["series_uid"]: r["image_type"] for r in index.series_of_study("1.2.3")} == {"1.2.3.9": "", "1.2.3.4": ""}
+
+
+def test_an_instance_row_that_cannot_be_committed_raises_in_its_own_thread(tmp_path):
+    """Group commit: a failed commit must reach each caller whose row it carried (the receiver then answers
+    Out of Resources), never pass as done."""
+    import sqlite3
+    from node.store.index import Index, InstanceRecord
+    index = Index(tmp_path / "index.sqlite")
+    broken = InstanceRecord("1.2.3.4", None, "1.2.3", "1.2.3.1", "", "MR", "/x.dcm", 10, "1.2.840.10008.1.2.1",
+                            None, None)         # sop_class_uid is NOT NULL
+    with pytest.raises(sqlite3.IntegrityError):
+        index.record_instance(broken)
+    assert index.status()["instances"] == 0

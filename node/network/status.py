@@ -1,7 +1,8 @@
 """DICOM status codes used by the node (PS3.7 Annex C, PS3.4 B.2.3)."""
 
 SUCCESS = 0x0000
-# C-STORE failures (PS3.4 Table B.2-1)
+# C-STORE failures (PS3.4 Table B.2-1; PS3.7 Annex C)
+SOP_CLASS_NOT_SUPPORTED = 0x0122
 OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000

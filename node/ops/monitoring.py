@@ -54,7 +54,7 @@ class NodeCollector:
 
 
 def health(node) -> tuple[bool, dict]:
-    checks = {"listener": node.receiver.port > 0, "scheduler": bool(node.scheduler.running)}
+    checks = {"listener": node.receiver.serving(), "scheduler": bool(node.scheduler.running)}
     try:
         node.index.status()
         checks["index"] = True

@@ -14,7 +14,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
@@ -45,6 +45,10 @@ REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)
 # An A-ASSOCIATE-RQ with every storage SOP class and many transfer syntaxes is well under this.
 MAX_ASSOCIATE_RQ_BYTES = 1024 * 1024
 MAX_PDU_BYTES = 4 * 1024 * 1024     # what the node announces: fewer, larger reads per image
+# Far above any CMR object (an enhanced multi-frame 4D flow series is a few hundred MB), far below what a
+# worker's memory can hold: a data set is kept in memory until its last fragment.
+MAX_DATASET_BYTES = 1024 * 1024 * 1024
+MIN_PEER_PDU_BYTES = 7              # a PDV item's header is 6 bytes: a smaller maximum cannot carry anything
 ACSE_TIMEOUT_SECONDS = 30           # the A-ASSOCIATE-RQ must come within this (pynetdicom's default)
 NETWORK_TIMEOUT_SECONDS = 60        # an association silent this long is aborted (pynetdicom's default)
 # After its last PDU (reject, abort, release response) the node reads what the peer still sends, for this long at
@@ -86,6 +90,13 @@ class AcceptedAssociation:
     brought: dict = field(default_factory=lambda: {"instances": 0, "bytes": 0, "rejected": 0, "studies": {}})
 
 
+class AssociationSlots(Protocol):
+    """At most so many associations at a time: reserve() before accepting one, release() when it ends."""
+
+    def reserve(self) -> bool: ...
+    def release(self) -> None: ...
+
+
 class Services(Protocol):
     """What the listener's owner decides; called on the association's thread."""
 
@@ -97,10 +108,16 @@ class Services(Protocol):
 
 
 # -- PDU framing (PS3.8 9.3) -------------------------------------------------------------------------------------
-def _receive_exactly(sock: socket.socket, count: int) -> bytearray:
+def _receive_exactly(sock: socket.socket, count: int, deadline: float | None = None) -> bytearray:
+    """count bytes; with a deadline (time.monotonic()), all of them by then, however slowly they trickle."""
     buffer = bytearray(count)
     view, received = memoryview(buffer), 0
     while received < count:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PeerGone("timed out")
+            sock.settimeout(remaining)
         try:
             chunk = sock.recv_into(view[received:])
         except (socket.timeout, TimeoutError):
@@ -113,15 +130,15 @@ def _receive_exactly(sock: socket.socket, count: int) -> bytearray:
     return buffer
 
 
-def read_pdu(sock: socket.socket, limit: int) -> tuple[int, bytearray]:
+def read_pdu(sock: socket.socket, limit: int, deadline: float | None = None) -> tuple[int, bytearray]:
     """(PDU type, body) of the next PDU; a declared length over limit is refused before anything is allocated."""
-    header = _receive_exactly(sock, 6)
+    header = _receive_exactly(sock, 6, deadline)
     kind, length = header[0], struct.unpack_from(">I", header, 2)[0]
     if kind not in (ASSOCIATE_RQ, ASSOCIATE_AC, ASSOCIATE_RJ, P_DATA_TF, RELEASE_RQ, RELEASE_RP, ABORT):
         raise ProtocolError(UNRECOGNIZED_PDU, f"unknown PDU type 0x{kind:02X}")
     if length > limit:
         raise ProtocolError(INVALID_PARAMETER_VALUE, f"PDU of {length} bytes, more than {limit}")
-    return kind, _receive_exactly(sock, length)
+    return kind, _receive_exactly(sock, length, deadline)
 
 
 def _short_pdu(kind: int, a: int = 0, b: int = 0, c: int = 0) -> bytes:
@@ -174,29 +191,40 @@ class Acceptor:
     """Serves one connection from its A-ASSOCIATE-RQ to its end; owns nothing but the socket."""
 
     def __init__(self, sock: socket.socket, address: tuple[str, int], supported: list[PresentationContext],
-                 services: Services, at_capacity: Callable[[], bool]):
-        self.sock, self.services, self.at_capacity = sock, services, at_capacity
+                 services: Services, slots: "AssociationSlots"):
+        self.sock, self.services, self.slots = sock, services, slots
         self.address = address
         self.supported = supported
+        self.association: AcceptedAssociation | None = None
+        self._slot = False       # a slot reserved, to release when the connection ends
 
     def serve(self) -> None:
-        association = None
+        how = "aborted"
         try:
-            self.sock.settimeout(ACSE_TIMEOUT_SECONDS)
-            association = self._negotiate()
-            if association is None:
-                return
-            self.sock.settimeout(NETWORK_TIMEOUT_SECONDS)
-            how = self._transfer(association)
+            self.association = self._negotiate()
+            if self.association is not None:
+                self.sock.settimeout(NETWORK_TIMEOUT_SECONDS)
+                how = self._transfer(self.association)
         except ProtocolError as exc:
             log.warning("aborting association from %s: %s", self.address[0], exc)
             self._send_quietly(_short_pdu(ABORT, 0, 0x02, exc.reason))
-            how = "aborted"
         except PeerGone:
-            how = "aborted"
-        if association is not None:
-            self.services.ended(association, how)
+            pass
+        except Exception:   # a defect here must still end the association properly, and the node goes on
+            log.exception("aborting association from %s after an internal error", self.address[0])
+            self._send_quietly(_short_pdu(ABORT, 0, 0x02, 0x00))
+        finally:
+            if self._slot:
+                self.slots.release()
+            if self.association is not None:
+                self.services.ended(self.association, how)
         self._linger()
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:       # reset, or a peer that stopped reading until the timeout
+            raise PeerGone(str(exc)) from None
 
     def _linger(self) -> None:
         """Half-close, then read and drop what the peer still sends until it closes or LINGER_SECONDS pass."""
@@ -216,7 +244,10 @@ class Acceptor:
             pass
 
     def _negotiate(self) -> AcceptedAssociation | None:
-        kind, body = read_pdu(self.sock, MAX_ASSOCIATE_RQ_BYTES)
+        # the ARTIM timer (PS3.8 9.1.5): the whole request within ACSE_TIMEOUT_SECONDS of the connection
+        kind, body = read_pdu(self.sock, MAX_ASSOCIATE_RQ_BYTES, time.monotonic() + ACSE_TIMEOUT_SECONDS)
+        if kind == ABORT:
+            raise PeerGone("A-ABORT before A-ASSOCIATE-RQ")      # close, answer nothing (PS3.8 9.2, AA-2)
         if kind != ASSOCIATE_RQ:
             raise ProtocolError(UNEXPECTED_PDU, f"PDU type 0x{kind:02X} before A-ASSOCIATE-RQ")
         request, version = _decode_request(body)
@@ -229,9 +260,12 @@ class Acceptor:
                     if isinstance(item, SCP_SCU_RoleSelectionNegotiation)}
         results, roles = negotiate_as_acceptor(request.presentation_context_definition_list, self.supported,
                                                rq_roles)
+        peer_max_pdu = int(request.maximum_length_received or 0)
+        if 0 < peer_max_pdu < MIN_PEER_PDU_BYTES:
+            raise ProtocolError(INVALID_PARAMETER_VALUE, f"maximum PDU length {peer_max_pdu}")
         association = AcceptedAssociation(peer, {cx.context_id: cx for cx in results if cx.result == 0x00},
-                                          int(request.maximum_length_received or 0))
-        self.sock.sendall(_accept_pdu(request, results, roles))
+                                          peer_max_pdu)
+        self._send(_accept_pdu(request, results, roles))
         self.services.accepted(association)
         return association
 
@@ -243,7 +277,8 @@ class Acceptor:
         decided = self.services.refusal(peer)
         if decided is not None:
             return decided[0]
-        if self.at_capacity():
+        self._slot = self.slots.reserve()      # released when the connection ends (serve)
+        if not self._slot:
             log.warning("association from AE %s refused: all association slots busy", peer.ae_title)
             return REJECT_LOCAL_LIMIT
         return None
@@ -254,6 +289,7 @@ class Acceptor:
         command_bytes: list = []
         command: Command | None = None
         dataset: list = []
+        dataset_bytes = 0
         context_id = None
         while True:
             kind, body = read_pdu(self.sock, MAX_PDU_BYTES)
@@ -285,15 +321,20 @@ class Acceptor:
                     raise ProtocolError(INVALID_PARAMETER_VALUE, "data set fragment before its command")
                 else:
                     dataset.append(value)
+                    dataset_bytes += len(value)
+                    if dataset_bytes > MAX_DATASET_BYTES:
+                        raise ProtocolError(INVALID_PARAMETER_VALUE, f"data set over {MAX_DATASET_BYTES} bytes")
                     if not is_last:
                         continue
                 self._answer(association, context_id, command, dataset)
-                command_bytes, command, dataset, context_id = [], None, [], None
+                command_bytes, command, dataset, dataset_bytes, context_id = [], None, [], 0, None
 
     def _answer(self, association: AcceptedAssociation, context_id: int, command: Command, dataset: list) -> None:
         context = association.contexts[context_id]
         if command.field == C_ECHO_RQ and str(context.abstract_syntax) == VERIFICATION:
             answer: tuple[int, str | None] = (self.services.echo(association), None)
+        elif command.field == C_STORE_RQ and command.sop_class_uid != str(context.abstract_syntax):
+            answer = (status.SOP_CLASS_NOT_SUPPORTED, "SOP Class not that of the presentation context")
         elif command.field == C_STORE_RQ and command.has_dataset:
             request = StoreRequest(command, str(context.transfer_syntax[0]), dataset)
             answer = self.services.store(association, request)
@@ -303,7 +344,7 @@ class Acceptor:
             raise ProtocolError(INVALID_PARAMETER_VALUE,
                                 f"DIMSE command 0x{command.field:04X} on {context.abstract_syntax}")
         response = encode_response(command, *answer)
-        self.sock.sendall(b"".join(p_data_pdus(context_id, response, association.peer_max_pdu)))
+        self._send(b"".join(p_data_pdus(context_id, response, association.peer_max_pdu)))
 
 
 def _pdvs(body: bytearray):

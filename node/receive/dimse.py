@@ -42,7 +42,10 @@ class Command:
 
 
 def _uid(value: bytes) -> str:
-    return value.rstrip(b"\x00 ").decode("ascii", errors="replace")
+    try:
+        return value.rstrip(b"\x00 ").decode("ascii")
+    except UnicodeDecodeError:
+        raise MalformedCommand("a UID that is not ASCII") from None
 
 
 def _us(elements: dict[int, bytes], element: int) -> int:

@@ -5,11 +5,13 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from typing import Callable
 
 log = logging.getLogger("cmr_node.receive")
 
 ACCEPT_POLL_SECONDS = 0.5        # how soon stop() is noticed by the accept loop
+ACCEPT_RETRY_SECONDS = 0.5       # after a failed accept (no descriptors left, say), before the next
 STOP_WAIT_SECONDS = 30           # how long stop() lets associations finish the instance they are writing
 HANDSHAKE_TIMEOUT_SECONDS = 30   # a TLS client must finish its handshake within this
 
@@ -29,6 +31,9 @@ class Listener:
     def port(self) -> int:
         return self._socket.getsockname()[1] if self._socket else 0
 
+    def accepting(self) -> bool:
+        return self._accept_thread is not None and self._accept_thread.is_alive()
+
     def start(self, host: str, port: int) -> None:
         self._socket = socket.create_server((host, port), backlog=64)
         self._socket.settimeout(ACCEPT_POLL_SECONDS)
@@ -42,10 +47,13 @@ class Listener:
                 connection, address = self._socket.accept()
             except (socket.timeout, TimeoutError):
                 continue
-            except OSError:
+            except OSError as exc:
                 if self._stopping.is_set():
                     return
-                raise
+                # out of descriptors or buffers, or a connection gone before accept: the listener must live on
+                log.error("accept failed (%s); listening goes on", exc)
+                time.sleep(ACCEPT_RETRY_SECONDS)
+                continue
             connection.settimeout(None)      # accepted sockets inherit the accept poll's timeout
             try:
                 self.on_connection(connection, address)
@@ -73,12 +81,21 @@ class ConnectionThreads:
         self.ssl_context = ssl_context
         self.on_closed = on_closed
         self._connections: dict[threading.Thread, socket.socket] = {}
+        self._serving = 0          # associations accepted and not yet ended
         self._lock = threading.Lock()
 
-    def at_capacity(self) -> bool:
-        """True when more connections are open than may be served (the caller's own included)."""
+    def reserve(self) -> bool:
+        """A slot for one more association, if fewer than maximum are served (AssociationSlots)."""
         with self._lock:
-            return len(self._connections) > self.maximum
+            if self._serving >= self.maximum:
+                return False
+            self._serving += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._serving -= 1
+
 
     def run(self, connection: socket.socket, address: Address) -> None:
         thread = threading.Thread(target=self._run, args=(connection, address), daemon=True,
@@ -96,8 +113,6 @@ class ConnectionThreads:
                 if wrapped is None:
                     return
                 connection = wrapped
-                with self._lock:
-                    self._connections[threading.current_thread()] = connection
             self.serve(connection, address)
         except Exception:
             log.exception("association from %s ended by an internal error", address[0])
@@ -114,13 +129,15 @@ class ConnectionThreads:
     def _handshake(self, connection: socket.socket, address: Address) -> ssl.SSLSocket | None:
         assert self.ssl_context is not None
         connection.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
+        wrapped = self.ssl_context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        with self._lock:     # what stop() shuts, from here on: wrapping detached the plain socket
+            self._connections[threading.current_thread()] = wrapped
         try:
-            wrapped = self.ssl_context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
             wrapped.do_handshake()
             return wrapped
         except (ssl.SSLError, OSError) as exc:
             log.warning("TLS handshake with %s refused: %s", address[0], exc)
-            connection.close()
+            wrapped.close()
             return None
 
     def stop(self) -> None:

@@ -264,7 +264,7 @@ class Receiver:
         self._listener = Listener(self.threads.run)
 
     def _serve(self, connection, address) -> None:
-        Acceptor(connection, address, self.supported_contexts, self, self.threads.at_capacity).serve()
+        Acceptor(connection, address, self.supported_contexts, self, self.threads).serve()
 
     # -- decisions (small and explicit) ----------------------------------------------------------
     def refusal(self, peer: Peer) -> tuple[tuple[int, int, int], str] | None:
@@ -358,6 +358,10 @@ class Receiver:
     @property
     def port(self) -> int:
         return self._listener.port
+
+    def serving(self) -> bool:
+        """For /healthz: the listener accepts connections."""
+        return self._listener.accepting()
 
     def stop(self) -> None:
         """Stop listening; associations in progress finish their current write first."""

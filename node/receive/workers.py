@@ -47,6 +47,7 @@ class ReceiveWorkers:
         self.config = config
         self.count = count
         self._workers: list[_Worker] = []
+        self._retired = ReceiveCounters()     # what workers that ended had counted
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._listener = Listener(self._hand_over)
@@ -59,24 +60,30 @@ class ReceiveWorkers:
     def counters(self) -> ReceiveCounters:
         total = ReceiveCounters()
         with self._lock:
-            for worker in self._workers:
-                for name in (f.name for f in fields(ReceiveCounters)) if worker.counters else ():
-                    setattr(total, name, getattr(total, name) + getattr(worker.counters, name))
+            for counted in [self._retired] + [worker.counters for worker in self._workers if worker.counters]:
+                for name in (f.name for f in fields(ReceiveCounters)):
+                    setattr(total, name, getattr(total, name) + getattr(counted, name))
         return total
 
+    def serving(self) -> bool:
+        """For /healthz: the listener accepts connections and a worker is there to take them."""
+        with self._lock:
+            return self._listener.accepting() and any(worker.alive for worker in self._workers)
+
+    def _spawn(self, number: int) -> _Worker:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        process = multiprocessing.get_context("spawn").Process(
+            target=serve_handed_over, args=(self.config, theirs, math.ceil(MAXIMUM_ASSOCIATIONS / self.count),
+                                            logs.settings()), name=f"cmr-node-receive-{number}", daemon=True)
+        process.start()
+        theirs.close()
+        worker = _Worker(number, process, ours)
+        threading.Thread(target=self._read_reports, args=(worker,), daemon=True,
+                         name=f"receive-worker-{number}").start()
+        return worker
+
     def start(self, host: str, port: int) -> None:
-        spawn = multiprocessing.get_context("spawn")
-        each = math.ceil(MAXIMUM_ASSOCIATIONS / self.count)
-        for number in range(self.count):
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            process = spawn.Process(target=serve_handed_over, args=(self.config, theirs, each, logs.settings()),
-                                    name=f"cmr-node-receive-{number}", daemon=True)
-            process.start()
-            theirs.close()
-            worker = _Worker(number, process, ours)
-            self._workers.append(worker)
-            threading.Thread(target=self._read_reports, args=(worker,), daemon=True,
-                             name=f"receive-worker-{number}").start()
+        self._workers = [self._spawn(number) for number in range(self.count)]
         for worker in self._workers:       # the port opens only when every worker can serve at once
             if not worker.ready.wait(START_TIMEOUT_SECONDS) or not worker.alive:
                 raise RuntimeError(f"receive worker {worker.number} did not start (exit code "
@@ -115,9 +122,17 @@ class ReceiveWorkers:
         with self._lock:
             worker.alive = False
         worker.ready.set()          # a worker that died while starting must not keep start() waiting
-        if not self._stopping.is_set():
-            log.error("receive worker %d ended (exit code %s); the others go on", worker.number,
-                      worker.process.exitcode)
+        if self._stopping.is_set():
+            return
+        worker.process.join(timeout=5)
+        log.error("receive worker %d ended (exit code %s); starting another", worker.number,
+                  worker.process.exitcode)
+        replacement = self._spawn(worker.number)
+        with self._lock:
+            for name in (f.name for f in fields(ReceiveCounters)) if worker.counters else ():
+                setattr(self._retired, name, getattr(self._retired, name) + getattr(worker.counters, name))
+            self._workers[self._workers.index(worker)] = replacement
+        worker.channel.close()
 
     def stop(self) -> None:
         """No new connections; each worker finishes the instances it is writing, then exits."""

@@ -78,14 +78,29 @@ def stage(data: bytes, tmp_dir: Path) -> Path:
     return tmp
 
 
+# (path, inode) of directories whose own entry this process knows to be flushed in their parent
+_durable_directories: set[tuple[str, int]] = set()
+_REMEMBERED_DIRECTORIES = 100_000
+
+
+def _flush_entry_of(directory: Path) -> None:
+    """Flush directory's parent, unless this process knows directory's entry there is on disk already.
+
+    Not only the thread that created a directory must wait for that flush: another thread (or process) writing
+    into it at the same time would otherwise answer Success while its new series or study folder could still
+    vanish in a power cut."""
+    key = (str(directory), os.stat(directory).st_ino)
+    if key in _durable_directories:
+        return
+    _directory_flushes.flush(str(directory.parent), _fsync_dir)
+    if len(_durable_directories) > _REMEMBERED_DIRECTORIES:
+        _durable_directories.clear()        # forgetting only costs a flush more
+    _durable_directories.add(key)
+
+
 def place(staged: Path, target: Path) -> None:
     """Move a staged file to target and flush the directories that changed: target is then absent/old or
-    complete, after a crash or power loss too."""
-    created = []
-    parent = target.parent
-    while not parent.exists():
-        created.append(parent)
-        parent = parent.parent
+    complete, after a crash or power loss too. Directories two levels up (series and study folders) may be new."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, target)
@@ -93,8 +108,8 @@ def place(staged: Path, target: Path) -> None:
         staged.unlink(missing_ok=True)
         raise
     _directory_flushes.flush(str(target.parent), _fsync_dir)
-    for directory in reversed(created):  # new directories must survive a crash too
-        _directory_flushes.flush(str(directory.parent), _fsync_dir)
+    for directory in (target.parent, target.parent.parent):
+        _flush_entry_of(directory)
 
 
 def write_atomic(target: Path, data: bytes, tmp_dir: Path) -> None:
