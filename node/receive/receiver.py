@@ -1,8 +1,9 @@
-"""The DICOM listener: C-ECHO and C-STORE SCP.
+"""What the DICOM listener does with what it receives: who may associate, the checks, the file and the index.
 
-An instance is answered with Success only after its bytes are on disk (fsync,
-rename) and it is in the index. The encoded dataset is written as received:
-pixel data is never decoded on the receive path.
+An instance is answered with Success only after its file is on disk (fdatasync, rename, directory fsync) and
+its row is committed to the index (not flushed: index_unindexed_files restores rows a power cut took). The
+encoded dataset is written as received: pixel data is never decoded on the receive path. The protocol itself
+is node/receive/association.py; the sockets and threads node/receive/listener.py.
 """
 from __future__ import annotations
 
