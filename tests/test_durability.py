@@ -113,7 +113,11 @@ def test_every_instance_answered_success_was_flushed_before_its_response(tmp_pat
         # SIGTERM to the node only: strace exits when it does, writing the whole trace. (A SIGTERM to strace
         # as well can be lost for the node while strace detaches from it.)
         os.kill(_traced_child(node.pid), signal.SIGTERM)
-        node.wait(timeout=120)
+        try:
+            node.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)     # a node that ignored SIGTERM must not outlive the test
+            raise
     calls = parse_strace(trace.read_text(errors="replace"))
     uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
     assert len(uids) == 16
