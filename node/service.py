@@ -13,7 +13,7 @@ from node.dispatch.dispatcher import Dispatcher
 from node.store.index import Index
 from node.process.jobs import JobRunner
 from node.ops.monitoring import MonitoringServer
-from node.receive.receiver import Receiver, index_unindexed_files
+from node.receive.receiver import Receiver, index_unindexed_files, receiver_from_config
 from node.registry import RegistryFeeder, open_registry
 from node.store.retention import Purger
 from node.route.router import Router
@@ -33,15 +33,14 @@ class Node:
         self.audit = AuditLog(self.layout.root / "audit.log")
         # built here in any case: an unusable certificate or key stops the node at start, with its message
         listener_tls = server_context(config.tls) if config.tls.listener else None
-        # the receive path's own connection: its commits are not flushed, its files are (index_unindexed_files)
-        self.receive_index = Index(self.layout.index_path, flush_commits=False)
         self.receiver: Receiver | ReceiveWorkers
+        self.receive_index: Index | None = None
         if config.node.receive_processes:
             self.receiver = ReceiveWorkers(config, config.node.receive_processes)
         else:
-            self.receiver = Receiver(config.node.ae_title, self.layout, self.receive_index, config.node.allowed_callers,
-                                     config.node.allowed_networks, config.node.min_free_mb * 1024 * 1024, self.audit,
-                                     listener_tls)
+            # the receive path's own connection: its commits are not flushed, its files are (index_unindexed_files)
+            self.receive_index = Index(self.layout.index_path, flush_commits=False)
+            self.receiver = receiver_from_config(config, self.layout, self.receive_index, self.audit, listener_tls)
         self.router = Router(config, self.index)
         self.registry = open_registry(config)
         self.feeder = RegistryFeeder(self.registry, self.index)
@@ -83,7 +82,8 @@ class Node:
         self._stopped.set()
         log.info("stopping")
         self.receiver.stop()
-        self.receive_index.close()
+        if self.receive_index is not None:
+            self.receive_index.close()
         self.scheduler.shutdown(wait=True)
         self.runner.shutdown()
         self.index.close()

@@ -100,7 +100,7 @@ class AssociationSlots(Protocol):
 class Services(Protocol):
     """What the listener's owner decides; called on the association's thread."""
 
-    def refusal(self, peer: Peer) -> tuple[tuple[int, int, int], str] | None: ...
+    def refusal(self, peer: Peer) -> tuple[int, int, int] | None: ...
     def accepted(self, association: AcceptedAssociation) -> None: ...
     def echo(self, association: AcceptedAssociation) -> int: ...
     def store(self, association: AcceptedAssociation, request: StoreRequest) -> tuple[int, str | None]: ...
@@ -238,9 +238,10 @@ class Acceptor:
             pass
 
     def _send_quietly(self, data: bytes) -> None:
+        """For a last word (a reject, an abort, a release response): a peer already gone changes nothing."""
         try:
-            self.sock.sendall(data)
-        except OSError:
+            self._send(data)
+        except PeerGone:
             pass
 
     def _negotiate(self) -> AcceptedAssociation | None:
@@ -274,9 +275,9 @@ class Acceptor:
             return REJECT_PROTOCOL_VERSION
         if str(request.application_context_name) != APPLICATION_CONTEXT:
             return REJECT_APPLICATION_CONTEXT
-        decided = self.services.refusal(peer)
-        if decided is not None:
-            return decided[0]
+        refused = self.services.refusal(peer)
+        if refused is not None:
+            return refused
         self._slot = self.slots.reserve()      # released when the connection ends (serve)
         if not self._slot:
             log.warning("association from AE %s refused: all association slots busy", peer.ae_title)

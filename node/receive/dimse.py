@@ -10,6 +10,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from node.receive.part10 import padded
+
 # Command Field values (PS3.7 Table E.1-1)
 C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
@@ -78,22 +80,17 @@ def _element(element: int, value: bytes) -> bytes:
     return struct.pack("<HHI", 0x0000, element, len(value)) + value
 
 
-def _padded(value: str, pad: bytes) -> bytes:
-    data = value.encode("ascii", errors="replace")
-    return data + pad if len(data) % 2 else data
-
-
 def encode_response(request: Command, status: int, comment: str | None = None) -> bytes:
     """The C-STORE-RSP or C-ECHO-RSP command set answering request (PS3.7 Tables 9.3-2 and 9.3-13)."""
     response_field = {C_STORE_RQ: C_STORE_RSP, C_ECHO_RQ: C_ECHO_RSP}[request.field]
-    elements = [_element(_AFFECTED_SOP_CLASS, _padded(request.sop_class_uid, b"\x00")),
+    elements = [_element(_AFFECTED_SOP_CLASS, padded(request.sop_class_uid, b"\x00")),
                 _element(_COMMAND_FIELD, struct.pack("<H", response_field)),
                 _element(_MESSAGE_ID_BEING_RESPONDED_TO, struct.pack("<H", request.message_id)),
                 _element(_DATASET_TYPE, struct.pack("<H", NO_DATASET)),
                 _element(_STATUS, struct.pack("<H", status))]
     if comment:
-        elements.append(_element(_ERROR_COMMENT, _padded(comment[:_MAX_COMMENT], b" ")))
+        elements.append(_element(_ERROR_COMMENT, padded(comment[:_MAX_COMMENT], b" ")))
     if request.field == C_STORE_RQ:
-        elements.append(_element(_AFFECTED_SOP_INSTANCE, _padded(request.sop_instance_uid, b"\x00")))
+        elements.append(_element(_AFFECTED_SOP_INSTANCE, padded(request.sop_instance_uid, b"\x00")))
     body = b"".join(elements)
     return _element(_GROUP_LENGTH, struct.pack("<I", len(body))) + body

@@ -16,8 +16,9 @@ IMPLEMENTATION_CLASS_UID = pynetdicom.PYNETDICOM_IMPLEMENTATION_UID     # the so
 IMPLEMENTATION_VERSION_NAME = pynetdicom.PYNETDICOM_IMPLEMENTATION_VERSION
 
 
-def _padded(value: str, pad: bytes) -> bytes:
-    data = value.encode("ascii")
+def padded(value: str, pad: bytes) -> bytes:
+    """value as ASCII, padded to an even length (PS3.5 7.1.1): NUL for UI, space for text."""
+    data = value.encode("ascii", errors="replace")
     return data + pad if len(data) % 2 else data
 
 
@@ -33,11 +34,11 @@ def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: st
     own file meta has (no Source AE Title: that would be the node's, which wrote the file)."""
     body = b"".join([
         _element(0x0001, b"OB", b"\x00\x01"),
-        _element(0x0002, b"UI", _padded(sop_class_uid, b"\x00")),
-        _element(0x0003, b"UI", _padded(sop_instance_uid, b"\x00")),
-        _element(0x0010, b"UI", _padded(transfer_syntax_uid, b"\x00")),
-        _element(0x0012, b"UI", _padded(IMPLEMENTATION_CLASS_UID, b"\x00")),
-        _element(0x0013, b"SH", _padded(IMPLEMENTATION_VERSION_NAME, b" ")),
+        _element(0x0002, b"UI", padded(sop_class_uid, b"\x00")),
+        _element(0x0003, b"UI", padded(sop_instance_uid, b"\x00")),
+        _element(0x0010, b"UI", padded(transfer_syntax_uid, b"\x00")),
+        _element(0x0012, b"UI", padded(IMPLEMENTATION_CLASS_UID, b"\x00")),
+        _element(0x0013, b"SH", padded(IMPLEMENTATION_VERSION_NAME, b" ")),
     ])
     return PREAMBLE + _element(0x0000, b"UL", struct.pack("<I", len(body))) + body
 

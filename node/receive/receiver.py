@@ -13,9 +13,9 @@ import shutil
 import sqlite3
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from io import BytesIO
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pydicom
 from pydicom.dataelem import RawDataElement
@@ -34,6 +34,9 @@ from node.receive.association import (REJECT_CALLING_AE, REJECT_NO_REASON, VERIF
                                      AcceptedAssociation, Peer, StoreRequest)
 from node.receive.listener import ConnectionThreads, Listener
 from node.receive.part10 import file_meta, file_meta_length
+
+if TYPE_CHECKING:
+    from node.config import Config
 
 log = logging.getLogger("cmr_node.receive")
 
@@ -240,6 +243,18 @@ class ReceiveCounters:
     rejected: int = 0
     associations: int = 0
 
+    def add(self, other: "ReceiveCounters") -> None:
+        for name in (f.name for f in fields(self)):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def receiver_from_config(config: "Config", layout: Layout, index: Index, audit: AuditLog | None,
+                         ssl_context: ssl.SSLContext | None, **options) -> "Receiver":
+    """The Receiver the [node] settings describe (in the node's process or in a receive worker)."""
+    node = config.node
+    return Receiver(node.ae_title, layout, index, node.allowed_callers, node.allowed_networks,
+                    node.min_free_mb * 1024 * 1024, audit, ssl_context, **options)
+
 
 class Receiver:
     """The node's DICOM listener: who may associate, and what happens to each instance (the Services of
@@ -268,7 +283,7 @@ class Receiver:
         Acceptor(connection, address, self.supported_contexts, self, self.threads).serve()
 
     # -- decisions (small and explicit) ----------------------------------------------------------
-    def refusal(self, peer: Peer) -> tuple[tuple[int, int, int], str] | None:
+    def refusal(self, peer: Peer) -> tuple[int, int, int] | None:
         """Refuse a caller outside allowed_networks or allowed_callers (rejected-permanent)."""
         if self.allowed_networks and not any(ipaddress.ip_address(peer.address) in net
                                              for net in self.allowed_networks):
@@ -284,7 +299,7 @@ class Receiver:
         log.warning("association rejected: calling AE %s at %s: %s", peer.ae_title, peer.address, reason)
         if self.audit:
             self.audit.record("association_refused", calling_ae=peer.ae_title, address=peer.address, reason=reason)
-        return rejection, reason
+        return rejection
 
     def accepted(self, association: AcceptedAssociation) -> None:
         with self._counter_lock:

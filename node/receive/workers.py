@@ -16,12 +16,12 @@ import multiprocessing
 import signal
 import socket
 import threading
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from node.config import Config
 from node.ops import logs
 from node.receive.listener import Address, Listener
-from node.receive.receiver import MAXIMUM_ASSOCIATIONS, ReceiveCounters, Receiver
+from node.receive.receiver import MAXIMUM_ASSOCIATIONS, ReceiveCounters, Receiver, receiver_from_config
 
 log = logging.getLogger("cmr_node.receive")
 
@@ -61,8 +61,7 @@ class ReceiveWorkers:
         total = ReceiveCounters()
         with self._lock:
             for counted in [self._retired] + [worker.counters for worker in self._workers if worker.counters]:
-                for name in (f.name for f in fields(ReceiveCounters)):
-                    setattr(total, name, getattr(total, name) + getattr(counted, name))
+                total.add(counted)
         return total
 
     def serving(self) -> bool:
@@ -129,8 +128,8 @@ class ReceiveWorkers:
                   worker.process.exitcode)
         replacement = self._spawn(worker.number)
         with self._lock:
-            for name in (f.name for f in fields(ReceiveCounters)) if worker.counters else ():
-                setattr(self._retired, name, getattr(self._retired, name) + getattr(worker.counters, name))
+            if worker.counters:
+                self._retired.add(worker.counters)
             self._workers[self._workers.index(worker)] = replacement
         worker.channel.close()
 
@@ -169,10 +168,9 @@ def serve_handed_over(config: Config, channel: socket.socket, maximum_associatio
         with send_lock:
             channel.send(json.dumps({"counters": asdict(receiver.counters)}).encode())
 
-    receiver = Receiver(config.node.ae_title, layout, index, config.node.allowed_callers,
-                        config.node.allowed_networks, config.node.min_free_mb * 1024 * 1024, audit,
-                        server_context(config.tls) if config.tls.listener else None, maximum_associations,
-                        on_closed=report)
+    receiver = receiver_from_config(config, layout, index, audit,
+                                    server_context(config.tls) if config.tls.listener else None,
+                                    maximum_associations=maximum_associations, on_closed=report)
     channel.send(json.dumps({"ready": True}).encode())
     while True:
         try:

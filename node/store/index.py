@@ -233,7 +233,8 @@ class Index:
     # ---- receive ---------------------------------------------------------------------------
     def record_instance(self, rec: InstanceRecord, now: float | None = None) -> None:
         """Index one stored instance; (re)opens its series and study for completion. Instances recorded by
-        several threads at once share one commit (group commit): each returns once its row is durable."""
+        several threads at once share one commit (group commit): each returns once its row is committed
+        (and flushed, unless this connection was opened with flush_commits=False)."""
         pending = _PendingInstance(rec, time.time() if now is None else now)
         with self._pending_lock:
             self._pending.append(pending)

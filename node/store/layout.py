@@ -48,7 +48,7 @@ class Layout:
         return self.incoming / study_uid / series_uid / f"{sop_uid}.dcm"
 
 
-def _fsync_dir(path) -> None:
+def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
