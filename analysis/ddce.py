@@ -60,6 +60,7 @@ class DdceResult:
     concentration_sd_mM: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (T, rows, cols), expected noise
     hematocrit: float = 0.0
     windows: list[WindowResult] = field(default_factory=list)
+    mean_post_t1_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))  # geometric mean of the registered maps
 
 
 def _concentration_sd(t1_native_ms, t1_post_ms, r1_per_mM_s, t1_noise_fraction):
@@ -105,7 +106,8 @@ def analyse_slice(t1_native_ms: np.ndarray, t1_post_ms: np.ndarray, times_min: n
     plasma = np.median(conc[:, blood_pool], axis=1) / (1.0 - hematocrit)
     result = DdceResult(shifts_mm=shifts * pixel_mm, blood_pool=blood_pool, valid=valid, blood_plasma_mM=plasma,
                         times_min=times, concentration_mM=conc, hematocrit=hematocrit,
-                        concentration_sd_mM=_concentration_sd(t1_native_ms, post, r1_per_mM_s, t1_noise_fraction))
+                        concentration_sd_mM=_concentration_sd(t1_native_ms, post, r1_per_mM_s, t1_noise_fraction),
+                        mean_post_t1_ms=mean_post)
     voxels = conc[:, valid].T                                   # (N, T)
     sd = result.concentration_sd_mM[:, valid].T
     for window in covered_windows(times, windows_min):

@@ -271,8 +271,9 @@ def run(inp: ModuleInput) -> ModuleOutput:
         "last_map_min": round(max((t for t, _ in timed), default=0.0), 2), "windows": []})
     fitted = [fit_window(window, native, timed, settings, r1) for window in windows]
     # one set of regions for every window: the wall from the native map, the blood pool of the first window
-    regions = lv_regions([s.t1_ms for s in native], [r.blood_pool for r in fitted[0][3]] if fitted else [],
-                         [s.pixel_mm for s in native], [s.position_mm for s in native])
+    first = fitted[0][3] if fitted else []
+    regions = lv_regions([s.t1_ms for s in native], [r.blood_pool for r in first],
+                         [s.pixel_mm for s in native], [s.position_mm for s in native], [r.mean_post_t1_ms for r in first])
     output.results["quality_flags"] = regions.flags
     from_window = lesion_window(windows, settings)
     lesions = Lesions(reason="no window fitted") if from_window is None else find_lesions(

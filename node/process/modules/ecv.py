@@ -121,7 +121,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
             content_label="ECV",
             software_version=node.__version__, further_source_images=[native.frame for native in partners])
         regions = lv_regions([s.t1_ms for s in partners], [r.blood_pool for r in results], [s.pixel_mm for s in post],
-                             [s.position_mm for s in post])
+                             [s.position_mm for s in post], [s.t1_ms for s in post])
         seg = lv_segmentation(regions, [s.frame for s in post], inp, f"ecv-{n}", OUTPUT_SERIES["ecv.regions"], n)
         output.datasets += [pm, seg]
         output.results["quality_flags"] += regions.flags

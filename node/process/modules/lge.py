@@ -123,7 +123,8 @@ def run(inp: ModuleInput) -> ModuleOutput:
         cavity = np.stack([ndimage.binary_fill_holes(m) & ~m for m in myocardium])
         manual, myo_uid = roi.manual, str(roi.dataset.SOPInstanceUID)
     else:
-        regions = lv_regions(list(native_t1), list(pools), [s.pixel_mm for s in native], [s.position_mm for s in native])
+        regions = lv_regions(list(native_t1), list(pools), [s.pixel_mm for s in native], [s.position_mm for s in native],
+                             [r.mean_post_t1_ms for r in fits])
         if any(m is None for m in regions.myocardium):
             raise InputError("; ".join(regions.flags))
         myocardium = np.stack([m.mask for m in regions.myocardium])

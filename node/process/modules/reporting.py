@@ -44,11 +44,13 @@ class LvRegions:
 
 
 def lv_regions(native_t1_ms: list[np.ndarray], blood_pools: list[np.ndarray], pixel_mm: list[float],
-               positions_mm: list[float]) -> LvRegions:
+               positions_mm: list[float], post_t1_ms: list[np.ndarray]) -> LvRegions:
+    """The LV myocardium of each slice from its native T1 map (ms) and LV blood pool, with a post-contrast T1 map
+    (ms) of the same slice on the same grid: its contrast holds the epicardial border."""
     found, flags = [], []
-    for t1, pool, spacing, position in zip(native_t1_ms, blood_pools, pixel_mm, positions_mm):
+    for t1, pool, spacing, position, post in zip(native_t1_ms, blood_pools, pixel_mm, positions_mm, post_t1_ms):
         try:
-            found.append(find_lv_myocardium(t1, pool, spacing))
+            found.append(find_lv_myocardium(t1, pool, spacing, t1_post_ms=post))
         except MyocardiumNotFound as exc:
             found.append(None)
             flags.append(f"LV myocardium not found on the slice at {position:.1f} mm: {exc}")
