@@ -59,3 +59,22 @@ def patient_mm_to_pixels(points_mm: np.ndarray, position: np.ndarray, orientatio
     o, spacing = np.asarray(orientation, dtype=float), np.asarray(spacing, dtype=float)
     offset = np.asarray(points_mm, dtype=float) - np.asarray(position, dtype=float)
     return np.column_stack([offset @ o[3:] / spacing[0], offset @ o[:3] / spacing[1]])
+
+
+# The LV long axis runs from base to apex towards the patient's left, anterior and inferior: +x, -y, -z in
+# DICOM's LPS patient coordinates (PS3.3 C.7.6.2.1.1).
+LV_BASE_TO_APEX_LPS = np.array([1.0, -1.0, -1.0]) / np.sqrt(3.0)
+
+
+def base_to_apex_sign(orientation: np.ndarray) -> float:
+    """+1 when positions along the slice normal increase from base to apex, -1 when they decrease."""
+    return 1.0 if float(np.dot(normal(orientation), LV_BASE_TO_APEX_LPS)) > 0 else -1.0
+
+
+def anterior_to_septum(orientation: np.ndarray) -> int:
+    """+1 when image angles (counter-clockwise on the displayed image) increase from the LV's anterior wall
+    towards the septum, -1 when the image is stored the other way round. Anterior to septum is a right-handed
+    turn about the base-to-apex axis (counter-clockwise seen from the apex); counter-clockwise on the display
+    is a right-handed turn about minus the normal (row x column), so the two agree when the normal points
+    from apex to base, as in the standard short-axis view."""
+    return 1 if base_to_apex_sign(orientation) < 0 else -1

@@ -151,6 +151,8 @@ def find_lv_myocardium(t1_native_ms: np.ndarray, blood_pool: np.ndarray, pixel_m
                                           len(radii_px) - 1)]
     ring = (radii_px[None, :] >= first_wall[:, None] + 1.0 / pixel_mm) & \
            (radii_px[None, :] <= first_wall[:, None] + 4.0 / pixel_mm)
+    if not ring.any():
+        raise MyocardiumNotFound("T1 nowhere drops below 80 % of blood's around the blood pool")
     myocardial_r1 = float(np.median(profiles[ring]))
     myocardial_contrast = None if contrast is None else float(np.median(contrast[ring]))
     for _ in range(2):   # refine the myocardial level on the wall found with the previous estimate
@@ -193,8 +195,10 @@ def _endocardium_in_r1(profiles, core, blood_r1, start, radii_px):
     """The endocardium half-way in R1 between blood and the ray's own wall (the median of its core, smoothed
     over angle): unbiased on a blurred wall, where the T1 midpoint lets blood-filled voxels in, and an
     infarct's lower R1 lowers its own ray's level, so it stays in the wall."""
-    wall_r1 = np.nanmedian(np.where(core, profiles, np.nan), axis=1)
-    wall_r1 = _circular_median(np.where(np.isfinite(wall_r1), wall_r1, np.nanmedian(wall_r1)), WALL_LEVEL_RAYS)
+    wall_r1 = np.full(len(profiles), np.nan)
+    has_core = core.any(axis=1)        # a ray whose wall is under a sample thick has none
+    wall_r1[has_core] = np.nanmedian(np.where(core[has_core], profiles[has_core], np.nan), axis=1)
+    wall_r1 = _circular_median(np.where(has_core, wall_r1, np.median(wall_r1[has_core])), WALL_LEVEL_RAYS)
     level = 0.5 * (blood_r1 + wall_r1)
     endo = _first_crossing(profiles > level[:, None], start, profiles.shape[1] - 1)
     return _circular_median(_subsample_crossing(profiles, endo, level, radii_px), SMOOTHING_RAYS)

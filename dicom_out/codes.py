@@ -48,6 +48,11 @@
 | Transmurality (mean radial extent) | 99CMRN | TRANSMUR | private; SCT 103354007 is only a qualifier   |
 | MVO (% of LV myocardium)    | 99CMRN | MVOSIZE   | private                                              |
 | CNR infarct-to-blood / -to-remote | 99CMRN | CNRIB / CNRIR | private: PS3.16 has Signal to noise, no CNR   |
+| AHA segments 1-17           | SCT    | 264850008 ... 128564006 | PS3.16 CID 3717 "Left Ventricle Myocardial Wall 17 Segment Model" |
+| Quality assessment (group)  | DCM    | 111050    | PS3.16 DCM "Quality Assessment" (finding type of the QC group) |
+| Quality finding             | DCM    | 111052    | PS3.16 DCM "Quality Finding" (name of each QC evaluation) |
+| Signal to noise ratio       | DCM    | 111787    | PS3.16 DCM (SNR of raw images)                       |
+| QC findings                 | 99CMRN | QC-...    | private: PS3.16 has no codes for these findings      |
 
 Private codes use the designator PRIVATE_SCHEME (a "99" prefix marks a
 private scheme, PS3.16 section 8) and are declared in the object's Coding
@@ -167,3 +172,29 @@ TRANSMURALITY = CodedConcept("TRANSMUR", PRIVATE_SCHEME, "Mean transmural extent
 MVO_SIZE = CodedConcept("MVOSIZE", PRIVATE_SCHEME, "Microvascular obstruction as percent of LV myocardium")
 CNR_INFARCT_BLOOD = CodedConcept("CNRIB", PRIVATE_SCHEME, "Contrast-to-noise ratio infarct to blood")
 CNR_INFARCT_REMOTE = CodedConcept("CNRIR", PRIVATE_SCHEME, "Contrast-to-noise ratio infarct to remote myocardium")
+
+
+# PS3.16 CID 3717 (pydicom 2024c dictionary): the AHA 17-segment model (Cerqueira et al., Circulation
+# 2002;105:539), by segment number
+AHA_SEGMENTS = {n: getattr(codes.SCT, keyword) for n, keyword in enumerate((
+    "LeftVentricleBasalAnteriorSegment", "LeftVentricleBasalAnteroseptalSegment",
+    "LeftVentricleBasalInferoseptalSegment", "LeftVentricleBasalInferiorSegment",
+    "LeftVentricleBasalInferolateralSegment", "LeftVentricleBasalAnterolateralSegment",
+    "LeftVentricleMidAnteriorSegment", "LeftVentricleMidAnteroseptalSegment", "LeftVentricleMidInferoseptalSegment",
+    "LeftVentricleMidInferiorSegment", "LeftVentricleMidInferolateralSegment", "LeftVentricleMidAnterolateralSegment",
+    "LeftVentricleApicalAnteriorSegment", "LeftVentricleApicalSeptalSegment", "LeftVentricleApicalInferiorSegment",
+    "LeftVentricleApicalLateralSegment", "ApexOfLeftVentricle"), start=1)}
+
+QUALITY_ASSESSMENT = codes.DCM.QualityAssessment
+QUALITY_FINDING = codes.DCM.QualityFinding
+SIGNAL_TO_NOISE_RATIO = codes.DCM.SignalToNoiseRatio
+# by analysis/quality.py check name
+QC_FINDINGS = {
+    "motion": CodedConcept("QC-MOTION", PRIVATE_SCHEME, "Motion between maps above the limit"),
+    "fit": CodedConcept("QC-FIT", PRIVATE_SCHEME, "Poor model fit in the myocardium"),
+    "snr": CodedConcept("QC-SNR", PRIVATE_SCHEME, "Signal-to-noise ratio below the limit"),
+    "blood_t1": CodedConcept("QC-BLOODT1", PRIVATE_SCHEME, "Blood T1 outside the physiological range"),
+    "missing": CodedConcept("QC-MISSING", PRIVATE_SCHEME, "Part of the protocol missing"),
+    "region": CodedConcept("QC-REGION", PRIVATE_SCHEME, "Region not found"),
+}
+NO_QUALITY_FINDING = CodedConcept("QC-NONE", PRIVATE_SCHEME, "No quality finding")

@@ -188,6 +188,6 @@ def build_measurement_report(groups: list[RegionGroup], *, source_images: list[D
         series_number=series_number, sop_instance_uid=sop_uid, instance_number=1, manufacturer=MANUFACTURER,
         series_description=description_with_suffix(series_description, "", source_images[0]), is_complete=True, is_final=False, is_verified=False)
     if any(c.scheme_designator == codes.PRIVATE_SCHEME for g in groups
-           for c in [c for m in g.measures for c in (m.name, m.unit)] + [e.name for e in g.evaluations]):
+           for c in [c for m in g.measures for c in (m.name, m.unit)] + [c for e in g.evaluations for c in (e.name, e.value)]):
         codes.declare_private_scheme(sr)
     return sr

@@ -244,6 +244,15 @@ class ModuleSettings:
     lge_infarct_method: str = setting("nsd", check=one_of("nsd", "fwhm"),
                                       doc="synthetic LGE: `nsd` (mean + n SD of remote) or `fwhm`")
     lge_n_sd: float = setting(5.0, check=positive, doc="synthetic LGE: n of the `nsd` threshold")
+    qc_motion_limit_mm: float = setting(2.0, unit="mm", check=positive,
+                                        doc="quality control: largest in-plane shift between maps of a slice "
+                                            "(native and post-contrast, dDCE series) before a motion finding")
+    qc_min_snr: float = setting(15.0, check=positive,
+                                doc="quality control: SNR of raw inversion-recovery and T2-prepared images "
+                                    "(tissue mean over background noise) below which a finding is made")
+    qc_min_r_squared: float = setting(0.8, check=between(0, 1),
+                                      doc="quality control: median R2 of the dDCE fit in the myocardium below "
+                                          "which a finding is made")
 
     def __post_init__(self):
         if self.relaxivity is None:   # a dict default cannot be a dataclass default; frozen: set it once here

@@ -37,6 +37,11 @@ def require_tool(name: str) -> str:
     return path
 
 
+# what the ECV route sends for one study: its map, the regions SEG, the AHA segments SEG, the report and the
+# map's grayscale view
+ECV_OUTPUTS = 5
+
+
 def dciodvfy_errors(path: Path) -> list[str]:
     """Lines dciodvfy reports as errors for a file (empty list = valid). A file dciodvfy cannot read
     (Abort) or a non-zero exit without an Error line is an error too."""

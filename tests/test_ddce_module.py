@@ -49,7 +49,7 @@ def test_report_has_the_wall_per_window_and_every_number(processed, ddce_study):
     groups = sr_groups(sr_path)
     assert set(groups) == {f"{region}, {window}-min window" for window in (5, 30) for region in
                            ("LV myocardium", "Remote myocardium (fitted voxels)", "Infarct (fitted voxels)",
-                            "Microvascular obstruction (fitted voxels)")} | {"LV blood pool"}
+                            "Microvascular obstruction (fitted voxels)")} | {"LV blood pool", "Quality control"}
     truth = ddce_study[1].truth["remote"]
     for window in (5, 30):
         wall = groups[f"LV myocardium, {window}-min window"]
@@ -239,6 +239,7 @@ def test_too_early_gives_no_window_and_no_error(tmp_path, ddce_study):
             shutil.copy(f, early.mkdir(exist_ok=True) or early / f"{f.parent.name}.dcm")
     job = ddce_job(process_folder(early, tmp_path / "out", offline_config()))
     assert job["state"] == "done" and job["results"]["windows"] == [] and job["outputs"] == []
+    assert job["results"]["quality_flags"] == ["no post-contrast map reaches 5 min: nothing fitted yet"]
 
 
 def test_unknown_injection_time_is_a_clear_error(tmp_path):

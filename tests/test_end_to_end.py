@@ -21,7 +21,7 @@ from dicom_out.synthetic_mr import SyntheticStudy
 from node.network import status
 from node.demo.local_pacs import Orthanc, free_port
 from node.network.sop_classes import STORAGE_SOP_CLASSES
-from tests.conftest import (PM_SOP_CLASS, SEG_SOP_CLASS, dciodvfy_errors, node_config_dict, node_log,
+from tests.conftest import (ECV_OUTPUTS, PM_SOP_CLASS, SEG_SOP_CLASS, dciodvfy_errors, node_config_dict, node_log,
                             orthanc_destination, require_tool, serve_process, storescu, wait_until, write_toml)
 
 pytestmark = pytest.mark.integration     # DCMTK, Orthanc, dciodvfy and nodes on ports, some served as processes
@@ -58,8 +58,8 @@ def test_scanner_to_pacs(tmp_path, orthanc, make_node, caplog):
         assert abs(np.median(ecv[phantom.labels == region]) - truth) < 2.0
     # status command: everything accounted for
     toml = write_toml(config, tmp_path / "node.toml")
-    wait_until(lambda: json.loads(cli("status", "--config", str(toml)).stdout)["outbox"]["orthanc"] == {"sent": 4},
-               what="outbox marked sent (map, regions, report, view)")
+    wait_until(lambda: json.loads(cli("status", "--config", str(toml)).stdout)["outbox"]["orthanc"] == {"sent": ECV_OUTPUTS},
+               what="outbox marked sent (map, regions, segments, report, view)")
     status = json.loads(cli("status", "--config", str(toml)).stdout)
     assert status["instances"] == len(files) and status["jobs"] == {"done": 1}
     # the phantom's numbers are in the registry, under a pseudonym
@@ -96,9 +96,9 @@ def test_outputs_arrive_in_order_and_once_after_an_outage(tmp_path, make_node):
         rows = wait_until(lambda: [r for r in node.index.outbox_rows() if r["attempts"] >= 1],
                           timeout=90, what="results queued and failing")
         assert rows[0]["state"] == "pending" and "no association" in rows[0]["last_error"]
-        wait_until(lambda: len(node.index.outbox_rows()) == 8, timeout=90, what="both studies' results queued")
+        wait_until(lambda: len(node.index.outbox_rows()) == 2 * ECV_OUTPUTS, timeout=90, what="both studies' results queued")
         pacs.start()
-        wait_until(lambda: [r["state"] for r in node.index.outbox_rows()] == ["sent"] * 8, timeout=90,
+        wait_until(lambda: [r["state"] for r in node.index.outbox_rows()] == ["sent"] * 2 * ECV_OUTPUTS, timeout=90,
                    what="every output delivered")
         time.sleep(2)     # a duplicate would show up now
         for study, _, _ in studies:
@@ -150,13 +150,13 @@ def test_an_instance_the_pacs_refuses_holds_back_the_rest_of_its_study(tmp_path,
     try:
         for _, _, files in studies:
             assert storescu(node.port, files).returncode == 0
-        wait_until(lambda: [r["state"] for r in node.index.outbox_rows()] == ["sent"] * 8, timeout=120,
+        wait_until(lambda: [r["state"] for r in node.index.outbox_rows()] == ["sent"] * 2 * ECV_OUTPUTS, timeout=120,
                    what="every output delivered")
         assert pacs.refused
         for study, _, _ in studies:
             assert [uid for uid in pacs.stored if uid in queued_order(node, study.study_uid)] == \
                 queued_order(node, study.study_uid)
-        assert len(pacs.stored) == 8
+        assert len(pacs.stored) == 2 * ECV_OUTPUTS
     finally:
         pacs.server.shutdown()
 
@@ -169,11 +169,11 @@ def test_every_output_reaches_the_pacs_exactly_once_through_an_outage(tmp_path, 
     node = make_node(node_config_dict(tmp_path / "data", [destination]))
     for _, _, files in studies:
         assert storescu(node.port, files).returncode == 0
-    wait_until(lambda: len(node.index.outbox_rows()) == 8 and all(r["attempts"] >= 1 for r in node.index.outbox_rows()),
+    wait_until(lambda: len(node.index.outbox_rows()) == 2 * ECV_OUTPUTS and all(r["attempts"] >= 1 for r in node.index.outbox_rows()),
                timeout=120, what="both studies' results queued and failing")
     pacs = FlakyPacs(refuse_first_seg=False, port=port)
     try:
-        wait_until(lambda: [r["state"] for r in node.index.outbox_rows()] == ["sent"] * 8, timeout=120,
+        wait_until(lambda: [r["state"] for r in node.index.outbox_rows()] == ["sent"] * 2 * ECV_OUTPUTS, timeout=120,
                    what="every output delivered")
         time.sleep(3)     # a second delivery would arrive now
         assert pacs.counts() == {r["sop_instance_uid"]: 1 for r in node.index.outbox_rows()}
@@ -229,8 +229,8 @@ def test_sop_classes_a_pacs_does_not_take_become_dead_letters_and_free_the_rest(
     node = make_node(config)
     try:
         assert storescu(node.port, files).returncode == 0
-        wait_until(lambda: sorted(r["state"] for r in node.index.outbox_rows()) == ["dead"] * 3 + ["sent"],
-                   timeout=90, what="map, SEG and SR dead, the viewer image delivered")
+        wait_until(lambda: sorted(r["state"] for r in node.index.outbox_rows()) == ["dead"] * (ECV_OUTPUTS - 1) + ["sent"],
+                   timeout=90, what="map, SEGs and SR dead, the viewer image delivered")
         dead = [r for r in node.index.outbox_rows() if r["state"] == "dead"]
         assert all("does not accept SOP class" in r["last_error"] for r in dead)
         assert len(pacs.stored) == 1
@@ -247,9 +247,9 @@ def test_dead_letters_are_visible_and_can_be_retried(tmp_path, make_node):
     assert storescu(node.port, files).returncode == 0
     toml = write_toml(config, tmp_path / "node.toml")
     wait_until(lambda: json.loads(cli("status", "--config", str(toml)).stdout)["outbox"].get("offline")
-               == {"dead": 4}, timeout=90, what="dead letters")
+               == {"dead": ECV_OUTPUTS}, timeout=90, what="dead letters")
     result = cli("retry", "--config", str(toml))
-    assert result.returncode == 0 and "4 dead letter" in result.stdout
+    assert result.returncode == 0 and f"{ECV_OUTPUTS} dead letter" in result.stdout
     row = node.index.outbox_rows()[0]
     assert row["state"] in ("pending", "dead") and row["attempts"] <= 1
 

@@ -56,3 +56,25 @@ def test_one_rule_for_the_same_slice_including_grouping():
 ])
 def test_dicom_date_time(text, date, expected):
     assert parse_datetime(text, date) == expected
+
+
+def _short_axis_orientation():
+    """A standard short-axis view (viewed from the apex, anterior up) of an LV whose axis runs base to apex
+    towards left, anterior and inferior: returns (row cosines, column cosines) and the septal direction."""
+    u = np.array([0.61, -0.51, -0.61])
+    u /= np.linalg.norm(u)
+    anterior = np.array([0.0, -1.0, 0.0]) - np.dot([0.0, -1.0, 0.0], u) * u
+    anterior /= np.linalg.norm(anterior)
+    right_on_screen = np.cross(anterior, u)       # screen (right, up, towards the viewer) = (R, anterior, u)
+    return right_on_screen, -anterior, np.cross(u, anterior)
+
+
+def test_the_standard_short_axis_view_runs_from_anterior_to_septum_counter_clockwise():
+    from analysis.geometry import anterior_to_septum, base_to_apex_sign
+    row, column, septum = _short_axis_orientation()
+    assert np.dot(septum, [-1.0, 0.0, 0.0]) > 0          # the septum faces the patient's right, towards the RV
+    assert np.dot(septum, -row) > 0.99                   # and lies on the viewer's left
+    assert anterior_to_septum(np.concatenate([row, column])) == 1
+    assert base_to_apex_sign(np.concatenate([row, column])) == -1   # the normal points from apex to base
+    assert anterior_to_septum(np.concatenate([-row, column])) == -1  # stored mirrored
+    assert base_to_apex_sign([1, 0, 0, 0, 1, 0]) == -1   # axial slices: higher z is nearer the base

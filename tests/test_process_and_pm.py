@@ -3,6 +3,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -43,13 +44,18 @@ def test_process_writes_map_and_results(processed):
     assert f"{results['maps'][0]['sop_instance_uid']}.dcm" in job["outputs"]
     assert f"{results['report_sop_instance_uid']}.dcm" in job["outputs"]
     kinds = sorted(str(pydicom.dcmread(out / f, stop_before_pixels=True).SOPClassUID) for f in job["outputs"])
-    assert kinds == sorted([PM_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, SC_SOP_CLASS])  # map, regions, report, view
+    # map, regions, AHA segments, report, view
+    assert kinds == sorted([PM_SOP_CLASS, SEG_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, SC_SOP_CLASS])
     assert job["previews"] == ["job1_9000_ECV_map_cmr-node.png"]
     assert (out / "previews" / "job1_9000_ECV_map_cmr-node.png").stat().st_size > 1000
 
 
-def _output(out, sop_class):
-    return next(p for p in out.glob("*.dcm") if pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID == sop_class)
+def _output(out, sop_class, description=None):
+    """The output file of a SOP class (and Series Description, where a class has several)."""
+    def matches(path):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        return ds.SOPClassUID == sop_class and description in (None, ds.SeriesDescription)
+    return next(p for p in sorted(out.glob("*.dcm")) if matches(p))
 
 
 @pytest.mark.integration
@@ -69,14 +75,15 @@ def test_ecv_report_holds_every_number_with_code_and_unit(processed):
     sr = hd.sr.srread(sr_path)
     referenced = {str(i.ReferencedSOPInstanceUID) for e in sr.CurrentRequestedProcedureEvidenceSequence
                   for s in e.ReferencedSeriesSequence for i in s.ReferencedSOPSequence}
-    seg_uid = str(pydicom.dcmread(_output(out, SEG_SOP_CLASS), stop_before_pixels=True).SOPInstanceUID)
+    seg_uid = str(pydicom.dcmread(_output(out, SEG_SOP_CLASS, "ECV regions (cmr-node)"),
+                                  stop_before_pixels=True).SOPInstanceUID)
     assert {results["maps"][0]["sop_instance_uid"], seg_uid} < referenced   # and the source images
 
 
 @pytest.mark.integration
 def test_ecv_segmentation_holds_wall_and_blood_pool(processed):
     _, phantom, out = processed
-    seg_path = _output(out, SEG_SOP_CLASS)
+    seg_path = _output(out, SEG_SOP_CLASS, "ECV regions (cmr-node)")
     assert dciodvfy_errors(seg_path) == []
     seg = hd.seg.segread(seg_path)
     labels = [seg.get_segment_description(n).segment_label for n in seg.get_segment_numbers()]
@@ -86,6 +93,52 @@ def test_ecv_segmentation_holds_wall_and_blood_pool(processed):
     truth = np.isin(phantom.labels, [Region.REMOTE, Region.INFARCT, Region.MVO])
     assert 2 * (wall & truth).sum() / (wall.sum() + truth.sum()) > 0.9
     assert np.all(phantom.labels[pool] == Region.LV_BLOOD)
+
+
+def _tid1500(sr_path, tmp_path) -> dict[str, dict]:
+    """dcmqi's tid1500reader, an independent reader: tracking identifier -> its group."""
+    out = tmp_path / "sr.json"
+    subprocess.run([str(Path(sys.executable).parent / "tid1500reader"), "--inputDICOM", str(sr_path),
+                    "--outputMetadata", str(out)], check=True, capture_output=True, timeout=60)
+    return {g["TrackingIdentifier"]: g for g in json.loads(out.read_text())["Measurements"]}
+
+
+@pytest.mark.integration
+def test_ecv_per_aha_segment_in_the_report_the_seg_and_results(processed, tmp_path):
+    """One mid-ventricular slice: segments 7-12 (Cerqueira et al., Circulation 2002;105:539), the septum against
+    the RV (image left: the study is axial, viewed from the feet, anterior up), the phantom's anterior infarct
+    in segment 7, remote myocardium (ECV 25 %) inferoseptal, inferior and inferolateral."""
+    _, phantom, out = processed
+    results = json.loads((out / "results.json").read_text())["jobs"][0]["results"]
+    assert results["maps"][0]["aha_segments"] == {"levels": ["mid"], "septum_deg": [180.0],
+                                                   "segments": [7, 8, 9, 10, 11, 12]}
+    by_label = {g["region"]: g for g in results["measurements"]}
+    read = _tid1500(out / f"{results['report_sop_instance_uid']}.dcm", tmp_path)
+    codes = {7: "264848000", 8: "396647004", 9: "396649001", 10: "264847005", 11: "396655006", 12: "396656007"}
+    ecv_mean = {}
+    for number, code in codes.items():
+        [label] = [k for k in by_label if k.startswith(f"AHA {number} ")]
+        group = read[label]
+        assert group["FindingSite"]["CodeValue"] == code and group["FindingSite"]["CodingSchemeDesignator"] == "SCT"
+        in_sr = {(i["quantity"]["CodeValue"], i.get("derivationModifier", {}).get("CodeMeaning")): float(i["value"])
+                 for i in group["measurementItems"]}
+        in_json = {(m["name"]["value"], m["derivation"]): m["value"] for m in by_label[label]["measurements"]}
+        assert in_sr == pytest.approx(in_json)
+        ecv_mean[number] = in_json[("ECV", "Mean")]
+    assert max(ecv_mean, key=ecv_mean.get) == 7
+    for remote in (9, 10, 11):
+        assert abs(ecv_mean[remote] - 25.0) < 2.0
+
+    seg_path = _output(out, SEG_SOP_CLASS, "ECV AHA segments (cmr-node)")
+    assert dciodvfy_errors(seg_path) == []
+    seg = hd.seg.segread(seg_path)
+    described = [seg.get_segment_description(n) for n in seg.get_segment_numbers()]
+    assert [d.segmented_property_type.value for d in described] == list(codes.values())
+    masks = np.asarray(seg.get_volume(combine_segments=False).array)[0]
+    for k in (2, 3, 4):                                 # segments 9-11: remote wall (less its border pixels)
+        assert (phantom.labels[masks[..., k] > 0] == Region.REMOTE).mean() > 0.9
+    # segment 7: the phantom's infarct fills its inner 60 %, MVO included
+    assert np.isin(phantom.labels[masks[..., 0] > 0], [Region.INFARCT, Region.MVO]).mean() > 0.5
 
 
 @pytest.mark.integration

@@ -47,11 +47,11 @@ class ModuleOutput:
 
 
 MODULES: dict[str, ModuleSpec] = {spec.name: spec for spec in (
-    ModuleSpec("ecv", "1.0", "study", "node.process.modules.ecv:run", ("t1_map",)),
-    ModuleSpec("ddce", "1.1", "study-so-far", "node.process.modules.ddce:run", ("t1_map", "perfusion")),
-    ModuleSpec("molli", "1.0", "series", "node.process.modules.molli:run", ("t1_raw",)),
-    ModuleSpec("t2map", "1.0", "series", "node.process.modules.t2map:run", ("t2_raw",)),
-    ModuleSpec("lge", "1.0", "study-so-far", "node.process.modules.lge:run", ("t1_map", "segmentation")),
-    ModuleSpec("oximetry", "1.0", "study-so-far", "node.process.modules.oximetry:run",
+    ModuleSpec("ecv", "1.1", "study", "node.process.modules.ecv:run", ("t1_map",)),
+    ModuleSpec("ddce", "1.2", "study-so-far", "node.process.modules.ddce:run", ("t1_map", "perfusion")),
+    ModuleSpec("molli", "1.1", "series", "node.process.modules.molli:run", ("t1_raw",)),
+    ModuleSpec("t2map", "1.1", "series", "node.process.modules.t2map:run", ("t2_raw",)),
+    ModuleSpec("lge", "1.1", "study-so-far", "node.process.modules.lge:run", ("t1_map", "segmentation")),
+    ModuleSpec("oximetry", "1.1", "study-so-far", "node.process.modules.oximetry:run",
                ("t2_raw", "segmentation", "rt_structure_set")),
 )}

@@ -35,12 +35,14 @@ import node
 from analysis.geometry import same_slice
 from analysis.ddce import TISSUE_DENSITY_G_PER_ML, WINDOW_JITTER_MIN, analyse_slice, covered_windows
 from analysis.relaxivity import UnknownAgent, r1_per_mM_s
+from analysis.quality import MISSING, Finding, blood_t1, fit, motion
 from dicom_out import codes
 from dicom_out.parametric_map import build_parametric_map
 from dicom_out.quantities import map_quantity
 from dicom_out.uids import derived_uid
 from dicom_out.report import Measure, RegionGroup, fit_quality, segmentation_method, statistics, volume
 from node.process.modules import MODULES, ModuleInput, ModuleOutput
+from node.process.modules.quality import QualityControl
 from node.process.modules.reporting import (MORE_SEGMENTS_FROM, LvRegions, add_report, lv_regions, lv_segmentation,
                                             voxel_ml)
 from node.inputs.frames import field_strength_t, parse_datetime
@@ -136,6 +138,27 @@ def fit_window(window: float, native: list[T1Slice], timed: list[tuple[float, T1
         })
         used += [s for _, s in here]
     return {name: np.stack(v) for name, v in stacks.items()}, slices, used, results
+
+
+def _check_quality(quality: QualityControl, settings, windows, fitted, native, regions, field) -> None:
+    """Motion between the maps (registered, but a through-plane move stays), the fit in the myocardium of the
+    longest window, native blood T1, and whether the maps reach the first window at all."""
+    if not fitted:
+        quality.add(Finding(MISSING, f"no post-contrast map reaches {settings.ddce_windows_minutes[0]:g} min: "
+                                     "nothing fitted yet"))
+        return
+    maps, _, _, results = fitted[-1]
+    shifts = np.concatenate([np.hypot(*r.shifts_mm.T) for r in results])
+    largest, finding = motion(shifts, settings.qc_motion_limit_mm, f"dDCE maps up to {windows[-1]:g} min")
+    quality.measured(codes.PATIENT_MOTION, largest, codes.UNIT_MM, decimals=1)
+    quality.add(finding)
+    myocardium = regions.masks()[..., 0] & np.stack([r.valid for r in results]) & (maps["failed"] == 0)
+    median, finding = fit(maps["r_squared"][myocardium], settings.qc_min_r_squared, f"{windows[-1]:g}-min window")
+    quality.measured(codes.FIT_R2, median, codes.UNIT_NONE, decimals=3)
+    quality.add(finding)
+    for s, pool in zip(native, regions.blood_pool):
+        if pool.any():
+            quality.add(blood_t1(float(np.median(s.t1_ms[pool])), field, f"native map at {s.position_mm:.1f} mm"))
 
 
 # parameters summarised per region in the report (R^2 only as a median)
@@ -274,7 +297,8 @@ def run(inp: ModuleInput) -> ModuleOutput:
     first = fitted[0][3] if fitted else []
     regions = lv_regions([s.t1_ms for s in native], [r.blood_pool for r in first],
                          [s.pixel_mm for s in native], [s.position_mm for s in native], [r.mean_post_t1_ms for r in first])
-    output.results["quality_flags"] = regions.flags
+    quality = QualityControl()
+    quality.regions(regions.flags)
     from_window = lesion_window(windows, settings)
     lesions = Lesions(reason="no window fitted") if from_window is None else find_lesions(
         fitted[from_window][3], windows[from_window], np.stack([s.t1_ms for s in native]), regions, r1, settings)
@@ -322,7 +346,10 @@ def run(inp: ModuleInput) -> ModuleOutput:
         groups.append(_window_group(window, maps, pms, regions, seg, results, voxel_ml(native[0].frame),
                                     estimates["lv_myocardium"]))
         groups += _lesion_groups(window, lesions, estimates, seg)
+    _check_quality(quality, settings, windows, fitted, native, regions, field)
+    output.results["quality_flags"] = quality.flags()
     if seg is not None:
+        groups.append(quality.group([s.dataset for s in native] + [s.dataset for _, s in timed]))
         output.datasets.append(seg)
         blood = np.stack(regions.blood_pool)
         groups.append(RegionGroup(

@@ -7,11 +7,15 @@ not found, is reported in results.json and left out; the other slices go on.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 import node
 from analysis.geometry import POSITION_TOLERANCE_MM, same_slice
-from analysis.ecv import ecv_map
+from analysis.ecv import ecv_map, relative_r1_change
+from analysis.quality import blood_t1, motion
+from analysis.registration import align
 from dicom_out import codes
 from dicom_out.parametric_map import build_parametric_map
 from dicom_out.quantities import QUANTITIES
@@ -22,9 +26,12 @@ from node.process.modules.reporting import add_report, lv_regions, lv_segmentati
 from node.errors import InputError
 from node.inputs.t1_maps import T1Slice, classify, group_by_series, read_t1_maps
 from node.process.modules.output_series import OUTPUT_SERIES
+from node.process.modules.quality import QualityControl
+from node.process.modules.segments import aha_segments, segment_groups, segments_seg
 
 
 ECV = QUANTITIES["ecv"]
+MIN_SHIFT_PX = 0.5    # registration is good to about this: smaller shifts are not applied (it would only blur)
 
 
 def _partner(target: T1Slice, natives: list[list[T1Slice]]) -> T1Slice:
@@ -44,16 +51,29 @@ def _partner(target: T1Slice, natives: list[list[T1Slice]]) -> T1Slice:
 
 
 def _pairs(post: list[T1Slice], natives: list[list[T1Slice]], hematocrit: float) -> tuple[list, list[dict]]:
-    """(native, post, ECV result) for every slice that can be computed, and the slices that cannot, and why."""
+    """(native, post moved onto it, ECV result, shift in mm) for every slice that can be computed, and the slices
+    that cannot, and why."""
     done, skipped = [], []
     for s in post:
         try:
             partner = _partner(s, natives)
-            done.append((partner, s, ecv_map(partner.t1_ms, s.t1_ms, hematocrit, s.pixel_mm)))
+            moved, shift_mm = _aligned(s, partner)
+            done.append((partner, moved, ecv_map(partner.t1_ms, moved.t1_ms, hematocrit, s.pixel_mm), shift_mm))
         except ValueError as exc:   # InputError, no blood pool, R1 that did not rise
             skipped.append({"position_mm": round(s.position_mm, 2), "series_instance_uid": s.series_uid,
                             "reason": str(exc)})
     return done, skipped
+
+
+def _aligned(post: T1Slice, native: T1Slice) -> tuple[T1Slice, float]:
+    """The post-contrast map moved onto the native one when the breath-holds differ by more than
+    MIN_SHIFT_PX (analysis/registration.py: rigid, in-plane), and the shift found (mm)."""
+    moved, shifts = align(native.t1_ms, post.t1_ms[None].astype(float))
+    shift_px = shifts[0]
+    shift_mm = float(np.hypot(*(shift_px * np.asarray(post.frame.pixel_mm))))
+    if np.hypot(*shift_px) <= MIN_SHIFT_PX:
+        return post, shift_mm
+    return replace(post, t1_ms=moved[0]), shift_mm
 
 
 def _slice_summary(result, native: T1Slice, post: T1Slice) -> dict:
@@ -98,6 +118,27 @@ def _groups(label: str, percent: np.ndarray, natives, post, results, regions, pm
     return ([myo] if myocardium.any() else []) + [pool, pool_post]
 
 
+def _aha(inp, n: int, label: str, partners, post, results, regions, percent, pm, output,
+         quality: QualityControl) -> list[RegionGroup]:
+    """The AHA segments of one post-contrast series: their SEG, and a group per segment with its ECV and
+    native T1 (mean, SD, median) and volume."""
+    bright = [relative_r1_change(native.t1_ms, s.t1_ms) for native, s in zip(partners, post)]
+    aha = aha_segments(regions, bright, [s.frame for s in post], [s.pixel_mm for s in post])
+    quality.regions(aha.flags)
+    output.results["maps"][-1]["aha_segments"] = aha.as_dict()
+    if not aha.present():
+        return []
+    seg = segments_seg(aha, [s.frame for s in post], inp, f"ecv-{n}", OUTPUT_SERIES["ecv.segments"], n)
+    output.datasets.append(seg)
+    valid = np.stack([r.valid for r in results])
+    native = np.stack([s.t1_ms for s in partners])
+    voxel = voxel_ml(post[0].frame)
+    return segment_groups(aha, seg, lambda mask: (
+        statistics(codes.ECV, codes.UNIT_PERCENT, percent[mask & valid], source=pm, decimals=2)
+        + statistics(codes.T1, codes.UNIT_MS, native[mask & valid], decimals=1)
+        + [volume(int((mask & valid).sum()), voxel)]), label)
+
+
 def run(inp: ModuleInput) -> ModuleOutput:
     hematocrit = inp.settings.hematocrit
     natives, posts, how = classify(group_by_series(read_t1_maps(inp.files)))
@@ -105,13 +146,17 @@ def run(inp: ModuleInput) -> ModuleOutput:
         "module": "ecv", "hematocrit": hematocrit, "classified_by": how,
         "native_series_uids": [n[0].series_uid for n in natives], "maps": [], "skipped_slices": [],
         "quality_flags": []})
-    groups, sources = [], []
+    groups, sources, shifts_mm, quality = [], [], [], QualityControl()
     for n, series in enumerate(posts):
         done, skipped = _pairs(series, natives, hematocrit)
         output.results["skipped_slices"] += skipped
         if not done:
             continue
-        partners, post, results = (list(x) for x in zip(*done))
+        partners, post, results, shifts = (list(x) for x in zip(*done))
+        shifts_mm += shifts
+        for native, result in zip(partners, results):
+            quality.add(blood_t1(result.blood_t1_pre_ms, native.frame.field_strength_t,
+                                 f"native map at {native.position_mm:.1f} mm"))
         percent = np.clip(np.stack([r.ecv for r in results]) * ECV.scale, 0.0, 100.0)
         series_uid = derived_uid(inp.job_key, "ecv", post[0].series_uid, "series")
         pm = build_parametric_map(
@@ -124,7 +169,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
                              [s.position_mm for s in post], [s.t1_ms for s in post])
         seg = lv_segmentation(regions, [s.frame for s in post], inp, f"ecv-{n}", OUTPUT_SERIES["ecv.regions"], n)
         output.datasets += [pm, seg]
-        output.results["quality_flags"] += regions.flags
+        quality.regions(regions.flags)
         label = f" ({post[0].series_description})" if len(posts) > 1 else ""
         groups += _groups(label, percent, partners, post, results, regions, pm, seg, hematocrit)
         sources += [s.dataset for s in partners + post]
@@ -132,8 +177,14 @@ def run(inp: ModuleInput) -> ModuleOutput:
             "series_instance_uid": series_uid, "sop_instance_uid": str(pm.SOPInstanceUID),
             "post_contrast_series_uid": post[0].series_uid, "unit": "%",
             "slices": [_slice_summary(r, n, s) for r, n, s in zip(results, partners, post)]})
+        groups += _aha(inp, n, label, partners, post, results, regions, percent, pm, output, quality)
     if not output.results["maps"]:
         raise InputError("no slice could be paired: " + "; ".join(
             f"{s['position_mm']} mm: {s['reason']}" for s in output.results["skipped_slices"]))
-    add_report(output, inp, "ecv", groups, sources, "ECV")
+    largest, finding = motion(shifts_mm, inp.settings.qc_motion_limit_mm, "post-contrast against native maps")
+    quality.measured(codes.PATIENT_MOTION, largest, codes.UNIT_MM, decimals=1)
+    quality.add(finding)
+    output.results["largest_shift_mm"] = round(largest, 2)
+    output.results["quality_flags"] = quality.flags()
+    add_report(output, inp, "ecv", groups + [quality.group(sources)], sources, "ECV")
     return output

@@ -29,12 +29,14 @@ import node
 from analysis.geometry import same_slice
 from analysis.ddce import covered_windows
 from analysis.lge import lge_metrics, lge_slices, synthetic_t1, t1_from_concentration
+from analysis.quality import MISSING, Finding
 from analysis.registration import align
 from dicom_out import codes
 from dicom_out.derived_mr import derived_map_images
 from dicom_out.report import Measure, RegionGroup, segmentation_method, volume
 from dicom_out.segmentation import Segment, build_segmentation
 from dicom_out.uids import derived_uid
+from node.process.modules.quality import QualityControl
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.ddce import fit_window, injection_time, relaxivity, window_key
 from node.process.modules.ddce_lesions import blood_pool_in_cavity
@@ -112,7 +114,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
     output = ModuleOutput(results={"module": "lge", "target_min": target, "fit_window_min": window,
                                    "infarct_method": method, "n_sd": n_sd, "classified_by": how, "quality_flags": []})
     if not covered_windows(np.array([t for t, _ in timed]), [window]):
-        output.results["quality_flags"].append(f"waiting for post-contrast maps up to {window:g} min")
+        output.results["quality_flags"].append(f"waiting for post-contrast maps up to {window:g} min")   # no report yet
         return output
     _, _, used, fits = fit_window(window, native, timed, settings, r1)
     native_t1 = np.stack([s.t1_ms for s in native])
@@ -176,10 +178,11 @@ def run(inp: ModuleInput) -> ModuleOutput:
                     segment=(seg, 3), measures=[volume(int(mvo.sum()), voxel)], evaluations=[segmentation_method(False)])]
     evidence = [s.dataset for s in native] + [s.dataset for s in used]
 
+    quality = QualityControl()
     standard = _standard_t1(timed, native, target)
     if standard is None:
-        output.results["quality_flags"].append(f"no measured T1 map within {STANDARD_TOLERANCE_MIN} min of "
-                                               f"{target:g} min: no LGE_standard")
+        quality.add(Finding(MISSING, f"no measured T1 map within {STANDARD_TOLERANCE_MIN} min of {target:g} min: "
+                                     "no LGE_standard"))
     else:
         t1_standard, standard_used = standard
         measured, ti_standard = lge_slices(t1_standard, myocardium, cavity, method, n_sd)
@@ -200,6 +203,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
         if primary["cnr_infarct_blood"] and standard_metrics["cnr_infarct_blood"]:
             output.results["cnr_infarct_blood_ratio"] = round(
                 primary["cnr_infarct_blood"] / standard_metrics["cnr_infarct_blood"], 2)
-    add_report(output, inp, "lge", groups, evidence, "LGE",
+    output.results["quality_flags"] += quality.flags()
+    add_report(output, inp, "lge", groups + [quality.group(evidence)], evidence, "LGE",
                evidence=[received[1].dataset] if received is not None else [])
     return output

@@ -24,6 +24,7 @@ from dicom_out.quantities import map_quantity
 from dicom_out.uids import derived_uid
 from node.inputs.prepared_images import PreparedSlice, read_prepared_series
 from node.process.modules import ModuleInput, ModuleOutput
+from node.process.modules.quality import raw_images_snr
 from node.process.modules.reporting import add_report, fitted_voxels_group
 from node.process.modules.output_series import OUTPUT_SERIES
 
@@ -99,5 +100,8 @@ def run(inp: ModuleInput) -> ModuleOutput:
                                    "derived_series_description": str(derived[0].SeriesDescription)})
     group = fitted_voxels_group(t1, np.stack(residuals), np.stack(failures), pm, residual_pm, T1_QUANTITY,
                                 RESIDUAL_QUANTITY)
-    add_report(output, inp, "molli", [group], [d for s in slices for d in s.datasets], description)
+    sources = [d for s in slices for d in s.datasets]
+    quality = raw_images_snr(slices, inp.settings.qc_min_snr, "raw inversion-recovery images")
+    output.results["quality_flags"] = quality.flags()
+    add_report(output, inp, "molli", [group, quality.group(sources)], sources, description)
     return output

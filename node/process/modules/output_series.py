@@ -31,6 +31,7 @@ class OutputSeries:
 OUTPUT_SERIES: dict[str, OutputSeries] = {
     "ecv.map": OutputSeries(9000, 50, "ECV map (cmr-node)", parametric_map=True),
     "ecv.regions": OutputSeries(9050, 50, "ECV regions (cmr-node)"),
+    "ecv.segments": OutputSeries(9750, 50, "ECV AHA segments (cmr-node)"),
     "ddce.maps": OutputSeries(9100, 90, "dDCE {window:g}min {label}", parametric_map=True),  # 10 × window + map
     "ddce.regions": OutputSeries(9190, 1, "dDCE regions (cmr-node)"),
     "ddce.identified": OutputSeries(9191, 9, "dDCE {window:g}min identified (cmr-node)"),   # by window

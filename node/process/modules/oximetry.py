@@ -19,12 +19,14 @@ import pydicom
 import node
 from analysis.blood_pool import otsu_threshold
 from analysis.oximetry import CALIBRATIONS, oxygen_consumption, saturation_from_t2
+from analysis.quality import MISSING, Finding
 from analysis.relaxometry import fit_t2
 from dicom_out import codes
 from dicom_out.parametric_map import build_parametric_map
 from dicom_out.quantities import QUANTITIES
 from dicom_out.uids import derived_uid
 from node.settings import CLINICAL_INPUTS
+from node.process.modules.quality import raw_images_snr
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.t2map import fit_prepared_slices
 from dicom_out.report import Evaluation, Measure, RegionGroup, segmentation_method
@@ -119,8 +121,10 @@ def run(inp: ModuleInput) -> ModuleOutput:
             if ok[0] and sbo2 is None:
                 sbo2, sbo2_entry = float(y[0]), entry
         slice_results.append(entry)
+    quality = raw_images_snr(slices, settings.qc_min_snr, "raw T2-prepared images")
     if not masks:
-        flags.append("coronary sinus ROI missing")
+        quality.add(Finding(MISSING, "coronary sinus ROI missing: no SbO2, MVO2 or MEE"))
+    flags += quality.flags()
     clinical = {k: getattr(settings, k) for k in CLINICAL_INPUTS if getattr(settings, k) is not None}
     oxygen = oxygen_consumption(sbo2=sbo2, **clinical)
     first = [s.frames[0] for s in slices]
@@ -137,6 +141,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
         "mee_percent": oxygen.mee_percent, "missing_inputs": oxygen.missing, "quality_flags": flags,
         "inputs_used": clinical})
     groups = _groups(sbo2_entry, roi_sources[0] if roi_sources else None, oxygen, hematocrit, slices, pm)
-    add_report(output, inp, "oximetry", groups, [d for s in slices for d in s.datasets], "Oximetry",
+    sources = [d for s in slices for d in s.datasets]
+    add_report(output, inp, "oximetry", groups + [quality.group(sources)], sources, "Oximetry",
                evidence=[r.dataset for r in roi_sources])
     return output

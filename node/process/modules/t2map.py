@@ -14,6 +14,7 @@ from dicom_out.parametric_map import build_parametric_map
 from dicom_out.quantities import map_quantity
 from dicom_out.uids import derived_uid
 from node.process.modules import ModuleInput, ModuleOutput
+from node.process.modules.quality import raw_images_snr
 from node.process.modules.reporting import add_report, fitted_voxels_group
 from node.inputs.prepared_images import read_t2_prepared_series
 from node.process.modules.output_series import OUTPUT_SERIES
@@ -53,5 +54,8 @@ def run(inp: ModuleInput) -> ModuleOutput:
             software_version=node.__version__, further_source_images=further))
     group = fitted_voxels_group(stacks["t2_ms"], stacks["residual"], np.stack([f["failed"] for f in fits]),
                                 *output.datasets[:2], T2_QUANTITY, RESIDUAL_QUANTITY)
-    add_report(output, inp, "t2map", [group], [d for s in slices for d in s.datasets], description)
+    sources = [d for s in slices for d in s.datasets]
+    quality = raw_images_snr(slices, inp.settings.qc_min_snr, "raw T2-prepared images")
+    output.results["quality_flags"] = quality.flags()
+    add_report(output, inp, "t2map", [group, quality.group(sources)], sources, description)
     return output
