@@ -1,4 +1,6 @@
 """Automatic LV myocardium from a native T1 map and the blood pool."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -79,7 +81,7 @@ def test_a_blurred_thin_wall_is_still_found(case):
 
 
 def test_without_the_post_contrast_map_a_similar_t1_neighbour_is_held_by_the_wall_thickness():
-    p = ecv_phantom(SliceGeometry(neighbour_width_deg=90.0, **NO_INFARCT), seed=12, supersample=4)
+    p = ecv_phantom(replace(NO_INFARCT, neighbour_width_deg=90.0), seed=12, supersample=4)
     pool = find_blood_pool(relative_r1_change(p.t1_pre_ms, p.t1_post_ms), p.pixel_mm)
     found = find_lv_myocardium(p.t1_pre_ms, pool, p.pixel_mm)
     truth = np.isin(p.labels, MYOCARDIUM)
