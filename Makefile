@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := dcmtk orthanc dicom3tools dcm2niix strace openssl systemd
-SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy dcm2niix strace openssl systemd-analyze
+SYSTEM_PACKAGES := dcmtk orthanc orthanc-webviewer dicom3tools dcm2niix strace openssl systemd chromium chromium-driver
+SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy dcm2niix strace openssl systemd-analyze chromium chromedriver
+SYSTEM_FILES := /usr/share/orthanc/plugins/libOrthancWebViewer.so
 
 .PHONY: demo test check venv system-tools benchmark clean
 
@@ -15,11 +16,13 @@ $(BIN)/cmr-node: pyproject.toml
 
 venv: $(BIN)/cmr-node
 
-# DCMTK (the scanner in tests), Orthanc (the PACS), dicom3tools (dciodvfy) and dcm2niix (an independent reader
-# of our derived images) and strace (to watch the node flush what it acknowledges) from Debian.
+# DCMTK (the scanner in tests), Orthanc (the PACS) with its Web Viewer plugin, dicom3tools (dciodvfy) and
+# dcm2niix (an independent reader of our derived images), strace (to watch the node flush what it acknowledges)
+# and Chromium with its driver (the browser the viewer test opens the results in) from Debian.
 system-tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do \
 	  PATH="$$PATH:/usr/sbin" command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	for file in $(SYSTEM_FILES); do [ -e $$file ] || missing="$$missing $$file"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing$$missing from Debian packages: $(SYSTEM_PACKAGES)"; \

@@ -88,7 +88,8 @@ def grayscale_images(pm: Dataset, series_offset: int) -> list[Dataset]:
     return images
 
 
-def _colour(values: np.ndarray, low: float, high: float) -> np.ndarray:
+def viridis(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """RGB (uint8) of values on the viridis scale from low to high."""
     t = np.clip((values - low) / max(high - low, 1e-12), 0.0, 1.0) * (len(VIRIDIS) - 1)
     i = np.minimum(np.floor(t).astype(int), len(VIRIDIS) - 2)
     f = (t - i)[..., None]
@@ -103,13 +104,13 @@ def render(planes: np.ndarray, d: dict) -> np.ndarray:
     """(H, W, 3) uint8: the slices side by side in colour, with a labelled colour bar and the warning."""
     low, high = d["center"] - d["width"] / 2, d["center"] + d["width"] / 2
     # 0 marks background and failed fits in cmr-node maps: black, not the bottom of the scale
-    tiles = [np.kron(np.where((p == 0)[..., None], 0, _colour(p, low, high)).astype(np.uint8),
+    tiles = [np.kron(np.where((p == 0)[..., None], 0, viridis(p, low, high)).astype(np.uint8),
                      np.ones((SCALE, SCALE, 1), dtype=np.uint8)) for p in planes]
     maps = np.concatenate(tiles, axis=1)
     h, w = maps.shape[:2]
     canvas = Image.new("RGB", (w + BAR_WIDTH, h + 24), (0, 0, 0))
     canvas.paste(Image.fromarray(maps), (0, 0))
-    bar = _colour(np.linspace(high, low, h - 40)[:, None].repeat(24, axis=1), low, high)
+    bar = viridis(np.linspace(high, low, h - 40)[:, None].repeat(24, axis=1), low, high)
     canvas.paste(Image.fromarray(bar), (w + 12, 20))
     draw = ImageDraw.Draw(canvas)
     draw.text((w + 12, 2), f"{d['label']} [{d['unit']}]", fill=(255, 255, 255), font=_font(13))

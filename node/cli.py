@@ -23,7 +23,9 @@ def _process(args) -> int:
     failed = [j for j in report["jobs"] if j["state"] != "done"]
     for series in report["series"]:
         kinds = ", ".join(series.get("kinds", {})) or "unclassified"
-        routes = ", ".join(series["routes"]) or "not routed: " + "; ".join(series["not_routed_because"])
+        why = ["not routed to a module: " + "; ".join(series["not_routed_because"])] \
+            if series.get("not_routed_because") else []
+        routes = ", ".join(series["routes"] + why)
         print(f"series {series.get('series_number')} {series.get('series_description', '')!r}: {kinds} -> {routes}")
     for job in failed:
         failure = job["failure"]

@@ -77,8 +77,8 @@ def _convert(cls, key: str, value, base_dir: Path):
         return re.compile(value)
     if kind is tuple:
         return tuple(value)
-    if kind is dict:
-        return {str(k): float(v) for k, v in value.items()}
+    if kind is dict:   # of numbers (relaxivity) or of [low, high] pairs (reference ranges)
+        return {str(k): tuple(map(float, v)) if isinstance(v, (list, tuple)) else float(v) for k, v in value.items()}
     return float(value) if kind is float else value
 
 
@@ -211,6 +211,13 @@ name = "lge"
 module = "lge"
 kinds = ["t1_map", "segmentation"]
 t1_timeline = ["dynamic"]
+
+[[routes]]
+name = "summary"
+module = "summary"
+kinds = ["report", "t1_map"]
+requires = ["report"]
+last = true
 """
 
 

@@ -104,6 +104,23 @@ def check_dicom_time(value: str) -> str | None:
     return None if parse_datetime(value, "20000101") else "must be YYYYMMDDHHMMSS or HHMMSS"
 
 
+def check_reference_ranges(value: dict) -> str | None:
+    for key, pair in value.items():
+        if not re.fullmatch(r"[a-z0-9_]+_\d+(\.\d+)?T", key):
+            return f".{key}: keys are a quantity and a field strength, e.g. native_t1_ms_1.5T"
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair) and pair[0] < pair[1]):
+            return f".{key}: must be [low, high]"
+    return None
+
+
+# MOLLI, healthy volunteers, mean +- 2 SD (Dabir et al., JCMR 2014;16:69: native T1 950 +- 21 ms at 1.5 T,
+# 1052 +- 23 ms at 3 T; ECV 25 +- 4 % and 26 +- 4 %). SCMR asks for local ranges (Messroghli et al., JCMR
+# 2017;19:75): a site sets its own with `reference_ranges`.
+DEFAULT_REFERENCE_RANGES = {"native_t1_ms_1.5T": (908.0, 992.0), "native_t1_ms_3T": (1006.0, 1098.0),
+                            "ecv_percent_1.5T": (17.0, 33.0), "ecv_percent_3T": (18.0, 34.0)}
+
+
 def check_calibration(value: str) -> str | None:
     from analysis.oximetry import CALIBRATIONS   # here: the receive path never loads analysis code
     return None if value in CALIBRATIONS else f"unknown calibration (known: {', '.join(CALIBRATIONS)})"
@@ -244,6 +261,13 @@ class ModuleSettings:
     lge_infarct_method: str = setting("nsd", check=one_of("nsd", "fwhm"),
                                       doc="synthetic LGE: `nsd` (mean + n SD of remote) or `fwhm`")
     lge_n_sd: float = setting(5.0, check=positive, doc="synthetic LGE: n of the `nsd` threshold")
+    reference_ranges: dict[str, tuple[float, float]] = setting(
+        None, check=check_reference_ranges, shown_default="table",  # type: ignore[arg-type]
+        doc="study summary: `{ quantity_fieldT = [low, high] }` (keys `native_t1_ms_1.5T`, `ecv_percent_3T`, ...) "
+            "shown beside each number; the built-in table is from the literature (README), set your own")
+    summary_disclaimer: str = setting("Not for diagnostic use unless validated locally",
+                                      doc="study summary: the line every summary page ends with")
+    summary_pdf: bool = setting(False, doc="study summary: also send the page as an Encapsulated PDF")
     qc_motion_limit_mm: float = setting(2.0, unit="mm", check=positive,
                                         doc="quality control: largest in-plane shift between maps of a slice "
                                             "(native and post-contrast, dDCE series) before a motion finding")
@@ -257,6 +281,10 @@ class ModuleSettings:
     def __post_init__(self):
         if self.relaxivity is None:   # a dict default cannot be a dataclass default; frozen: set it once here
             object.__setattr__(self, "relaxivity", {})
+        if self.reference_ranges is None:
+            object.__setattr__(self, "reference_ranges", dict(DEFAULT_REFERENCE_RANGES))
+        object.__setattr__(self, "reference_ranges", {k: (float(v[0]), float(v[1]))
+                                                      for k, v in self.reference_ranges.items()})
         object.__setattr__(self, "ddce_windows_minutes", tuple(sorted(map(float, self.ddce_windows_minutes))))
 
 
@@ -297,6 +325,11 @@ class Route:
                                                "post-contrast, ECV), `dynamic` (a slice acquired 3 or more times "
                                                "within 10 minutes: dDCE). Maps of one slice less than 30 s apart "
                                                "are one acquisition")
+    last: bool = setting(False, doc="study scope: queued only when the study's other routes queue nothing in the "
+                                    "same pass, so it sees their reports (the study summary)")
+    requires: tuple[str, ...] = setting((), shown_default="nothing",
+                                        doc="kinds of which the matched series must hold at least one before the "
+                                            "route queues a job (the study summary waits for a report)")
     viewer_images: tuple[str, ...] = setting(("grayscale",), check=each(one_of(*VIEWER_KINDS)),
                                              doc="companions sent with each Parametric Map for viewers that do not "
                                                  "show them: `grayscale`, `colour`; `[]` for none")

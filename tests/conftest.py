@@ -37,9 +37,10 @@ def require_tool(name: str) -> str:
     return path
 
 
-# what the ECV route sends for one study: its map, the regions SEG, the AHA segments SEG, the report and the
-# map's grayscale view
-ECV_OUTPUTS = 5
+# what the node sends for one ECV study: the ECV route's map, regions SEG, AHA segments SEG, report and the
+# map's grayscale view, then the summary route's page
+ECV_OUTPUTS = 6
+ECV_STUDY_JOBS = 2      # ecv, then summary
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
@@ -122,7 +123,9 @@ def node_config_dict(data_dir: Path, destinations: list[dict] | None = None, **s
                      "max_attempts": 50},
         "destinations": destinations or [],
         "routes": [{"name": "ecv", "series_description": "(?i)moco_t1", "module": "ecv",
-                    "destinations": [d["name"] for d in destinations or []]}],
+                    "destinations": [d["name"] for d in destinations or []]},
+                   {"name": "summary", "module": "summary", "kinds": ["report", "t1_map"], "requires": ["report"],
+                    "last": True, "destinations": [d["name"] for d in destinations or []]}],
     }
     config.update(sections)
     return config

@@ -84,7 +84,7 @@ def test_report_has_the_wall_per_window_and_every_number(processed, ddce_study):
 def test_outputs_identified_parameters_and_withholds_the_rest(processed):
     report, out = processed
     job = ddce_job(report)
-    assert job["state"] == "done" and sorted(j["module"] for j in report["jobs"]) == ["ddce", "lge"]  # no ECV
+    assert job["state"] == "done" and sorted(j["module"] for j in report["jobs"]) == ["ddce", "lge", "summary"]  # no ECV
     names = set(maps_by_description(out))
     for window in ("5min", "30min"):
         assert {f"dDCE {window} {p}" for p in ("ve", "ve+vp", "R2")} <= names

@@ -21,7 +21,7 @@ from dicom_out.synthetic_mr import SyntheticStudy
 from node.network import status
 from node.demo.local_pacs import Orthanc, free_port
 from node.network.sop_classes import STORAGE_SOP_CLASSES
-from tests.conftest import (ECV_OUTPUTS, PM_SOP_CLASS, SEG_SOP_CLASS, dciodvfy_errors, node_config_dict, node_log,
+from tests.conftest import (ECV_OUTPUTS, ECV_STUDY_JOBS, PM_SOP_CLASS, SEG_SOP_CLASS, dciodvfy_errors, node_config_dict, node_log,
                             orthanc_destination, require_tool, serve_process, storescu, wait_until, write_toml)
 
 pytestmark = pytest.mark.integration     # DCMTK, Orthanc, dciodvfy and nodes on ports, some served as processes
@@ -61,7 +61,8 @@ def test_scanner_to_pacs(tmp_path, orthanc, make_node, caplog):
     wait_until(lambda: json.loads(cli("status", "--config", str(toml)).stdout)["outbox"]["orthanc"] == {"sent": ECV_OUTPUTS},
                what="outbox marked sent (map, regions, segments, report, view)")
     status = json.loads(cli("status", "--config", str(toml)).stdout)
-    assert status["instances"] == len(files) and status["jobs"] == {"done": 1}
+    # the scanner's files and the ECV report, taken back in for the study summary
+    assert status["instances"] == len(files) + 1 and status["jobs"] == {"done": ECV_STUDY_JOBS}
     # the phantom's numbers are in the registry, under a pseudonym
     rows = json.loads(cli("registry", "export", "--format", "json", "--config", str(toml)).stdout)
     ecv = {(r["region"], r["derivation"]): r["value"] for r in rows if r["concept_code"] == "ECV"}
@@ -229,11 +230,11 @@ def test_sop_classes_a_pacs_does_not_take_become_dead_letters_and_free_the_rest(
     node = make_node(config)
     try:
         assert storescu(node.port, files).returncode == 0
-        wait_until(lambda: sorted(r["state"] for r in node.index.outbox_rows()) == ["dead"] * (ECV_OUTPUTS - 1) + ["sent"],
-                   timeout=90, what="map, SEGs and SR dead, the viewer image delivered")
+        wait_until(lambda: sorted(r["state"] for r in node.index.outbox_rows()) == ["dead"] * (ECV_OUTPUTS - 2) + ["sent"] * 2,
+                   timeout=90, what="map, SEGs and SR dead, the viewer image and the summary page delivered")
         dead = [r for r in node.index.outbox_rows() if r["state"] == "dead"]
         assert all("does not accept SOP class" in r["last_error"] for r in dead)
-        assert len(pacs.stored) == 1
+        assert len(pacs.stored) == 2                                 # the view and the summary page
     finally:
         pacs.server.shutdown()
 

@@ -20,7 +20,7 @@ def processed(tmp_path_factory):
 def test_raw_molli_chains_into_ecv(processed):
     phantom, report, out = processed
     assert [(j["module"], j["state"]) for j in report["jobs"]] == [("molli", "done"), ("molli", "done"),
-                                                                   ("ecv", "done")]
+                                                                   ("ecv", "done"), ("summary", "done")]
     molli = report["jobs"][0]["results"]["slices"][0]
     assert molli["inversion_time_source"] == "Inversion Time (0018,0082)"
     ecv_job = report["jobs"][2]
@@ -128,7 +128,7 @@ def test_unusable_molli_series_is_not_fitted_and_the_reason_is_given(tmp_path, d
         for f in pre[4:]:
             f.unlink()
     report = process_folder(tmp_path / "raw", tmp_path / "out", offline_config())
-    assert [(j["module"], j["state"]) for j in report["jobs"]] == [("molli", "done")]
+    assert [(j["module"], j["state"]) for j in report["jobs"]] == [("molli", "done"), ("summary", "done")]
     series = {s["series_description"]: s for s in report["series"]}
     assert series["MOLLI_pre"]["kinds"]["other"]["why"] == \
         "inversion recovery with fewer than 5 distinct inversion times per slice"

@@ -31,7 +31,7 @@ def processed(tmp_path_factory, ecv_study):
 def test_process_writes_map_and_results(processed):
     study, phantom, out = processed
     report = json.loads((out / "results.json").read_text())
-    assert [j["state"] for j in report["jobs"]] == ["done"]
+    assert [(j["module"], j["state"]) for j in report["jobs"]] == [("ecv", "done"), ("summary", "done")]
     job = report["jobs"][0]
     assert job["module"] == "ecv" and job["study_instance_uid"] == study.study_uid
     results = job["results"]
@@ -244,3 +244,33 @@ def test_multi_slice_maps_are_paired_by_position_whatever_the_file_order(tmp_pat
     for k, phantom in enumerate(phantoms):
         ecv = np.asarray(volume.array)[planes[k]]
         assert abs(np.median(ecv[phantom.labels == Region.REMOTE]) - 25.0) < 2.0, k
+
+
+def _segment_masks(out, results) -> dict[int, np.ndarray]:
+    """AHA segment number -> its mask (rows, cols) from the AHA SEG."""
+    seg = hd.seg.segread(_output(out, SEG_SOP_CLASS, "ECV AHA segments (cmr-node)"))
+    masks = np.asarray(seg.get_volume(combine_segments=False).array)[0]
+    numbers = results["maps"][0]["aha_segments"]["segments"]
+    return {n: masks[..., k] > 0 for k, n in enumerate(numbers)}
+
+
+def test_aha_segments_of_a_mirrored_image_are_the_same_segments_of_the_heart(tmp_path, ecv_study):
+    """The same study stored with its columns reversed (row direction towards the patient's right, the first
+    pixel moved to the other side): the same voxels of the heart carry the same segment numbers."""
+    _, _, files = ecv_study
+    for f in files:
+        ds = pydicom.dcmread(f)
+        columns, spacing = int(ds.Columns), float(ds.PixelSpacing[1])
+        position = [float(v) for v in ds.ImagePositionPatient]
+        ds.ImagePositionPatient = [position[0] + (columns - 1) * spacing, position[1], position[2]]
+        ds.ImageOrientationPatient = [-1, 0, 0, 0, 1, 0]
+        ds.PixelData = np.ascontiguousarray(ds.pixel_array[:, ::-1]).tobytes()
+        (tmp_path / "mirrored").mkdir(exist_ok=True)
+        ds.save_as(tmp_path / "mirrored" / f.name)
+    straight = process_folder(files[0].parent.parent, tmp_path / "a", offline_config())["jobs"][0]
+    mirrored = process_folder(tmp_path / "mirrored", tmp_path / "b", offline_config())["jobs"][0]
+    a = _segment_masks(tmp_path / "a", straight["results"])
+    b = {n: m[:, ::-1] for n, m in _segment_masks(tmp_path / "b", mirrored["results"]).items()}
+    assert sorted(a) == sorted(b) == list(range(7, 13))
+    for n in a:
+        assert 2 * (a[n] & b[n]).sum() / (a[n].sum() + b[n].sum()) > 0.9, n

@@ -16,7 +16,8 @@ from node.process.offline import process_folder
 
 def _process(tmp_path, phantom=None, **kwargs):
     write_ecv_study(tmp_path / "in", phantom=phantom, **kwargs)
-    [job] = process_folder(tmp_path / "in", tmp_path / "out", offline_config())["jobs"]
+    [job] = [j for j in process_folder(tmp_path / "in", tmp_path / "out", offline_config())["jobs"]
+             if j["module"] == "ecv"]
     assert job["state"] == "done", job.get("error")
     return job["results"], tmp_path / "out"
 

@@ -101,8 +101,8 @@ def test_native_and_post_contrast_reports_of_one_producer_are_both_current(regis
     assert len({r["report_sop_instance_uid"] for r in current}) == 2
     assert len({r["source_series"] for r in current}) == 2 and all(r["source_series"] for r in current)
     region = {r["region"] for r in current}
-    assert region == {"Whole field of view, every fitted voxel (not a tissue region)"}
-    assert {r["finding"] for r in current} == {"Image Region"}
+    assert region == {"Whole field of view, every fitted voxel (not a tissue region)", "Quality control"}
+    assert {r["finding"] for r in current} == {"Image Region", "Quality Assessment"}
     later, later_uid = revised(paths[0], tmp_path, "235959", "later.dcm")
     assert ingest_file(registry, later) == "replaced"
     assert len({r["report_sop_instance_uid"] for r in registry.rows()}) == 2
@@ -217,8 +217,11 @@ def test_cli_ingest_export_and_summary(tmp_path, ecv_report, ecv_study):
     assert json.loads(_cli("export", "--format", "json", "--since", "2999-01-01", "--config", str(toml)).stdout) == []
     assert len(json.loads(_cli("export", "--format", "json", "--since", date, "--config", str(toml)).stdout)) == len(rows)
     summary = json.loads(_cli("summary", "--config", str(toml)).stdout)
-    ecv = next(m for m in summary["measures"] if m["code"] == "ECV^99CMRN" and m["derivation"] == "Median")
-    assert ecv["n"] == 1 and ecv["region"] == "LV myocardium" and ecv["unit"] == "%"
+    ecv = next(m for m in summary["measures"]
+               if m["code"] == "ECV^99CMRN" and m["derivation"] == "Median" and m["region"] == "LV myocardium")
+    assert ecv["n"] == 1 and ecv["unit"] == "%"
+    segments = [m for m in summary["measures"] if m["code"] == "ECV^99CMRN" and m["region"].startswith("AHA ")]
+    assert {m["region"].split()[1] for m in segments} == {"7", "8", "9", "10", "11", "12"}
     bad = _cli("export", "--since", "yesterday", "--config", str(toml))
     assert bad.returncode == 2 and "--since" in bad.stderr
     # a revision: the export holds the current report, --history both, and --out writes the file

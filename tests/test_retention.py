@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tests.conftest import ECV_OUTPUTS, node_config_dict, orthanc_destination, storescu, wait_until
+from tests.conftest import ECV_OUTPUTS, ECV_STUDY_JOBS, node_config_dict, orthanc_destination, storescu, wait_until
 
 pytestmark = pytest.mark.integration     # nodes on ports, DCMTK storescu and Orthanc
 
@@ -20,7 +20,7 @@ def test_delivered_study_is_purged_and_history_kept(tmp_path, make_node, orthanc
     assert not list((tmp_path / "data" / "incoming").rglob("*.dcm"))
     assert not [p for p in (tmp_path / "data" / "results").iterdir()]
     status = node.index.status()
-    assert status["instances"] == 0 and status["jobs"] == {"done": 1} and status["outbox"]["orthanc"] == {"sent": ECV_OUTPUTS}
+    assert status["instances"] == 0 and status["jobs"] == {"done": ECV_STUDY_JOBS} and status["outbox"]["orthanc"] == {"sent": ECV_OUTPUTS}
     assert node.registry.rows()                                    # the numbers stay
     events = [json.loads(line)["event"] for line in (tmp_path / "data" / "audit.log").read_text().splitlines()]
     assert "purged" in events
@@ -36,6 +36,7 @@ def test_nothing_goes_while_a_destination_is_owed(tmp_path, make_node, ecv_study
     wait_until(lambda: node.index.status()["outbox"].get("offline", {}).get("dead") == ECV_OUTPUTS, timeout=120,
                what="dead letters")
     assert node.purger.sweep(now=time.time() + 10 * 86400) == 0   # results still owed: kept
-    assert len(list((tmp_path / "data" / "incoming").rglob("*.dcm"))) == len(files)
+    # the scanner's files and the ECV report, taken back in for the study summary
+    assert len(list((tmp_path / "data" / "incoming").rglob("*.dcm"))) == len(files) + 1
     node.index.retry_dead()
     assert node.purger.sweep(now=time.time() + 10 * 86400) == 0

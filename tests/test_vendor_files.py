@@ -104,7 +104,7 @@ def _tube_medians(t1: np.ndarray) -> list[float]:
 def test_siemens_shmolli_matches_the_scanners_map_in_every_tube(siemens):
     report, result, out = siemens
     assert result.returncode == 0, result.stdout
-    [molli] = report["jobs"]
+    [molli] = [j for j in report["jobs"] if j["module"] == "molli"]
     slice_ = molli["results"]["slices"][0]
     assert slice_["images_per_inversion"] == "5-1-1" and slice_["fit"].startswith("ShMOLLI conditional")
     scanner = _tube_medians(pydicom.dcmread(REFERENCE / SCANNER_MAP).pixel_array.astype(float))
@@ -119,9 +119,9 @@ def test_siemens_series_kinds_phase_is_not_fitted_and_no_ecv_from_one_acquisitio
     report, result, _ = siemens
     kinds = {(s["series_number"], tuple(sorted(s["kinds"]))): s for s in report["series"]}
     assert set(kinds) == {(12, ("t1_raw",)), (13, ("phase",)), (14, ("other", "t1_map")), (15, ("other",)),
-                          (9412, ("t1_map",))}
+                          (9412, ("t1_map",)), (9903, ("report",))}   # the node's map and report, taken back in
     assert kinds[(13, ("phase",))]["routes"] == []
-    assert [j["module"] for j in report["jobs"]] == ["molli"]
+    assert [j["module"] for j in report["jobs"]] == ["molli", "summary"]
     why = "route ecv needs paired T1 maps; the study's are single"
     assert why in kinds[(14, ("other", "t1_map"))]["not_routed_because"] and why in result.stdout
 
@@ -150,7 +150,7 @@ def test_anonymized_export_runs_and_keeps_type2_empty(tmp_path):
         ds.remove_private_tags()
         ds.save_as(tmp_path / "in" / path.name)
     report, result = process(tmp_path / "in", tmp_path / "out")
-    assert result.returncode == 0 and [j["state"] for j in report["jobs"]] == ["done"], result.stdout
+    assert result.returncode == 0 and [j["state"] for j in report["jobs"]] == ["done", "done"], result.stdout
     for ds in outputs(tmp_path / "out").values():
         for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"):
             assert ds[keyword].value in ("", None), (ds.SeriesDescription, keyword)
@@ -194,11 +194,11 @@ def test_philips_study_runs_with_the_built_in_routes(philips):
     kinds = {name: sorted(s["kinds"]) for name, s in series(report).items()}
     for name in ("T1_native", "T1_enhanced", "LL-NATIVO", "LL-POST"):
         assert kinds[name] == ["t1_map", "t1_raw"], name
-        assert sorted(series(report)[name]["routes"]) == ["ecv", "molli"]
+        assert sorted(series(report)[name]["routes"]) == ["ecv", "molli", "summary"]
     assert kinds["IR_TFE_BH"] == ["lge", "real"]
     raw = series(report)["T1_native"]["kinds"]["t1_raw"]
     assert raw["frames"] == 11 and "Philips magnitude image" in raw["why"]
-    assert sorted(j["module"] for j in report["jobs"]) == ["ecv"] + ["molli"] * 4
+    assert sorted(j["module"] for j in report["jobs"]) == ["ecv"] + ["molli"] * 4 + ["summary"]
 
 
 def test_philips_molli_from_raw_images_matches_the_inline_map(philips):
@@ -258,7 +258,7 @@ def test_ge_gauss_phase_and_inline_maps(tmp_path):
     assert list(by_number[6]["kinds"]) == ["phase"] and "(0043,102F)" in by_number[6]["kinds"]["phase"]["why"]
     assert list(by_number[5]["kinds"]) == ["t1_raw"]
     assert list(by_number[105]["kinds"]) == ["t1_map"] and "MOLLI_" in by_number[105]["kinds"]["t1_map"]["why"]
-    assert sorted(j["module"] for j in report["jobs"]) == ["ecv", "molli", "molli"]
+    assert sorted(j["module"] for j in report["jobs"]) == ["ecv", "molli", "molli", "summary"]
     maps = outputs(tmp_path / "out")
     assert float(maps["SAX_MOLLI_PRE_BH_T1MAP_cmrnode"].MagneticFieldStrength) == 1.5   # tesla, not 15000
     ecv = next(j for j in report["jobs"] if j["module"] == "ecv")["results"]
@@ -304,7 +304,7 @@ def test_long_non_ascii_series_description_is_cut_by_bytes_keeping_the_suffix(tm
     assert all(len(d.encode("utf-8")) <= 64 for d in descriptions)
     derived = [d for d in descriptions if d.endswith("_T1MAP_cmrnode")]
     assert len(derived) == 2 and all(d.startswith("MOLLI_p") for d in derived)
-    assert [j["module"] for j in report["jobs"]] == ["molli", "molli", "ecv"]   # "pre"/"post" survive the cut
+    assert [j["module"] for j in report["jobs"]] == ["molli", "molli", "ecv", "summary"]   # "pre"/"post" survive the cut
     assert_outputs_stand_on_their_own(tmp_path / "out")
 
 
@@ -318,6 +318,6 @@ def test_philips_raw_molli_without_its_private_inversion_times_is_not_fitted_and
     report, result = process(tmp_path / "in", tmp_path / "out")
     assert result.returncode == 0, result.stdout
     native = series(report)["T1_native"]
-    assert sorted(native["kinds"]) == ["other", "t1_map"] and native["routes"] == ["ecv"]
+    assert sorted(native["kinds"]) == ["other", "t1_map"] and native["routes"] == ["ecv", "summary"]
     assert "Philips Inversion Delay Time (2005,xx72)" in native["kinds"]["other"]["why"]
     assert "anonymizers remove private elements" in native["kinds"]["other"]["why"]

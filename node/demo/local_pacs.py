@@ -35,10 +35,13 @@ def orthanc_executable() -> str | None:
 class Orthanc:
     """An Orthanc server in a child process, with a REST client for what the tests need."""
 
-    def __init__(self, directory: Path, ae_title: str = "ORTHANC", tls: dict | None = None):
+    def __init__(self, directory: Path, ae_title: str = "ORTHANC", tls: dict | None = None,
+                 plugins: list[Path] = (), extra: dict | None = None):
         self.directory = Path(directory)
         self.ae_title = ae_title
         self.tls = tls   # Orthanc's DicomTls* settings (certificate, key, trusted CAs), or None for plain DICOM
+        self.plugins = [str(p) for p in plugins]   # shared libraries to load (e.g. Debian orthanc-webviewer's)
+        self.extra = extra or {}                   # more configuration (a plugin's section)
         self.dicom_port = free_port()
         self.http_port = free_port()
         self.process: subprocess.Popen | None = None
@@ -55,7 +58,7 @@ class Orthanc:
             "DicomPort": self.dicom_port, "HttpPort": self.http_port, "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False, "DicomCheckCalledAet": False, "DicomAlwaysAllowStore": True,
             "UnknownSopClassAccepted": True, "HttpServerEnabled": True, "DicomServerEnabled": True,
-            "Plugins": [], "StableAge": 2, "LogExportedResources": False,
+            "Plugins": self.plugins, "StableAge": 2, "LogExportedResources": False, **self.extra,
         }
         if self.tls:
             config.update({"DicomTlsEnabled": True, "DicomTlsRemoteCertificateRequired": True,
@@ -96,6 +99,11 @@ class Orthanc:
         with urllib.request.urlopen(self.url + path, timeout=10) as response:
             body = response.read()
         return json.loads(body) if response.headers.get_content_type() == "application/json" else body
+
+    def post(self, path: str, body: bytes):
+        request = urllib.request.Request(self.url + path, data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
 
     def instances(self) -> list[str]:
         return self.get("/instances")

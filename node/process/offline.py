@@ -64,9 +64,11 @@ def _series_report(index: Index, router: Router, jobs: list[dict]) -> list[dict]
     for row in index.all_series():
         entry = json.loads(row["classification"]) if row["classification"] else {"series_instance_uid": row["series_uid"]}
         entry["routes"] = sorted(set(taken.get(row["series_uid"], [])))
-        if not entry["routes"]:
+        # a series only the study summary (a route marked last) read was still given to no module: say why
+        modules = [route for route in router.config.routes if not route.last]
+        if not set(entry["routes"]) & {route.name for route in modules}:
             timeline = t1_timeline(index.series_of_study(row["study_uid"]))
-            entry["not_routed_because"] = [r for route in router.config.routes
+            entry["not_routed_because"] = [r for route in modules
                                            if (r := route.mismatch(row, timeline))] or ["no routes configured"]
         out.append(entry)
     return out

@@ -93,7 +93,7 @@ class Router:
     def _queue(self, route: Route, study_uid: str, series_rows: list) -> int | None:
         instances = [i for s in series_rows for i in self.index.instances_of_series(s["series_uid"])
                      if kinds_of(i) & set(route.kinds)]
-        if not instances:
+        if not instances or (route.requires and not any(kinds_of(i) & set(route.requires) for i in instances)):
             return None
         key = input_key(route, [i["sop_instance_uid"] for i in instances], self.index.study_inputs(study_uid))
         inputs = {"series": [s["series_uid"] for s in series_rows], "files": [i["path"] for i in instances]}
@@ -121,13 +121,17 @@ class Router:
     def route_study(self, study_uid: str) -> list[int]:
         series = self.index.series_of_study(study_uid)
         timeline = t1_timeline(series)
-        jobs = []
-        for route in self.config.routes:
-            if route.scope != "study":
-                continue
-            matching = [s for s in series if route.matches(s, timeline)]
-            if matching:
-                jobs.append(self._queue(route, study_uid, matching))
+        jobs: list[int | None] = []
+        # routes marked last wait for a pass in which no other route queues anything: their outputs come first
+        for routes in ([r for r in self.config.routes if not r.last], [r for r in self.config.routes if r.last]):
+            if any(j is not None for j in jobs):
+                break
+            for route in routes:
+                if route.scope != "study":
+                    continue
+                matching = [s for s in series if route.matches(s, timeline)]
+                if matching:
+                    jobs.append(self._queue(route, study_uid, matching))
         jobs = [j for j in jobs if j is not None]
         if not jobs and not self.index.has_jobs(study_uid):
             for line in self.unrouted(study_uid):

@@ -45,6 +45,8 @@ OUTPUT_SERIES: dict[str, OutputSeries] = {
     "lge.magnitude": OutputSeries(9701, 1, "LGE_dDCE {target:g}min IR (cmr-node)"),
     "lge.regions": OutputSeries(9702, 1, "LGE_dDCE regions (cmr-node)"),
     "lge.standard": OutputSeries(9703, 1, "LGE_standard {target:g}min PSIR (cmr-node)"),
+    "summary.page": OutputSeries(9800, 1, "CMR summary (cmr-node)"),
+    "summary.pdf": OutputSeries(9801, 1, "CMR summary PDF (cmr-node)"),
     **{f"{module}.report": OutputSeries(9900 + k, 1, " report (cmr-node)")
        for k, module in enumerate(("ecv", "ddce", "molli", "t2map", "oximetry", "lge"), start=1)},
 }

@@ -110,5 +110,6 @@ def add_report(output: ModuleOutput, inp: ModuleInput, module: str, groups: list
                                                    source_images[0] if source_images else None),
         software_version=node.__version__)
     output.datasets.append(sr)
+    output.reingest.append(str(sr.SOPInstanceUID))   # the study summary reads it back, like anyone's report
     output.results["measurements"] = [g.as_dict() for g in groups]
     output.results["report_sop_instance_uid"] = str(sr.SOPInstanceUID)

@@ -1,0 +1,164 @@
+"""Study summary module: the study's own reports and T1 maps -> one RGB Secondary Capture a physician reads in
+any PACS viewer (bullseyes per AHA segment, key numbers with reference ranges, quality findings), and the
+same page as an Encapsulated PDF where the site asks for it (`summary_pdf`).
+
+Its numbers are read back from the reports' TID 1500 content (node/registry/parse.py), never from the other
+modules' memory, so the page shows what the PACS and the registry hold. Of several reports of one module on
+the same source series, the latest counts. The T1 maps give the field strength (for the reference ranges)
+and say whether a native map has its post-contrast partner. Without any cmr-node report yet the module waits
+(no output): the node runs it again when the reports arrive.
+"""
+from __future__ import annotations
+
+import re
+
+import pydicom
+
+import node
+from analysis.quality import MISSING, Finding
+from dicom_out.study_summary import Bullseye, KeyNumber, StudySummary, page_png, render, summary_image, summary_pdf
+from node.errors import InputError
+from node.inputs.t1_maps import classify, group_by_series, read_t1_maps
+from node.process.modules import ModuleInput, ModuleOutput
+from node.process.modules.output_series import OUTPUT_SERIES
+from node.registry.parse import NotAMeasurementReport, ParsedReport, parse_report
+
+SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+AHA_LABEL = re.compile(r"^AHA (\d+) ")
+QUALITY_FINDING = ("111052", "DCM")
+NO_FINDING = "QC-NONE"
+# the number a finding is about, in the same Quality control group: patient motion, SNR, fit R2
+MEASURED_BY = {"QC-MOTION": "128553", "QC-SNR": "111787", "QC-FIT": "126220"}
+
+
+def _current(reports: list[ParsedReport]) -> list[ParsedReport]:
+    """The latest report of each producer and source series."""
+    latest: dict[tuple[str, str], ParsedReport] = {}
+    for r in sorted(reports, key=lambda r: r.content_datetime):
+        latest[(r.producer, r.source_series)] = r
+    return list(latest.values())
+
+
+def _value(report: ParsedReport, region: str, code: str, derivation: str | None = "Mean") -> float | None:
+    for group in report.groups:
+        if group.region == region:
+            for m in group.measurements:
+                if m.name.value == code and m.derivation == derivation:
+                    return m.value
+    return None
+
+
+def _segments(report: ParsedReport, code: str) -> dict[int, float]:
+    values = {}
+    for group in report.groups:
+        if (match := AHA_LABEL.match(group.region)):
+            value = next((m.value for m in group.measurements if m.name.value == code and m.derivation == "Mean"), None)
+            if value is not None:
+                values[int(match.group(1))] = value
+    return values
+
+
+def _findings(report: ParsedReport) -> list[str]:
+    """The report's quality findings, by their code meanings, with the numbers its QC group measured."""
+    lines = []
+    for group in report.groups:
+        if group.region != "Quality control":
+            continue
+        measured = {m.name.value: f"{m.name.meaning} {m.value:g}" + ("" if m.unit == "1" else f" {m.unit}")
+                    for m in group.measurements}
+        for name, value in group.evaluations:
+            if (name.value, name.scheme) == QUALITY_FINDING and value.value != NO_FINDING:
+                number = measured.get(MEASURED_BY.get(value.value, ""))
+                lines.append(f"{report.producer.removeprefix('cmr-node ')}: {value.meaning}"
+                             + (f" ({number})" if number else ""))
+    return lines
+
+
+def _reference(settings, key: str, field_t: float | None) -> tuple[float, float] | None:
+    """The site's reference range for a quantity at the study's field strength (keys like native_t1_ms_1.5T)."""
+    if field_t is None:
+        return None
+    return settings.reference_ranges.get(f"{key}_{field_t:g}T")
+
+
+def _protocol(t1_files: list[str], field: list[float]) -> list[Finding]:
+    slices = read_t1_maps(t1_files)
+    if not slices:
+        return []
+    field.append(slices[0].frame.field_strength_t)
+    try:
+        classify(group_by_series(slices))
+    except InputError as exc:
+        return [Finding(MISSING, f"T1 maps: {exc}")]
+    return []
+
+
+def build(reports: list[ParsedReport], settings, field_t: float | None, findings: list[str]) -> StudySummary:
+    summary = StudySummary(
+        heading=f"CMR quantification{f' - {field_t:g} T' if field_t else ''} - cmr-node",
+        disclaimer=settings.summary_disclaimer, software=f"cmr-node {node.__version__}",
+        sources=sorted({r.producer for r in reports}), findings=findings)
+    for r in reports:
+        summary.findings += _findings(r)
+        if r.producer == "cmr-node ecv":
+            t1, ecv = _segments(r, "113063"), _segments(r, "ECV")
+            if t1:
+                summary.bullseyes.append(Bullseye("Native T1 (ms)", t1, 800.0, 1300.0))
+            if ecv:
+                summary.bullseyes.append(Bullseye("ECV (%)", ecv, 15.0, 45.0, decimals=1))
+            summary.numbers += [
+                KeyNumber("Native T1, LV myocardium (mean)", _value(r, "LV myocardium", "113063"), "ms",
+                          _reference(settings, "native_t1_ms", field_t)),
+                KeyNumber("ECV, LV myocardium (mean)", _value(r, "LV myocardium", "ECV"), "%",
+                          _reference(settings, "ecv_percent", field_t))]
+        elif r.producer == "cmr-node lge":
+            region = "LV myocardium (LGE_dDCE)"
+            summary.numbers += [KeyNumber("Infarct size (synthetic LGE)", _value(r, region, "INFSIZE", None), "%"),
+                                KeyNumber("Transmurality (synthetic LGE)", _value(r, region, "TRANSMUR", None), "%"),
+                                KeyNumber("MVO (synthetic LGE)", _value(r, region, "MVOSIZE", None), "%")]
+        elif r.producer == "cmr-node oximetry":
+            summary.numbers += [KeyNumber("Coronary sinus SbO2", _value(r, "Coronary sinus", "2711-0", None), "%"),
+                                KeyNumber("MVO2", _value(r, "LV myocardium (oxygen consumption)", "122239", None),
+                                          "mL/min/g")]
+    summary.sources = [s.removeprefix("cmr-node ") + " report" for s in summary.sources]
+    return summary
+
+
+def run(inp: ModuleInput) -> ModuleOutput:
+    classes = {f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in inp.files}
+    reports, reference = [], None
+    for f in (f for f, c in classes.items() if c.startswith(SR_PREFIX)):
+        ds = pydicom.dcmread(f)
+        try:
+            parsed = parse_report(ds)
+        except NotAMeasurementReport:
+            continue
+        if parsed.producer.startswith("cmr-node "):
+            reports.append(parsed)
+            reference = reference or ds
+    if not reports:
+        return ModuleOutput(results={"module": "summary", "waiting_for": "the study's cmr-node reports"})
+    field: list[float] = []
+    protocol = _protocol([f for f, c in classes.items() if not c.startswith(SR_PREFIX)], field)
+    field_t = next((f for f in field if f), None)
+    current = _current(reports)
+    summary = build(current, inp.settings, field_t, [f.message for f in protocol])
+    pixels = render(summary)
+    series = OUTPUT_SERIES["summary.page"]
+    description = series.describe()
+    output = ModuleOutput(results={
+        "module": "summary", "field_strength_t": field_t, "reports": [r.sop_instance_uid for r in current],
+        "bullseyes": [{"title": b.title, "segments": {str(k): v for k, v in sorted(b.values.items())}}
+                      for b in summary.bullseyes],
+        "numbers": [{"label": n.label, "value": n.value, "unit": n.unit,
+                     "reference": list(n.reference) if n.reference else None,
+                     "outside_reference": n.outside() or None} for n in summary.numbers],
+        "quality_flags": summary.findings})
+    output.datasets.append(summary_image(pixels, reference, job_key=inp.job_key, series_number=series.number(),
+                                         description=description, summary=summary))
+    if inp.settings.summary_pdf:
+        output.datasets.append(summary_pdf(pixels, reference, job_key=inp.job_key,
+                                           series_number=OUTPUT_SERIES["summary.pdf"].number(),
+                                           description=OUTPUT_SERIES["summary.pdf"].describe(), summary=summary))
+    output.previews["summary.png"] = page_png(pixels)
+    return output
