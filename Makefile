@@ -53,6 +53,7 @@ benchmark: venv system-tools
 	-$(BIN)/python benchmarks/ddce_interval_coverage.py
 	-$(BIN)/python benchmarks/ddce_joint_speed.py
 	-$(BIN)/python benchmarks/t1_fit_speed.py
+	-$(BIN)/python benchmarks/myocardium_accuracy.py
 
 clean:
 	rm -rf $(VENV) demo-output *.egg-info
