@@ -217,9 +217,8 @@ def _contrast(t1_native_ms, t1_post_ms, blood_pool) -> np.ndarray | None:
     (Messroghli et al., JCMR 2017;19:75); None without a post-contrast map."""
     if t1_post_ms is None:
         return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        delta_r1 = 1.0 / t1_post_ms.astype(float) - 1.0 / t1_native_ms.astype(float)
-    delta_r1 = np.where(np.isfinite(delta_r1) & (t1_native_ms > 0) & (t1_post_ms > 0), delta_r1, 0.0)
+    native, post = _r1_per_s(t1_native_ms), _r1_per_s(t1_post_ms)
+    delta_r1 = np.where((native > 0) & (post > 0), post - native, 0.0)
     blood = float(np.median(delta_r1[blood_pool]))
     if blood <= 0:
         return None

@@ -164,7 +164,7 @@ MUTANTS = (
            "or \\\n            [Evaluation(codes.QUALITY_FINDING, codes.NO_QUALITY_FINDING)]", "or \\\n            []",
            ("tests/test_quality_control.py",)),
     Mutant("outputs", "the summary shows segment medians as means", "node/process/modules/summary.py",
-           'm.name.value == code and m.derivation == "Mean"), None)', 'm.name.value == code and m.derivation == "Median"), None)',
+           '(value := _measured(group, code, "Mean"))', '(value := _measured(group, code, "Median"))',
            ("tests/test_study_summary.py",)),
     Mutant("outputs", "bullseye drawn clockwise", "dicom_out/study_summary.py", "start = 60.0 + 60.0 * k",
            "start = 60.0 - 60.0 * k", ("tests/test_study_summary.py",)),

@@ -10,25 +10,24 @@ and say whether a native map has its post-contrast partner. Without any cmr-node
 """
 from __future__ import annotations
 
-import re
-
 import pydicom
 
 import node
 from analysis.quality import MISSING, Finding
+from dicom_out import codes
 from dicom_out.study_summary import Bullseye, KeyNumber, StudySummary, page_png, render, summary_image, summary_pdf
 from node.errors import InputError
 from node.inputs.t1_maps import classify, group_by_series, read_t1_maps
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.output_series import OUTPUT_SERIES
-from node.registry.parse import NotAMeasurementReport, ParsedReport, parse_report
+from node.registry.parse import Group, NotAMeasurementReport, ParsedReport, parse_report
 
 SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
-AHA_LABEL = re.compile(r"^AHA (\d+) ")
-QUALITY_FINDING = ("111052", "DCM")
-NO_FINDING = "QC-NONE"
+SEGMENT_OF_SITE = {(c.value, c.scheme_designator): n for n, c in codes.AHA_SEGMENTS.items()}
 # the number a finding is about, in the same Quality control group: patient motion, SNR, fit R2
-MEASURED_BY = {"QC-MOTION": "128553", "QC-SNR": "111787", "QC-FIT": "126220"}
+MEASURED_BY = {codes.QC_FINDINGS["motion"].value: codes.PATIENT_MOTION.value,
+               codes.QC_FINDINGS["snr"].value: codes.SIGNAL_TO_NOISE_RATIO.value,
+               codes.QC_FINDINGS["fit"].value: codes.FIT_R2.value}
 
 
 def _current(reports: list[ParsedReport]) -> list[ParsedReport]:
@@ -39,22 +38,23 @@ def _current(reports: list[ParsedReport]) -> list[ParsedReport]:
     return list(latest.values())
 
 
-def _value(report: ParsedReport, region: str, code: str, derivation: str | None = "Mean") -> float | None:
-    for group in report.groups:
-        if group.region == region:
-            for m in group.measurements:
-                if m.name.value == code and m.derivation == derivation:
-                    return m.value
-    return None
+def _measured(group: Group, code, derivation: str | None) -> float | None:
+    return next((m.value for m in group.measurements if m.name.value == code.value and m.derivation == derivation),
+                None)
 
 
-def _segments(report: ParsedReport, code: str) -> dict[int, float]:
+def _value(report: ParsedReport, region: str, code, derivation: str | None = "Mean") -> float | None:
+    return next((v for g in report.groups if g.region == region
+                 if (v := _measured(g, code, derivation)) is not None), None)
+
+
+def _segments(report: ParsedReport, code) -> dict[int, float]:
+    """AHA segment number (by the group's finding site, PS3.16 CID 3717) -> the mean of code there."""
     values = {}
     for group in report.groups:
-        if (match := AHA_LABEL.match(group.region)):
-            value = next((m.value for m in group.measurements if m.name.value == code and m.derivation == "Mean"), None)
-            if value is not None:
-                values[int(match.group(1))] = value
+        number = SEGMENT_OF_SITE.get((group.site.value, group.site.scheme)) if group.site else None
+        if number is not None and (value := _measured(group, code, "Mean")) is not None:
+            values[number] = value
     return values
 
 
@@ -67,7 +67,8 @@ def _findings(report: ParsedReport) -> list[str]:
         measured = {m.name.value: f"{m.name.meaning} {m.value:g}" + ("" if m.unit == "1" else f" {m.unit}")
                     for m in group.measurements}
         for name, value in group.evaluations:
-            if (name.value, name.scheme) == QUALITY_FINDING and value.value != NO_FINDING:
+            if (name.value, name.scheme) == (codes.QUALITY_FINDING.value, codes.QUALITY_FINDING.scheme_designator) \
+                    and value.value != codes.NO_QUALITY_FINDING.value:
                 number = measured.get(MEASURED_BY.get(value.value, ""))
                 lines.append(f"{report.producer.removeprefix('cmr-node ')}: {value.meaning}"
                              + (f" ({number})" if number else ""))
@@ -101,24 +102,24 @@ def build(reports: list[ParsedReport], settings, field_t: float | None, findings
     for r in reports:
         summary.findings += _findings(r)
         if r.producer == "cmr-node ecv":
-            t1, ecv = _segments(r, "113063"), _segments(r, "ECV")
+            t1, ecv = _segments(r, codes.T1), _segments(r, codes.ECV)
             if t1:
                 summary.bullseyes.append(Bullseye("Native T1 (ms)", t1, 800.0, 1300.0))
             if ecv:
                 summary.bullseyes.append(Bullseye("ECV (%)", ecv, 15.0, 45.0, decimals=1))
             summary.numbers += [
-                KeyNumber("Native T1, LV myocardium (mean)", _value(r, "LV myocardium", "113063"), "ms",
+                KeyNumber("Native T1, LV myocardium (mean)", _value(r, "LV myocardium", codes.T1), "ms",
                           _reference(settings, "native_t1_ms", field_t)),
-                KeyNumber("ECV, LV myocardium (mean)", _value(r, "LV myocardium", "ECV"), "%",
+                KeyNumber("ECV, LV myocardium (mean)", _value(r, "LV myocardium", codes.ECV), "%",
                           _reference(settings, "ecv_percent", field_t))]
         elif r.producer == "cmr-node lge":
             region = "LV myocardium (LGE_dDCE)"
-            summary.numbers += [KeyNumber("Infarct size (synthetic LGE)", _value(r, region, "INFSIZE", None), "%"),
-                                KeyNumber("Transmurality (synthetic LGE)", _value(r, region, "TRANSMUR", None), "%"),
-                                KeyNumber("MVO (synthetic LGE)", _value(r, region, "MVOSIZE", None), "%")]
+            summary.numbers += [KeyNumber("Infarct size (synthetic LGE)", _value(r, region, codes.INFARCT_SIZE, None), "%"),
+                                KeyNumber("Transmurality (synthetic LGE)", _value(r, region, codes.TRANSMURALITY, None), "%"),
+                                KeyNumber("MVO (synthetic LGE)", _value(r, region, codes.MVO_SIZE, None), "%")]
         elif r.producer == "cmr-node oximetry":
-            summary.numbers += [KeyNumber("Coronary sinus SbO2", _value(r, "Coronary sinus", "2711-0", None), "%"),
-                                KeyNumber("MVO2", _value(r, "LV myocardium (oxygen consumption)", "122239", None),
+            summary.numbers += [KeyNumber("Coronary sinus SbO2", _value(r, "Coronary sinus", codes.VENOUS_OXYGEN_SATURATION, None), "%"),
+                                KeyNumber("MVO2", _value(r, "LV myocardium (oxygen consumption)", codes.OXYGEN_CONSUMPTION, None),
                                           "mL/min/g")]
     summary.sources = [s.removeprefix("cmr-node ") + " report" for s in summary.sources]
     return summary
