@@ -119,3 +119,21 @@ def test_a_site_sets_its_own_reference_ranges_and_a_bad_one_is_refused(tmp_path)
     for bad in ({"ecv_percent": [22, 30]}, {"ecv_percent_1.5T": [30, 22]}, {"ecv_percent_1.5T": [22]}):
         with pytest.raises(ConfigError, match="reference_ranges"):
             parse_config({"inputs": {"reference_ranges": bad}})
+
+
+def test_reports_the_node_did_not_make_are_passed_over_and_the_summary_waits(tmp_path):
+    """A scanner's SR that is no TID 1500 report (a dose report, say): nothing to summarise, no page, no failure
+    (the route runs again when the node's own reports arrive)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from node.process.modules import ModuleInput
+    from node.process.modules.summary import run
+    from node.settings import ModuleSettings
+    ds = pydicom.Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.88.11", generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "SR"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(tmp_path / "dose.dcm", enforce_file_format=True)
+    output = run(ModuleInput("1.2.3", [str(tmp_path / "dose.dcm")], ModuleSettings(), "key"))
+    assert output.datasets == [] and output.results["waiting_for"] == "the study's cmr-node reports"
