@@ -52,26 +52,40 @@ class Septum:
     arc_deg: float
 
 
-def find_septum(myocardium: Myocardium, bright_blood: np.ndarray, pixel_mm: float) -> Septum:
-    """The septal arc: angles at which RV blood (bright on bright_blood, e.g. the relative R1 change, and
-    outside the LV) lies within RV_REACH_MM of the LV wall."""
+def find_septum(myocardium: Myocardium, bright_blood: np.ndarray | None, pixel_mm: float,
+                rv_blood: np.ndarray | None = None) -> Septum:
+    """The septal arc: angles at which RV blood lies within RV_REACH_MM of the LV wall. The RV blood is
+    rv_blood where it is given (bool, e.g. a received segmentation; a drawn outline counts with what it
+    encloses), else found as what is bright on bright_blood (e.g. the relative R1 change) outside the LV."""
+    near_wall = ndimage.distance_transform_edt(~myocardium.mask) * pixel_mm <= RV_REACH_MM
+    if rv_blood is not None:
+        rv = ndimage.binary_fill_holes(rv_blood) & ~myocardium.mask & ~myocardium.cavity
+        if (rv & near_wall).sum() * pixel_mm ** 2 < 20.0:
+            raise SeptumNotFound("the RV segmentation does not reach the LV wall")
+    elif bright_blood is None:
+        raise SeptumNotFound("neither an RV segmentation nor an image with bright blood")
+    else:
+        rv = _rv_blood(myocardium, bright_blood, near_wall, pixel_mm)
+    covered = np.zeros(360, dtype=bool)
+    covered[np.floor(myocardium.angle_deg[rv & near_wall]).astype(int) % 360] = True
+    covered = ndimage.binary_closing(np.concatenate([covered] * 3), iterations=5)[360:720]   # close 10-degree gaps
+    return _longest_arc(covered)
+
+
+def _rv_blood(myocardium: Myocardium, bright_blood: np.ndarray, near_wall: np.ndarray, pixel_mm: float) -> np.ndarray:
+    """The bright blood outside the LV that lies most against its wall."""
     valid = np.isfinite(bright_blood)
     values = np.nan_to_num(bright_blood, nan=-np.inf)
     blood = valid & (values > otsu_threshold(bright_blood[valid])) & ~myocardium.mask & \
         ~ndimage.binary_dilation(myocardium.cavity, iterations=2)
-    near_wall = ndimage.distance_transform_edt(~myocardium.mask) * pixel_mm <= RV_REACH_MM
     labels, count = ndimage.label(blood)
     if count == 0:
         raise SeptumNotFound("no blood outside the LV")
     touching = np.bincount(labels[near_wall & blood], minlength=count + 1)
     touching[0] = 0
-    rv = labels == int(np.argmax(touching))
     if touching.max() * pixel_mm ** 2 < 20.0:
         raise SeptumNotFound("no RV blood against the LV wall")
-    covered = np.zeros(360, dtype=bool)
-    covered[np.floor(myocardium.angle_deg[rv & near_wall]).astype(int) % 360] = True
-    covered = ndimage.binary_closing(np.concatenate([covered] * 3), iterations=5)[360:720]   # close 10-degree gaps
-    return _longest_arc(covered)
+    return labels == int(np.argmax(touching))
 
 
 def _longest_arc(covered: np.ndarray) -> Septum:

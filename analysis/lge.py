@@ -40,6 +40,7 @@ from scipy import ndimage
 
 from analysis.ddce import DdceResult
 from analysis.errors import AnalysisError
+from analysis.myocardium import wall_depth
 from analysis.tcxm import tissue_concentration
 
 
@@ -131,14 +132,6 @@ def segment_infarct(signal: np.ndarray, myocardium: np.ndarray, cavity: np.ndarr
     enclosed = ndimage.binary_fill_holes(infarct | cavity) & ~(infarct | cavity) & myocardium
     return LgeSegmentation(infarct=infarct, mvo=enclosed if infarct.any() else np.zeros_like(infarct),
                            remote_reference=remote, threshold=float(threshold))
-
-
-def wall_depth(myocardium: np.ndarray, cavity: np.ndarray) -> np.ndarray:
-    """Outer edge of each myocardial voxel across the wall: 1/n .. 1 from endocardium to epicardium."""
-    from_endo = ndimage.distance_transform_edt(~cavity)
-    from_epi = ndimage.distance_transform_edt(ndimage.binary_fill_holes(myocardium | cavity))
-    wall = np.maximum(from_endo + from_epi - 1.0, 1.0)
-    return np.where(myocardium, np.clip(from_endo / wall, 0.0, 1.0), np.nan)
 
 
 def transmural_extents(infarct: np.ndarray, myocardium: np.ndarray, cavity: np.ndarray) -> list[float]:

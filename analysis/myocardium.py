@@ -242,3 +242,26 @@ def _rasterise(shape, centre, angles, endo_r, epi_r, myocardial_t1, blood_t1) ->
         raise MyocardiumNotFound("the wall found is too small")
     return Myocardium(mask=mask, cavity=r < endo, depth=depth, angle_deg=np.degrees(angle),
                       myocardial_t1_ms=myocardial_t1, blood_t1_ms=blood_t1)
+
+
+def myocardium_from_mask(mask: np.ndarray, t1_native_ms: np.ndarray) -> Myocardium:
+    """A Myocardium from a drawn wall (bool (rows, cols), e.g. a received SEG): the cavity is what the wall
+    encloses, angles are about the cavity's centroid, depth runs from the cavity (0) to the outside (1)."""
+    filled = ndimage.binary_fill_holes(mask)
+    cavity = filled & ~mask
+    if not mask.any() or not cavity.any():
+        raise MyocardiumNotFound("the drawn LV myocardium encloses no cavity")
+    centre = np.argwhere(cavity).mean(axis=0)
+    yy, xx = np.mgrid[0:mask.shape[0], 0:mask.shape[1]].astype(float)
+    return Myocardium(mask=mask, cavity=cavity, depth=wall_depth(mask, cavity),
+                      angle_deg=np.degrees(np.arctan2(centre[0] - yy, xx - centre[1]) % (2 * np.pi)),
+                      myocardial_t1_ms=float(np.median(t1_native_ms[mask])),
+                      blood_t1_ms=float(np.median(t1_native_ms[cavity])))
+
+
+def wall_depth(myocardium: np.ndarray, cavity: np.ndarray) -> np.ndarray:
+    """Outer edge of each myocardial voxel across the wall: 1/n .. 1 from endocardium to epicardium."""
+    from_endo = ndimage.distance_transform_edt(~cavity)
+    from_epi = ndimage.distance_transform_edt(ndimage.binary_fill_holes(myocardium | cavity))
+    wall = np.maximum(from_endo + from_epi - 1.0, 1.0)
+    return np.where(myocardium, np.clip(from_endo / wall, 0.0, 1.0), np.nan)

@@ -197,7 +197,7 @@ kinds = ["t2_raw"]
 [[routes]]
 name = "ecv"
 module = "ecv"
-kinds = ["t1_map"]
+kinds = ["t1_map", "segmentation"]
 t1_timeline = ["paired"]
 
 [[routes]]

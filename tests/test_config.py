@@ -14,7 +14,7 @@ def test_example_config_is_valid():
     assert config.node.ae_title == "CMRNODE"
     routes = {r.name: r for r in config.routes}
     assert routes["ecv"].module == "ecv" and routes["ecv"].scope == "study"
-    assert routes["ecv"].kinds == ("t1_map",) and routes["ecv"].t1_timeline == ("paired",)
+    assert routes["ecv"].kinds == ("t1_map", "segmentation") and routes["ecv"].t1_timeline == ("paired",)
     assert routes["molli"].kinds == ("t1_raw",) and routes["molli"].series_description is None
     assert routes["ddce"].scope == "study-so-far" and routes["ddce"].t1_timeline == ("dynamic",)
     assert config.destination("pacs").port == 104

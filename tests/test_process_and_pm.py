@@ -274,3 +274,52 @@ def test_aha_segments_of_a_mirrored_image_are_the_same_segments_of_the_heart(tmp
     assert sorted(a) == sorted(b) == list(range(7, 13))
     for n in a:
         assert 2 * (a[n] & b[n]).sum() / (a[n].sum() + b[n].sum()) > 0.9, n
+
+
+def _write_contours(directory: Path, native_file: Path, myocardium: np.ndarray | None, rv: np.ndarray | None) -> Path:
+    """A workstation's SEG on the native map: a hand-drawn LV myocardium and/or RV blood pool."""
+    from dicom_out import codes
+    from dicom_out.segmentation import Segment, build_segmentation
+    drawn = [(m, s) for m, s in ((myocardium, Segment("LV myocardium", codes.ANATOMICAL_STRUCTURE, codes.LV_MYOCARDIUM,
+                                                       manual=True)),
+                                 (rv, Segment("RV blood pool", codes.ANATOMICAL_STRUCTURE, codes.RIGHT_VENTRICLE,
+                                              manual=True))) if m is not None]
+    seg = build_segmentation(np.stack([m for m, _ in drawn], axis=-1)[None], [pydicom.dcmread(native_file)],
+                             [s for _, s in drawn], series_uid=pydicom.uid.generate_uid(),
+                             sop_uid=pydicom.uid.generate_uid(), series_number=60,
+                             series_description="contours", software_version="test")
+    directory.mkdir(parents=True, exist_ok=True)
+    seg.save_as(directory / "contours.dcm")
+    return directory / "contours.dcm"
+
+
+@pytest.mark.integration     # no external program, but the ECV study twice through the modules
+def test_a_received_seg_gives_the_myocardium_and_the_rv_that_marks_the_septum(tmp_path, ecv_study):
+    """A SEG drawn on the native map replaces the automatic myocardium (its voxels exactly, Manual in the
+    report, the SEG referenced) and its RV marks the septum: drawn on the other side of the LV than the image's
+    RV blood, the septum follows the drawing; drawn where the RV is, the segments are the automatic ones."""
+    from analysis.phantoms import MYOCARDIUM
+    _, phantom, files = ecv_study
+    myocardium = np.isin(phantom.labels, MYOCARDIUM)
+    rv = phantom.labels == Region.RV_BLOOD
+    for name, drawn_rv, septum in (("true", rv, 180.0), ("opposite", rv[::-1, ::-1], 0.0)):
+        folder = tmp_path / name
+        shutil.copytree(files[0].parent.parent, folder / "in")
+        contours = _write_contours(folder / "in" / "seg", files[0], myocardium, drawn_rv)
+        job = process_folder(folder / "in", folder / "out", offline_config())["jobs"][0]
+        assert job["module"] == "ecv" and job["state"] == "done", job.get("error")
+        entry = job["results"]["maps"][0]
+        assert entry["myocardium_source"] == "received SEG"
+        found = entry["aha_segments"]["septum_deg"][0]
+        assert abs((found - septum + 180) % 360 - 180) < 15, (name, found)
+        wall = next(g for g in job["results"]["measurements"] if g["region"] == "LV myocardium")
+        assert {"name": {"value": "122554", "scheme": "DCM", "meaning": "Segmentation Method"},
+                "value": {"value": "87982008", "scheme": "SCT", "meaning": "Manual"}} in wall["evaluations"]
+        volume = next(m for m in wall["measurements"] if m["name"]["value"] == "118565006")["value"]
+        frame = pydicom.dcmread(files[0])
+        voxel_ml = float(frame.PixelSpacing[0]) * float(frame.PixelSpacing[1]) * float(frame.SliceThickness) / 1000
+        assert volume == pytest.approx(myocardium.sum() * voxel_ml, rel=0.01)   # every drawn voxel has an ECV
+        sr = pydicom.dcmread(folder / "out" / f"{job['results']['report_sop_instance_uid']}.dcm")
+        referenced = {i.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
+                      for series in s.ReferencedSeriesSequence for i in series.ReferencedSOPSequence}
+        assert str(pydicom.dcmread(contours).SOPInstanceUID) in referenced

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import pydicom
+
 from node.inputs.frames import Frame, Instance, read_instance, vendor_of
 from node.inputs.timing import INVERSION_TIME_SOURCES, T2PREP_TIME_SOURCES, first_time, has_inversion, \
     has_t2_preparation
@@ -235,3 +237,8 @@ def frames_of_kinds(paths: list[str], kinds) -> list[Frame]:
               for f in series.frames.get(kind, [])]
     order = {p: i for i, p in enumerate(paths)}
     return sorted(frames, key=lambda f: (order.get(f.instance.path, 0), f.number or 0))
+
+
+def sop_classes(paths: list[str]) -> dict[str, str]:
+    """path -> SOP Class UID of each input file (headers only), for a module that reads more than images."""
+    return {path: str(pydicom.dcmread(path, stop_before_pixels=True).SOPClassUID) for path in paths}

@@ -48,6 +48,16 @@ def seg_masks(path: str, property_code: str, label_pattern: str,
     return masks, RoiSource(seg, numbers[0], manual)
 
 
+def received_masks(seg_files: list[str], property_code: str, label_pattern: str,
+                   images: list[Dataset]) -> tuple[dict[str, np.ndarray], RoiSource | None]:
+    """seg_masks of the first SEG among seg_files that has such a segment on any of the images."""
+    for path in seg_files:
+        found, source = seg_masks(path, property_code, label_pattern, images)
+        if found:
+            return found, source
+    return {}, None
+
+
 def _polygon_mask(rows: int, cols: int, poly_rc: np.ndarray) -> np.ndarray:
     yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
     inside = np.zeros((rows, cols), dtype=bool)

@@ -47,12 +47,12 @@ class ModuleOutput:
 
 
 MODULES: dict[str, ModuleSpec] = {spec.name: spec for spec in (
-    ModuleSpec("ecv", "1.1", "study", "node.process.modules.ecv:run", ("t1_map",)),
-    ModuleSpec("ddce", "1.2", "study-so-far", "node.process.modules.ddce:run", ("t1_map", "perfusion")),
+    ModuleSpec("ecv", "1.2", "study", "node.process.modules.ecv:run", ("t1_map", "segmentation")),
+    ModuleSpec("ddce", "1.3", "study-so-far", "node.process.modules.ddce:run", ("t1_map", "perfusion")),
     ModuleSpec("molli", "1.1", "series", "node.process.modules.molli:run", ("t1_raw",)),
     ModuleSpec("t2map", "1.1", "series", "node.process.modules.t2map:run", ("t2_raw",)),
-    ModuleSpec("lge", "1.1", "study-so-far", "node.process.modules.lge:run", ("t1_map", "segmentation")),
+    ModuleSpec("lge", "1.2", "study-so-far", "node.process.modules.lge:run", ("t1_map", "segmentation")),
     ModuleSpec("oximetry", "1.1", "study-so-far", "node.process.modules.oximetry:run",
                ("t2_raw", "segmentation", "rt_structure_set")),
-    ModuleSpec("summary", "1.0", "study", "node.process.modules.summary:run", ("report", "t1_map")),
+    ModuleSpec("summary", "1.1", "study", "node.process.modules.summary:run", ("report", "t1_map")),
 )}

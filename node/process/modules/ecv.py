@@ -4,6 +4,11 @@ Native and post-contrast series are told apart by node.t1_maps.classify (one map
 Every post-contrast series gives one ECV map (percent) on its own grid, paired slice by slice (same
 position within 1 mm) with the native map. A slice without a native partner, or whose blood pool is
 not found, is reported in results.json and left out; the other slices go on.
+
+A DICOM SEG of the study (the route takes the kind segmentation) drawn on the native or post-contrast maps
+replaces the automatic LV myocardium on the slices it covers (segment type LV myocardium, SCT 49848007, or a
+label with "myocard"), and its RV (Right ventricle, SCT 53085002, or a label like "RV blood pool") marks the
+septum for the AHA segments; the report then says Manual and references the SEG.
 """
 from __future__ import annotations
 
@@ -15,19 +20,23 @@ import node
 from analysis.geometry import POSITION_TOLERANCE_MM, same_slice
 from analysis.ecv import ecv_map, relative_r1_change
 from analysis.quality import blood_t1, motion
+from analysis.myocardium import MyocardiumNotFound, myocardium_from_mask
 from analysis.registration import align
 from dicom_out import codes
 from dicom_out.parametric_map import build_parametric_map
 from dicom_out.quantities import QUANTITIES
 from dicom_out.report import Measure, RegionGroup, median, segmentation_method, statistics, volume
 from dicom_out.uids import derived_uid
+from node.inputs.kinds import sop_classes
 from node.process.modules import ModuleInput, ModuleOutput
-from node.process.modules.reporting import add_report, lv_regions, lv_segmentation, voxel_ml
+from node.process.modules.reporting import LvRegions, add_report, lv_regions, lv_segmentation, voxel_ml
 from node.errors import InputError
 from node.inputs.t1_maps import T1Slice, classify, group_by_series, read_t1_maps
 from node.process.modules.output_series import OUTPUT_SERIES
 from node.process.modules.quality import QualityControl
-from node.process.modules.segments import aha_segments, segment_groups, segments_seg
+from node.process.modules.segments import (LV_MYOCARDIUM_LABEL, aha_segments, received_rv, segment_groups,
+                                          segments_seg)
+from node.inputs.roi import SEG_SOP_CLASS, RoiSource, received_masks
 
 
 ECV = QUANTITIES["ecv"]
@@ -91,7 +100,28 @@ def _slice_summary(result, native: T1Slice, post: T1Slice) -> dict:
     }
 
 
-def _groups(label: str, percent: np.ndarray, natives, post, results, regions, pm, seg, hematocrit) -> list[RegionGroup]:
+def _regions(seg_files: list[str], partners: list[T1Slice], post: list[T1Slice], results) -> tuple[LvRegions, RoiSource | None]:
+    """The LV regions of one post-contrast series: the myocardium a received SEG draws on a slice's native or
+    post-contrast map where there is one (the blood pool stays the ECV's own), the automatic one elsewhere."""
+    regions = lv_regions([s.t1_ms for s in partners], [r.blood_pool for r in results], [s.pixel_mm for s in post],
+                         [s.position_mm for s in post], [s.t1_ms for s in post])
+    found, source = received_masks(seg_files, codes.LV_MYOCARDIUM.value, LV_MYOCARDIUM_LABEL,
+                                   [d for n, p in zip(partners, post) for d in (n.dataset, p.dataset)])
+    if not found:
+        return regions, None
+    walls, flags = [], []
+    for native, s, automatic in zip(partners, post, regions.myocardium):
+        drawn = found.get(str(native.dataset.SOPInstanceUID), found.get(str(s.dataset.SOPInstanceUID)))
+        try:
+            walls.append(automatic if drawn is None else myocardium_from_mask(drawn, native.t1_ms))
+        except MyocardiumNotFound as exc:
+            walls.append(None)
+            flags.append(f"received LV myocardium on the slice at {s.position_mm:.1f} mm not used: {exc}")
+    return LvRegions(walls, regions.blood_pool, regions.flags + flags), source
+
+
+def _groups(label: str, percent: np.ndarray, natives, post, results, regions, pm, seg, hematocrit,
+            manual: bool) -> list[RegionGroup]:
     """LV myocardium (ECV, T1) and LV blood pool (T1, hematocrit) of one post-contrast series."""
     valid = np.stack([r.valid for r in results])
     myocardium = regions.masks()[..., 0] & valid
@@ -104,7 +134,7 @@ def _groups(label: str, percent: np.ndarray, natives, post, results, regions, pm
         measures=statistics(codes.ECV, codes.UNIT_PERCENT, percent[myocardium], source=pm, decimals=2)
         + statistics(codes.T1, codes.UNIT_MS, native[myocardium], decimals=1)
         + [volume(int(myocardium.sum()), voxel)],
-        evaluations=[segmentation_method(manual=False)])
+        evaluations=[segmentation_method(manual)])
     pool = RegionGroup(
         f"LV blood pool{label}", codes.BLOOD, site=codes.LEFT_VENTRICLE, category=codes.TISSUE, segment=(seg, 2),
         measures=[median(codes.T1, codes.UNIT_MS, native[blood], decimals=1),
@@ -119,34 +149,38 @@ def _groups(label: str, percent: np.ndarray, natives, post, results, regions, pm
 
 
 def _aha(inp, n: int, label: str, partners, post, results, regions, percent, pm, output,
-         quality: QualityControl) -> list[RegionGroup]:
-    """The AHA segments of one post-contrast series: their SEG, and a group per segment with its ECV and
-    native T1 (mean, SD, median) and volume."""
+         quality: QualityControl, seg_files: list[str]) -> list[RegionGroup]:
+    """The AHA segments of one post-contrast series (the septum where a received SEG's RV lies, else where
+    blood that brightens with contrast lies against the wall): their SEG, and a group per segment with its
+    ECV and native T1 (mean, SD, median) and volume."""
     bright = [relative_r1_change(native.t1_ms, s.t1_ms) for native, s in zip(partners, post)]
-    aha = aha_segments(regions, bright, [s.frame for s in post], [s.pixel_mm for s in post])
+    aha = aha_segments(regions, bright, [s.frame for s in post], [s.pixel_mm for s in post],
+                       received_rv(seg_files, [[native.dataset, s.dataset] for native, s in zip(partners, post)]))
     quality.regions(aha.flags)
     output.results["maps"][-1]["aha_segments"] = aha.as_dict()
     if not aha.present():
         return []
-    seg = segments_seg(aha, [s.frame for s in post], inp, f"ecv-{n}", OUTPUT_SERIES["ecv.segments"], n)
+    seg = segments_seg(aha, [s.frame for s in post], inp.job_key, f"ecv-{n}", OUTPUT_SERIES["ecv.segments"], n)
     output.datasets.append(seg)
     valid = np.stack([r.valid for r in results])
     native = np.stack([s.t1_ms for s in partners])
     voxel = voxel_ml(post[0].frame)
-    return segment_groups(aha, seg, lambda mask: (
+    return segment_groups(aha, seg, lambda _, mask: (
         statistics(codes.ECV, codes.UNIT_PERCENT, percent[mask & valid], source=pm, decimals=2)
         + statistics(codes.T1, codes.UNIT_MS, native[mask & valid], decimals=1)
-        + [volume(int((mask & valid).sum()), voxel)]), label)
+        + [volume(int((mask & valid).sum()), voxel)], []), label)
 
 
 def run(inp: ModuleInput) -> ModuleOutput:
     hematocrit = inp.settings.hematocrit
-    natives, posts, how = classify(group_by_series(read_t1_maps(inp.files)))
+    classes = sop_classes(inp.files)
+    seg_files = [f for f, c in classes.items() if c == SEG_SOP_CLASS]
+    natives, posts, how = classify(group_by_series(read_t1_maps([f for f in inp.files if f not in seg_files])))
     output = ModuleOutput(results={
         "module": "ecv", "hematocrit": hematocrit, "classified_by": how,
         "native_series_uids": [n[0].series_uid for n in natives], "maps": [], "skipped_slices": [],
         "quality_flags": []})
-    groups, sources, shifts_mm, quality = [], [], [], QualityControl()
+    groups, sources, shifts_mm, quality, evidence = [], [], [], QualityControl(), []
     for n, series in enumerate(posts):
         done, skipped = _pairs(series, natives, hematocrit)
         output.results["skipped_slices"] += skipped
@@ -165,19 +199,23 @@ def run(inp: ModuleInput) -> ModuleOutput:
             series_number=OUTPUT_SERIES["ecv.map"].number(n), series_description=OUTPUT_SERIES["ecv.map"].describe(),
             content_label="ECV",
             software_version=node.__version__, further_source_images=[native.frame for native in partners])
-        regions = lv_regions([s.t1_ms for s in partners], [r.blood_pool for r in results], [s.pixel_mm for s in post],
-                             [s.position_mm for s in post], [s.t1_ms for s in post])
-        seg = lv_segmentation(regions, [s.frame for s in post], inp, f"ecv-{n}", OUTPUT_SERIES["ecv.regions"], n)
+        regions, received = _regions(seg_files, partners, post, results)
+        manual = received is not None and received.manual
+        seg = lv_segmentation(regions, [s.frame for s in post], inp, f"ecv-{n}", OUTPUT_SERIES["ecv.regions"], n,
+                              manual=manual)
         output.datasets += [pm, seg]
         quality.regions(regions.flags)
         label = f" ({post[0].series_description})" if len(posts) > 1 else ""
-        groups += _groups(label, percent, partners, post, results, regions, pm, seg, hematocrit)
+        groups += _groups(label, percent, partners, post, results, regions, pm, seg, hematocrit, manual)
+        if received is not None:
+            evidence.append(received.dataset)
         sources += [s.dataset for s in partners + post]
         output.results["maps"].append({
             "series_instance_uid": series_uid, "sop_instance_uid": str(pm.SOPInstanceUID),
             "post_contrast_series_uid": post[0].series_uid, "unit": "%",
+            "myocardium_source": "automatic" if received is None else "received SEG",
             "slices": [_slice_summary(r, n, s) for r, n, s in zip(results, partners, post)]})
-        groups += _aha(inp, n, label, partners, post, results, regions, percent, pm, output, quality)
+        groups += _aha(inp, n, label, partners, post, results, regions, percent, pm, output, quality, seg_files)
     if not output.results["maps"]:
         raise InputError("no slice could be paired: " + "; ".join(
             f"{s['position_mm']} mm: {s['reason']}" for s in output.results["skipped_slices"]))
@@ -186,5 +224,5 @@ def run(inp: ModuleInput) -> ModuleOutput:
     quality.add(finding)
     output.results["largest_shift_mm"] = round(largest, 2)
     output.results["quality_flags"] = quality.flags()
-    add_report(output, inp, "ecv", groups + [quality.group(sources)], sources, "ECV")
+    add_report(output, inp, "ecv", groups + [quality.group(sources)], sources, "ECV", evidence=evidence)
     return output

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pydicom
 
 import node
 from analysis.blood_pool import otsu_threshold
@@ -27,6 +26,7 @@ from dicom_out.quantities import QUANTITIES
 from dicom_out.uids import derived_uid
 from node.settings import CLINICAL_INPUTS
 from node.process.modules.quality import raw_images_snr
+from node.inputs.kinds import sop_classes
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.t2map import fit_prepared_slices
 from dicom_out.report import Evaluation, Measure, RegionGroup, segmentation_method
@@ -101,7 +101,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
     settings = inp.settings
     hematocrit = settings.hematocrit
     calibration = CALIBRATIONS[settings.oximetry_calibration]
-    kinds = {f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in inp.files}
+    kinds = sop_classes(inp.files)
     roi_files = {f: k for f, k in kinds.items() if k in (SEG_SOP_CLASS, RTSTRUCT_SOP_CLASS)}
     slices, fits = fit_prepared_slices([f for f in kinds if f not in roi_files])
     masks, roi_sources = _coronary_sinus_masks(roi_files, slices)

@@ -7,7 +7,7 @@ groups under "measurements".
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -62,14 +62,15 @@ MORE_SEGMENTS_FROM = len(LV_SEGMENTS) + 1
 
 
 def lv_segmentation(regions: LvRegions, sources: list, inp: ModuleInput, name: str, series: OutputSeries,
-                    index: int = 0, more: tuple[tuple[Segment, np.ndarray], ...] = ()):
-    """The SEG of the LV myocardium (segment 1) and blood pool (2), and of more (segment, (slices, rows, cols)
-    mask) from segment MORE_SEGMENTS_FROM on, in their order."""
+                    index: int = 0, more: tuple[tuple[Segment, np.ndarray], ...] = (), manual: bool = False):
+    """The SEG of the LV myocardium (segment 1; manual: as a person drew it) and blood pool (2), and of more
+    (segment, (slices, rows, cols) mask) from segment MORE_SEGMENTS_FROM on, in their order."""
     masks = regions.masks()
     if more:
         masks = np.concatenate([masks, np.stack([mask for _, mask in more], axis=-1)], axis=-1)
+    myocardium = replace(LV_MYOCARDIUM_SEGMENT, manual=manual)
     return build_segmentation(
-        masks, sources, [*LV_SEGMENTS, *(segment for segment, _ in more)],
+        masks, sources, [myocardium, LV_BLOOD_SEGMENT, *(segment for segment, _ in more)],
         series_uid=derived_uid(inp.job_key, name, "seg-series"), sop_uid=derived_uid(inp.job_key, name, "seg"),
         series_number=series.number(index), series_description=series.describe(), software_version=node.__version__)
 

@@ -17,12 +17,29 @@ import node
 from analysis.aha_segments import SEGMENT_NAMES, SeptumNotFound, find_septum, segment_labels, slice_levels
 from analysis.geometry import anterior_to_septum, base_to_apex_sign
 from dicom_out import codes
-from dicom_out.report import Measure, RegionGroup, segmentation_method
+from dicom_out.report import Evaluation, Measure, RegionGroup, segmentation_method
 from dicom_out.segmentation import Segment, build_segmentation
 from dicom_out.uids import derived_uid
-from node.process.modules import ModuleInput
+from node.inputs.roi import received_masks
 from node.process.modules.output_series import OutputSeries
 from node.process.modules.reporting import LvRegions
+
+
+# a received SEG's segments, by their coded type (SCT) or, failing that, their label
+LV_MYOCARDIUM_LABEL = r"(?i)^(?!.*(\bRV\b|right)).*myocard"
+RV_BLOOD_LABEL = r"(?i)^(?!.*(myocard|wall)).*(\bRV\b|right ventric)"
+
+
+def received_rv(seg_files: list[str], images: list[list]) -> list[np.ndarray | None] | None:
+    """Per slice, the RV (blood pool, or its outline) of the first received SEG that has one (segment type
+    Right ventricle, SCT 53085002, or a label like "RV blood pool"); images: per slice, the datasets the SEG
+    may reference (native or post-contrast map). None when no SEG has an RV."""
+    found, _ = received_masks(seg_files, codes.RIGHT_VENTRICLE.value, RV_BLOOD_LABEL,
+                              [d for slice_images in images for d in slice_images])
+    if not found:
+        return None
+    return [next((found[uid] for d in slice_images if (uid := str(d.SOPInstanceUID)) in found), None)
+            for slice_images in images]
 
 
 @dataclass
@@ -40,9 +57,11 @@ class AhaSegments:
                 "segments": self.present()}
 
 
-def aha_segments(regions: LvRegions, bright_blood: list[np.ndarray], frames: list, pixel_mm: list[float]) -> AhaSegments:
+def aha_segments(regions: LvRegions, bright_blood: list[np.ndarray], frames: list, pixel_mm: list[float],
+                 rv_blood: list[np.ndarray | None] | None = None) -> AhaSegments:
     """Segments of the slices of one series. bright_blood: per slice, an image in which both ventricles' blood
-    is bright (the relative R1 change); frames: the slices' node.inputs.frames.Frame, for their geometry."""
+    is bright (the relative R1 change); rv_blood: per slice, a received RV segmentation where there is one
+    (it then marks the septum instead); frames: the slices' node.inputs.frames.Frame, for their geometry."""
     shape = (len(frames),) + regions.blood_pool[0].shape
     labels = np.zeros(shape, dtype=np.uint8)
     if any(f.orientation is None for f in frames):
@@ -56,11 +75,12 @@ def aha_segments(regions: LvRegions, bright_blood: list[np.ndarray], frames: lis
         levels[i] = level
     septa: list[float | None] = [None] * len(frames)
     flags = []
+    rv_blood = rv_blood or [None] * len(frames)
     for i, (myocardium, bright, spacing, frame) in enumerate(zip(regions.myocardium, bright_blood, pixel_mm, frames)):
         if myocardium is None:
             continue
         try:
-            septum = find_septum(myocardium, bright, spacing)
+            septum = find_septum(myocardium, bright, spacing, rv_blood[i])
         except SeptumNotFound as exc:
             flags.append(f"no AHA segments on the slice at {frame.position_mm:.1f} mm: {exc}")
             continue
@@ -73,21 +93,25 @@ def segment_label(number: int) -> str:
     return f"AHA {number} {SEGMENT_NAMES[number]}"
 
 
-def segments_seg(aha: AhaSegments, sources: list, inp: ModuleInput, name: str, series: OutputSeries, index: int = 0):
-    """A SEG with one segment per AHA segment present, in segment-number order, coded with CID 3717."""
+def segments_seg(aha: AhaSegments, sources: list, uid_key: str, name: str, series: OutputSeries, index: int = 0):
+    """A SEG with one segment per AHA segment present, in segment-number order, coded with CID 3717; its UIDs
+    derive from uid_key (the job's, or the inputs') and name."""
     present = aha.present()
     return build_segmentation(
         np.stack([aha.labels == n for n in present], axis=-1), sources,
         [Segment(segment_label(n), codes.ANATOMICAL_STRUCTURE, codes.AHA_SEGMENTS[n]) for n in present],
-        series_uid=derived_uid(inp.job_key, name, "aha-seg-series"), sop_uid=derived_uid(inp.job_key, name, "aha-seg"),
+        series_uid=derived_uid(uid_key, name, "aha-seg-series"), sop_uid=derived_uid(uid_key, name, "aha-seg"),
         series_number=series.number(index), series_description=series.describe(), software_version=node.__version__)
 
 
-def segment_groups(aha: AhaSegments, seg, measures: Callable[[np.ndarray], list[Measure]],
+def segment_groups(aha: AhaSegments, seg, measures: Callable[[int, np.ndarray], tuple[list[Measure], list[Evaluation]]],
                    label_suffix: str = "") -> list[RegionGroup]:
-    """One group per AHA segment present: its measures (a function of the segment's (slices, rows, cols) mask),
-    finding LV myocardium, finding site the segment."""
-    return [RegionGroup(f"{segment_label(n)}{label_suffix}", codes.LV_MYOCARDIUM, site=codes.AHA_SEGMENTS[n],
-                        category=codes.ANATOMICAL_STRUCTURE, segment=(seg, k), measures=measures(aha.labels == n),
-                        evaluations=[segmentation_method(manual=False)])
-            for k, n in enumerate(aha.present(), start=1)]
+    """One group per AHA segment present: its measures and evaluations (a function of the segment's number and
+    (slices, rows, cols) mask), finding LV myocardium, finding site the segment."""
+    groups = []
+    for k, n in enumerate(aha.present(), start=1):
+        values, evaluations = measures(n, aha.labels == n)
+        groups.append(RegionGroup(f"{segment_label(n)}{label_suffix}", codes.LV_MYOCARDIUM,
+                                  site=codes.AHA_SEGMENTS[n], category=codes.ANATOMICAL_STRUCTURE, segment=(seg, k),
+                                  measures=values, evaluations=[segmentation_method(manual=False)] + evaluations))
+    return groups
