@@ -143,6 +143,7 @@ CARDIAC_MRI = codes.SCT.MagneticResonanceImagingOfHeart
 
 LV_MYOCARDIUM = codes.SCT.LeftVentricleMyocardium
 LEFT_VENTRICLE = codes.SCT.LeftVentricle
+RIGHT_VENTRICLE = codes.SCT.RightVentricle
 BLOOD = codes.SCT.Blood
 CORONARY_SINUS = codes.SCT.CoronarySinus
 ANATOMICAL_STRUCTURE = codes.SCT.AnatomicalStructure
@@ -170,6 +171,9 @@ MVO = CodedConcept("MVO", PRIVATE_SCHEME, "Microvascular obstruction")
 INFARCT_SIZE = CodedConcept("INFSIZE", PRIVATE_SCHEME, "Infarct size as percent of LV myocardium")
 TRANSMURALITY = CodedConcept("TRANSMUR", PRIVATE_SCHEME, "Mean transmural extent of infarct")
 MVO_SIZE = CodedConcept("MVOSIZE", PRIVATE_SCHEME, "Microvascular obstruction as percent of LV myocardium")
+# per AHA segment: the hyperenhanced share of the segment's myocardium, the extent Kim et al. (NEJM
+# 2000;343:1445) score in 0 / 1-25 / 26-50 / 51-75 / 76-100 % classes; no standard concept exists
+SEGMENT_INFARCT_EXTENT = CodedConcept("INFSEG", PRIVATE_SCHEME, "Infarct extent as percent of segment myocardium")
 CNR_INFARCT_BLOOD = CodedConcept("CNRIB", PRIVATE_SCHEME, "Contrast-to-noise ratio infarct to blood")
 CNR_INFARCT_REMOTE = CodedConcept("CNRIR", PRIVATE_SCHEME, "Contrast-to-noise ratio infarct to remote myocardium")
 

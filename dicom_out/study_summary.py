@@ -38,6 +38,7 @@ class Bullseye:
     low: float                           # colour scale
     high: float
     decimals: int = 0
+    missing: str = "not measured"        # what a segment without a value means
 
 
 @dataclass
@@ -46,7 +47,8 @@ class KeyNumber:
     value: float | None
     unit: str
     reference: tuple[float, float] | None = None
-    note: str = ""                       # e.g. "not identified", the window
+    note: str = ""                       # e.g. the interval, or the bound of what is not identified
+    missing: str = "not measured"        # what no value means
 
     def outside(self) -> str:
         if self.value is None or self.reference is None:
@@ -84,10 +86,11 @@ def _segment_colour(b: Bullseye, number: int) -> tuple[int, ...]:
     return NO_VALUE if value is None else tuple(int(c) for c in viridis(np.array([value]), b.low, b.high)[0])
 
 
-def draw_bullseye(draw: ImageDraw.ImageDraw, centre: tuple[int, int], b: Bullseye) -> None:
+def draw_bullseye(draw: ImageDraw.ImageDraw, centre: tuple[int, int], b: Bullseye,
+                  radius: float = BULLSEYE_RADIUS) -> None:
     """The 16 segments with their values, rings painted from the outside in."""
     cx, cy = centre
-    radii = (BULLSEYE_RADIUS, BULLSEYE_RADIUS * 2 / 3, BULLSEYE_RADIUS / 3, BULLSEYE_RADIUS / 9)
+    radii = (radius, radius * 2 / 3, radius / 3, radius / 9)
     for ring in range(3):
         r = radii[ring]
         for number in (n for n in range(1, 17) if _segment_arc(n)[0] == ring):
@@ -105,7 +108,7 @@ def draw_bullseye(draw: ImageDraw.ImageDraw, centre: tuple[int, int], b: Bullsey
                   stroke_width=2, stroke_fill=(0, 0, 0))
     draw.text((cx, cy - BULLSEYE_RADIUS - 22), b.title, fill=WHITE, font=_font(18), anchor="mm")
     draw.text((cx, cy + BULLSEYE_RADIUS + 16), f"colour {b.low:.{b.decimals}f} to {b.high:.{b.decimals}f}; "
-              "- not measured", fill=GREY, font=_font(13), anchor="mm")
+              f"- {b.missing}", fill=GREY, font=_font(13), anchor="mm")
 
 
 def render(summary: StudySummary) -> np.ndarray:
@@ -116,8 +119,9 @@ def render(summary: StudySummary) -> np.ndarray:
     y = 60
     if summary.bullseyes:
         step = WIDTH // len(summary.bullseyes)
+        radius = min(BULLSEYE_RADIUS, step // 2 - 12)     # four or more side by side get smaller
         for k, b in enumerate(summary.bullseyes):
-            draw_bullseye(draw, (step * k + step // 2, y + 40 + BULLSEYE_RADIUS), b)
+            draw_bullseye(draw, (step * k + step // 2, y + 40 + BULLSEYE_RADIUS), b, radius)
         draw.text((20, y + 2 * BULLSEYE_RADIUS + 80), "AHA segments seen from the apex: anterior at the top, "
                   "septum on the left; basal outside, apical inside", fill=GREY, font=_font(13))
         y += 2 * BULLSEYE_RADIUS + 110
@@ -128,7 +132,7 @@ def render(summary: StudySummary) -> np.ndarray:
         draw.text((x, y), label, fill=GREY, font=_font(14))
     y += 22
     for n in summary.numbers:
-        value = "not measured" if n.value is None else f"{n.value:g} {n.unit}"
+        value = n.missing if n.value is None else f"{n.value:g} {n.unit}"
         reference = f"{n.reference[0]:g}-{n.reference[1]:g} {n.unit}" if n.reference else ""
         colour = AMBER if n.outside() else WHITE
         draw.text((20, y), n.label, fill=WHITE, font=_font(16))

@@ -6,6 +6,9 @@ import numpy as np
 import pydicom
 import pytest
 
+import highdicom as hd
+
+from analysis.aha_segments import SEGMENT_NAMES
 from analysis.phantoms import Region
 from dicom_out.phantom_studies import write_ddce_study
 from dicom_out.synthetic_mr import SyntheticStudy
@@ -47,9 +50,11 @@ def test_report_has_the_wall_per_window_and_every_number(processed, ddce_study):
     assert dciodvfy_errors(sr_path) == []
     assert_report_matches(sr_path, results["measurements"])
     groups = sr_groups(sr_path)
+    segments = [f"AHA {n} {SEGMENT_NAMES[n]}" for n in range(7, 13)]     # the phantom's one slice is mid-ventricular
     assert set(groups) == {f"{region}, {window}-min window" for window in (5, 30) for region in
                            ("LV myocardium", "Remote myocardium (fitted voxels)", "Infarct (fitted voxels)",
-                            "Microvascular obstruction (fitted voxels)")} | {"LV blood pool", "Quality control"}
+                            "Microvascular obstruction (fitted voxels)", *segments)} | {"LV blood pool",
+                                                                                       "Quality control"}
     truth = ddce_study[1].truth["remote"]
     for window in (5, 30):
         wall = groups[f"LV myocardium, {window}-min window"]
@@ -152,6 +157,52 @@ def test_remote_infarct_and_mvo_intervals_hold_the_truth(processed, ddce_study):
         if "(fitted voxels)" in group["region"]:
             number = group["segment"]["segment_number"]
             assert group["region"].startswith(labels[number - 1]), (group["region"], number)
+
+
+@pytest.mark.integration     # dciodvfy, and the dDCE study through the module (shared with the tests above)
+def test_aha_segments_carry_their_own_intervals_and_reach_the_summary(processed, ddce_study):
+    """Per AHA segment and window, the regional ve + vp: at 30 min the interval of every segment without
+    infarct holds remote myocardium's truth, the infarcted anterior segment's lies above it, and a segment the
+    data do not identify gets no value, in results.json and in the report; the summary's bullseyes show
+    exactly the report's identified values, and the LGE extents."""
+    report, out = processed
+    results = ddce_job(report)["results"]
+    phantom = ddce_study[1]
+    remote = phantom.truth["remote"]["ve"] + phantom.truth["remote"]["vp"]
+    path = next(p for p in out.glob("*.dcm")
+                if pydicom.dcmread(p, stop_before_pixels=True).SeriesDescription == "dDCE AHA segments (cmr-node)")
+    assert dciodvfy_errors(path) == []
+    seg = hd.seg.segread(path)
+    masks = np.asarray(seg.get_volume(combine_segments=False).array)[0] > 0
+    mask_of = {int(seg.get_segment_description(n).segment_label.split()[1]): masks[..., k]
+               for k, n in enumerate(seg.get_segment_numbers())}
+    assert sorted(mask_of) == list(range(7, 13))
+    parsed = {g.region: g for g in parse_report(pydicom.dcmread(out / f"{results['report_sop_instance_uid']}.dcm")).groups}
+    for window in results["windows"]:
+        for segment in window["segments"]:
+            estimate = segment["ve_plus_vp"]
+            group = parsed[f"AHA {segment['segment']} {segment['name']}, {window['window_min']:g}-min window"]
+            regional = {m.name.value: m for m in group.measurements if m.derivation is None}
+            infarcted = np.isin(phantom.labels[mask_of[segment["segment"]]], (Region.INFARCT, Region.MVO)).mean()
+            if not estimate["identifiable"]:
+                assert estimate["value"] is None and "VEVP" not in regional
+                assert window["window_min"] == 30 or estimate["ci95"][1] is None   # 5 min: open above
+                continue
+            low, high = estimate["ci95"]
+            assert [regional["VEVP"].value, regional["VEVP"].ci95_low, regional["VEVP"].ci95_high] == \
+                pytest.approx([estimate["value"], low, high], abs=1e-6)
+            if infarcted == 0:
+                assert low <= remote <= high, (segment, remote)
+            elif infarcted > 0.5:
+                assert low > remote, segment
+    thirty = {s["segment"]: s["ve_plus_vp"] for s in results["windows"][1]["segments"]}
+    assert all(e["identifiable"] for e in thirty.values())       # 30 min identify every segment of the phantom
+    summary = next(j for j in report["jobs"] if j["module"] == "summary")["results"]
+    bullseyes = {b["title"]: b["segments"] for b in summary["bullseyes"]}
+    assert bullseyes["dDCE ve + vp, 30-min window"] == {str(n): e["value"] for n, e in thirty.items()}
+    lge = next(j for j in report["jobs"] if j["module"] == "lge")["results"]["aha_segments"]["lge_dDCE"]
+    assert bullseyes["Infarct extent, synthetic LGE (% of segment)"] == {
+        str(s["segment"]): s["infarct_extent_percent"] for s in lge}
 
 
 @pytest.mark.integration     # dciodvfy

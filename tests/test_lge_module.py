@@ -95,6 +95,36 @@ def test_segments_and_report_match_the_phantom(default_run):
     assert np.median(signal[phantom.labels == Region.LV_BLOOD]) < -200      # dark blood: no interstitium
 
 
+def test_infarct_extent_per_aha_segment_is_the_phantoms(default_run):
+    """The phantom's infarct spans 40-140 degrees (anterior, 90, at the top; RV at 180) through the inner 60 %
+    of the wall: mid anterior (segment 7, 60-120 degrees) is covered over its whole arc, the two neighbours
+    (8 and 12) over a third of theirs, and segments 9-11 not at all. The area of the inner 60 % of the wall
+    is (r_i^2 - r_endo^2) / (r_epi^2 - r_endo^2) of it (Kim et al., NEJM 2000;343:1445, score the extent)."""
+    phantom, job, out = default_run
+    g = SliceGeometry()
+    inner = g.lv_endo_radius_mm + g.infarct_transmurality * (g.lv_epi_radius_mm - g.lv_endo_radius_mm)
+    covered = (inner ** 2 - g.lv_endo_radius_mm ** 2) / (g.lv_epi_radius_mm ** 2 - g.lv_endo_radius_mm ** 2)
+    expected = {7: 100 * covered, 8: 100 * covered / 3, 12: 100 * covered / 3, 9: 0.0, 10: 0.0, 11: 0.0}
+    found = {s["segment"]: s for s in job["results"]["aha_segments"]["lge_dDCE"]}
+    assert sorted(found) == sorted(expected)
+    for number, extent in expected.items():
+        assert abs(found[number]["infarct_extent_percent"] - extent) < 5.0, (number, found[number])
+        transmurality = found[number]["transmurality_percent"]
+        assert transmurality == 0.0 if extent == 0 else abs(transmurality - 100 * g.infarct_transmurality) < 10.0
+    assert found[7]["mvo_percent"] > 0 and found[9]["mvo_percent"] == 0.0
+    # the report carries the same numbers with the segment's CID 3717 code as finding site, and the SEG is valid
+    sr_path = out / f"{job['results']['report_sop_instance_uid']}.dcm"
+    groups = sr_groups(sr_path)
+    for number, segment in found.items():
+        group = groups[f"AHA {number} {segment['name']} (LGE_dDCE)"]
+        assert group[("INFSEG", "99CMRN", None)] == (segment["infarct_extent_percent"], "%")
+    seg_path = next(out / n for n in job["outputs"] if pydicom.dcmread(out / n, stop_before_pixels=True)
+                    .SeriesDescription == "LGE_dDCE AHA segments (cmr-node)")
+    seg = hd.seg.segread(seg_path)
+    assert [seg.get_segment_description(n).segmented_property_type.value for n in seg.get_segment_numbers()] == \
+        [codes.AHA_SEGMENTS[n].value for n in range(7, 13)]
+
+
 @pytest.mark.integration     # no external program, but a dDCE study of its own through the module (3 to 4 s)
 def test_no_mvo_where_the_phantom_has_none(tmp_path):
     job, _ = run_lge(tmp_path, ddce_phantom(SliceGeometry(mvo_width_deg=0.0)))
@@ -122,13 +152,18 @@ def test_small_subendocardial_infarct_is_detected(tmp_path):
     assert found["infarct_voxels"] > 0.5 * np.isin(phantom.labels, (Region.INFARCT,)).sum()
 
 
-def _add_myocardium_seg(directory, study, files):
-    """A hand-drawn LV myocardium SEG on the native map, as a workstation would send it."""
+def _add_myocardium_seg(directory, study, files, rv=None):
+    """A hand-drawn LV myocardium SEG on the native map, as a workstation would send it; with rv (rows, cols),
+    an RV blood pool segment too."""
     directory.mkdir(parents=True, exist_ok=True)
     native = pydicom.dcmread(files[0])
     labels = ddce_phantom().labels
-    seg = build_segmentation(np.isin(labels, MYOCARDIUM)[None, :, :, None], [native],
-                             [Segment("LV myocardium", codes.ANATOMICAL_STRUCTURE, codes.LV_MYOCARDIUM, manual=True)],
+    segments = [Segment("LV myocardium", codes.ANATOMICAL_STRUCTURE, codes.LV_MYOCARDIUM, manual=True)]
+    masks = [np.isin(labels, MYOCARDIUM)]
+    if rv is not None:
+        segments.append(Segment("RV blood pool", codes.ANATOMICAL_STRUCTURE, codes.RIGHT_VENTRICLE, manual=True))
+        masks.append(rv)
+    seg = build_segmentation(np.stack(masks, axis=-1)[None], [native], segments,
                              series_uid=pydicom.uid.generate_uid(), sop_uid=pydicom.uid.generate_uid(),
                              series_number=60, series_description="LV myocardium contours", software_version="test")
     (directory / "seg").mkdir()
@@ -137,10 +172,15 @@ def _add_myocardium_seg(directory, study, files):
 
 @pytest.mark.integration     # no external program, but a dDCE study of its own through the module (3 to 4 s)
 def test_received_myocardium_seg_is_used_and_said_so(tmp_path):
+    """The drawn wall is the myocardium, and the drawn RV (here on the side opposite the image's RV blood)
+    marks the septum of the AHA segments."""
     phantom = ddce_phantom()
-    job, out = run_lge(tmp_path, phantom, extra_files=[_add_myocardium_seg])
+    opposite_rv = (phantom.labels == Region.RV_BLOOD)[::-1, ::-1]
+    job, out = run_lge(tmp_path, phantom, extra_files=[lambda *a: _add_myocardium_seg(*a, rv=opposite_rv)])
     results = job["results"]
     assert results["myocardium_source"] == "received SEG"
+    septum = results["aha_segments"]["septum_deg"][0]
+    assert abs((septum + 180) % 360 - 180) < 15, septum
     assert results["lge_ddce"]["nsd"]["myocardium_voxels"] == np.isin(phantom.labels, MYOCARDIUM).sum()
     assert abs(results["lge_ddce"]["nsd"]["infarct_size_percent"] - truth(phantom)["infarct_size_percent"]) < 2.0
     wall = next(g for g in results["measurements"] if g["region"] == "LV myocardium (LGE_dDCE)")

@@ -33,7 +33,9 @@ import numpy as np
 
 import node
 from analysis.geometry import same_slice
+from analysis.aha_segments import SEGMENT_NAMES
 from analysis.ddce import TISSUE_DENSITY_G_PER_ML, WINDOW_JITTER_MIN, analyse_slice, covered_windows
+from analysis.ecv import relative_r1_change
 from analysis.relaxivity import UnknownAgent, r1_per_mM_s
 from analysis.quality import MISSING, Finding, blood_t1, fit, motion
 from dicom_out import codes
@@ -57,6 +59,7 @@ from node.process.modules.ddce_regions import (NOT_IDENTIFIED_LABEL, Identificat
                                                withheld_reason)
 from node.process.modules.ddce_lesions import LESION_SEGMENTS, MIN_REGION_VOXELS, Lesions, find_lesions, lesion_window
 from node.process.modules.output_series import OUTPUT_SERIES
+from node.process.modules.segments import AhaSegments, aha_segments, segment_groups, segments_seg
 
 # the 2CXM maps (analysis.ddce), each written as a Parametric Map (dicom_out/quantities.py)
 DELAYED_MAPS = ("ve", "vp", "ve_plus_vp", "ps", "fp", "r_squared")   # what a fit of delayed maps alone gives
@@ -235,6 +238,53 @@ def _window_maps(window: float, n: int, key: str, maps: dict[str, np.ndarray], n
     return pms
 
 
+def _aha(inp: ModuleInput, native: list[T1Slice], results: list, regions: LvRegions, quality: QualityControl,
+         output: ModuleOutput) -> tuple[AhaSegments | None, object]:
+    """The AHA segments of the native slices (the RV is bright on the relative R1 change to the registered
+    mean post-contrast map), and their SEG; (None, None) where no slice has any."""
+    bright = [relative_r1_change(s.t1_ms, r.mean_post_t1_ms) for s, r in zip(native, results)]
+    aha = aha_segments(regions, bright, [s.frame for s in native], [s.pixel_mm for s in native])
+    quality.regions(aha.flags)
+    output.results["aha_segments"] = aha.as_dict()
+    if not aha.present():
+        return None, None
+    seg = segments_seg(aha, [s.frame for s in native], inp.job_key, "ddce", OUTPUT_SERIES["ddce.segments"])
+    output.datasets.append(seg)
+    return aha, seg
+
+
+# per segment, the regional intervals of what the delayed phase determines (ve, ve + vp); PS, Fp and vp are
+# open-ended from a segment's few voxels in all but extreme tissue, and each profile costs about a second
+SEGMENT_INTERVALS = ("ve", "ve_plus_vp")
+
+
+def _segment_groups(window: float, aha: AhaSegments, seg, maps: dict[str, np.ndarray], pms: dict[str, object],
+                    results: list, native: list[T1Slice], entry: dict) -> list[RegionGroup]:
+    """One group per AHA segment in a window: voxel statistics of the maps sent, and the segment's regional ve
+    and ve + vp with their 95 % intervals from the delayed maps (a bound where the data give only one, never a
+    value that is not identified). The same in the window's results.json entry under "segments"."""
+    fitted = np.stack([r.valid for r in results]) & (maps["failed"] == 0)
+    voxel = voxel_ml(native[0].frame)
+    entry["segments"] = []
+
+    def measures(number: int, mask: np.ndarray):
+        ok = mask & fitted
+        values = []
+        for name in (name for name in REPORTED if name in pms):
+            quantity = QUANTITIES[name]
+            values += statistics(quantity.quantity, quantity.unit, maps[name][ok], source=pms[name])
+        # a segment lies on one slice: at most one estimate
+        here = [(e, s) for e, s in zip(slice_estimates(results, mask, MIN_REGION_VOXELS, SEGMENT_INTERVALS), native)
+                if e]
+        regional, identification = report_items([e for e, _ in here])
+        entry["segments"].append({"segment": number, "name": SEGMENT_NAMES[number], "fitted_voxels": int(ok.sum()),
+                                  **(results_entry(here[0][0], here[0][1].position_mm, f"AHA {number}") if here
+                                     else {"region": f"AHA {number}", "not_fitted": "too few fitted voxels"})})
+        return values + regional + [volume(int(mask.sum()), voxel)], identification
+
+    return segment_groups(aha, seg, measures, f", {window:g}-min window")
+
+
 DELAYED_FIT_KEYS = ("fitted_voxels", "failed_voxels", "ve_vp_separable_fraction", "tissue_median",
                     "blood_pool_median")
 
@@ -306,6 +356,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
     seg = lv_segmentation(regions, [s.frame for s in native], inp, "ddce", OUTPUT_SERIES["ddce.regions"],
                           more=tuple((LESION_SEGMENTS[name], mask) for name, mask in lesions.masks.items())) \
         if fitted else None
+    aha, aha_seg = _aha(inp, native, first, regions, quality, output) if fitted else (None, None)
     groups = []
     first_pass, first_pass_reason, arterial = _first_pass(inp.files, injection, native)
     output.results["first_pass"] = {"used": bool(first_pass), "reason": first_pass_reason}
@@ -346,6 +397,8 @@ def run(inp: ModuleInput) -> ModuleOutput:
         groups.append(_window_group(window, maps, pms, regions, seg, results, voxel_ml(native[0].frame),
                                     estimates["lv_myocardium"]))
         groups += _lesion_groups(window, lesions, estimates, seg)
+        if aha is not None:
+            groups += _segment_groups(window, aha, aha_seg, maps, pms, results, native, entry)
     _check_quality(quality, settings, windows, fitted, native, regions, field)
     output.results["quality_flags"] = quality.flags()
     if seg is not None:

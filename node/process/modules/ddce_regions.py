@@ -55,9 +55,13 @@ IDENTIFIED_AS = {"mbf": "fp"}    # a map identified where this other parameter i
 UNITS_SHOWN = {"ps": " mL/min/g", "fp": " mL/min/g", "mbf": " mL/min/g", "mean_lag_min": " s"}
 
 
-def slice_estimates(results: list[DdceResult], region: np.ndarray, min_voxels: int = 2) -> list[dict[str, Estimate]]:
-    """Per slice, the window's estimates for a region; {} where the region has fewer than min_voxels fitted
-    voxels or the blood pool is too small. results: one DdceResult per slice (one window each); region:
+PROFILED = tuple(n for n in REGIONAL if n in QUANTITY)
+
+
+def slice_estimates(results: list[DdceResult], region: np.ndarray, min_voxels: int = 2,
+                    names: tuple[str, ...] = PROFILED) -> list[dict[str, Estimate]]:
+    """Per slice, the window's estimates of names for a region; {} where the region has fewer than min_voxels
+    fitted voxels or the blood pool is too small. results: one DdceResult per slice (one window each); region:
     (slices, rows, cols) bool."""
     estimates = []
     for result, mask in zip(results, region):
@@ -69,7 +73,7 @@ def slice_estimates(results: list[DdceResult], region: np.ndarray, min_voxels: i
         except AnalysisError:
             estimates.append({})
             continue
-        estimates.append(profile_region(*inputs, aif_start=window.aif, names=tuple(n for n in REGIONAL if n in QUANTITY)))
+        estimates.append(profile_region(*inputs, aif_start=window.aif, names=names))
     return estimates
 
 

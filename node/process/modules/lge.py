@@ -22,13 +22,15 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-import pydicom
 from scipy import ndimage
 
 import node
 from analysis.geometry import same_slice
 from analysis.ddce import covered_windows
-from analysis.lge import lge_metrics, lge_slices, synthetic_t1, t1_from_concentration
+from analysis.aha_segments import SEGMENT_NAMES
+from analysis.ecv import relative_r1_change
+from analysis.lge import lge_metrics, lge_slices, synthetic_t1, t1_from_concentration, transmural_extents
+from analysis.myocardium import myocardium_from_mask
 from analysis.quality import MISSING, Finding
 from analysis.registration import align
 from dicom_out import codes
@@ -37,12 +39,15 @@ from dicom_out.report import Measure, RegionGroup, segmentation_method, volume
 from dicom_out.segmentation import Segment, build_segmentation
 from dicom_out.uids import derived_uid
 from node.process.modules.quality import QualityControl
+from node.inputs.kinds import sop_classes
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.ddce import fit_window, injection_time, relaxivity, window_key
 from node.process.modules.ddce_lesions import blood_pool_in_cavity
 from node.process.modules.reporting import (INFARCT_SEGMENT, LV_BLOOD_SEGMENT, LV_MYOCARDIUM_SEGMENT, MVO_SEGMENT,
-                                            add_report, lv_regions, voxel_ml)
-from node.inputs.roi import SEG_SOP_CLASS, seg_masks
+                                            LvRegions, add_report, lv_regions, voxel_ml)
+from node.process.modules.segments import (LV_MYOCARDIUM_LABEL, aha_segments, received_rv, segment_groups,
+                                          segments_seg)
+from node.inputs.roi import SEG_SOP_CLASS, received_masks
 from node.errors import InputError
 from node.inputs.t1_maps import classify, group_by_series, read_t1_maps
 from node.process.modules.output_series import OUTPUT_SERIES, OutputSeries
@@ -52,12 +57,11 @@ STANDARD_TOLERANCE_MIN = 2.5
 
 def _received_myocardium(seg_files: list[str], native) -> tuple[list[np.ndarray], object] | None:
     images = [s.dataset for s in native]
-    for path in seg_files:
-        found, source = seg_masks(path, codes.LV_MYOCARDIUM.value, r"(?i)myocard", images)
-        if found:
-            shape = native[0].t1_ms.shape
-            return [found.get(str(d.SOPInstanceUID), np.zeros(shape, dtype=bool)) for d in images], source
-    return None
+    found, source = received_masks(seg_files, codes.LV_MYOCARDIUM.value, LV_MYOCARDIUM_LABEL, images)
+    if not found:
+        return None
+    shape = native[0].t1_ms.shape
+    return [found.get(str(d.SOPInstanceUID), np.zeros(shape, dtype=bool)) for d in images], source
 
 
 def _standard_t1(timed, native, target: float):
@@ -99,11 +103,49 @@ def _rounded(metrics: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
 
 
+def _segment_measures(synthetic, myocardium: np.ndarray, cavity: np.ndarray, voxel: float, results: list):
+    """Per AHA segment of the synthetic LGE: infarct (with MVO) extent as percent of the segment's myocardium,
+    the mean transmural extent of its infarcted 6-degree sectors (0 without infarct), MVO percent, volume."""
+    def measures(number: int, mask: np.ndarray):
+        k = int(np.flatnonzero(mask.any(axis=(1, 2)))[0])       # a segment lies on one slice
+        infarcted = (synthetic[k].segmentation.infarct | synthetic[k].segmentation.mvo) & mask[k]
+        extents = transmural_extents(infarcted, myocardium[k], cavity[k])
+        voxels = int(mask.sum())
+        entry = {"segment": number, "name": SEGMENT_NAMES[number], "voxels": voxels,
+                 "infarct_extent_percent": round(100.0 * infarcted.sum() / voxels, 2),
+                 "transmurality_percent": round(100.0 * float(np.mean(extents)), 1) if extents else 0.0,
+                 "mvo_percent": round(100.0 * (synthetic[k].segmentation.mvo & mask[k]).sum() / voxels, 2)}
+        results.append(entry)
+        return [Measure(codes.SEGMENT_INFARCT_EXTENT, entry["infarct_extent_percent"], codes.UNIT_PERCENT),
+                Measure(codes.TRANSMURALITY, entry["transmurality_percent"], codes.UNIT_PERCENT),
+                Measure(codes.MVO_SIZE, entry["mvo_percent"], codes.UNIT_PERCENT), volume(voxels, voxel)], []
+    return measures
+
+
+def _aha(key: str, native, fits, myocardium: np.ndarray, cavity: np.ndarray, pools: np.ndarray, synthetic,
+         seg_files: list[str], output: ModuleOutput, quality: QualityControl) -> list[RegionGroup]:
+    """The AHA segments of the myocardium the synthetic LGE was segmented in (the RV from a received SEG, else
+    bright on the relative R1 change to the registered mean post-contrast map), their SEG and a group per
+    segment."""
+    walls = [myocardium_from_mask(m, s.t1_ms) if m.any() else None for m, s in zip(myocardium, native)]
+    bright = [relative_r1_change(s.t1_ms, fit.mean_post_t1_ms) for s, fit in zip(native, fits)]
+    aha = aha_segments(LvRegions(walls, list(pools), []), bright, [s.frame for s in native],
+                       [s.pixel_mm for s in native], received_rv(seg_files, [[s.dataset] for s in native]))
+    quality.regions(aha.flags)
+    output.results["aha_segments"] = {**aha.as_dict(), "lge_dDCE": []}
+    if not aha.present():
+        return []
+    seg = segments_seg(aha, [s.frame for s in native], key, "lge", OUTPUT_SERIES["lge.segments"])
+    output.datasets.append(seg)
+    return segment_groups(aha, seg, _segment_measures(synthetic, myocardium, cavity, voxel_ml(native[0].frame),
+                                                      output.results["aha_segments"]["lge_dDCE"]), " (LGE_dDCE)")
+
+
 def run(inp: ModuleInput) -> ModuleOutput:
     settings = inp.settings
     target, window = settings.lge_target_minutes, settings.lge_fit_window_minutes
     method, n_sd = settings.lge_infarct_method, settings.lge_n_sd
-    kinds = {f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in inp.files}
+    kinds = sop_classes(inp.files)
     seg_files = [f for f, k in kinds.items() if k == SEG_SOP_CLASS]
     natives, posts, how = classify(group_by_series(read_t1_maps([f for f, k in kinds.items() if k != SEG_SOP_CLASS])))
     native = natives[0]
@@ -203,6 +245,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
         if primary["cnr_infarct_blood"] and standard_metrics["cnr_infarct_blood"]:
             output.results["cnr_infarct_blood_ratio"] = round(
                 primary["cnr_infarct_blood"] / standard_metrics["cnr_infarct_blood"], 2)
+    groups += _aha(key, native, fits, myocardium, cavity, pools, synthetic, seg_files, output, quality)
     output.results["quality_flags"] += quality.flags()
     add_report(output, inp, "lge", groups + [quality.group(evidence)], evidence, "LGE",
                evidence=[received[1].dataset] if received is not None else [])

@@ -35,6 +35,7 @@ OUTPUT_SERIES: dict[str, OutputSeries] = {
     "ddce.maps": OutputSeries(9100, 90, "dDCE {window:g}min {label}", parametric_map=True),  # 10 × window + map
     "ddce.regions": OutputSeries(9190, 1, "dDCE regions (cmr-node)"),
     "ddce.identified": OutputSeries(9191, 9, "dDCE {window:g}min identified (cmr-node)"),   # by window
+    "ddce.segments": OutputSeries(9200, 1, "dDCE AHA segments (cmr-node)"),
     "molli.t1": OutputSeries(9300, 50, " T1 (cmr-node)", parametric_map=True),   # by source series number
     "molli.residual": OutputSeries(9350, 50, " T1 residual (cmr-node)", parametric_map=True),
     "molli.scanner_like_t1": OutputSeries(9400, 100, "_T1MAP_cmrnode"),   # taken back in; sites route on it
@@ -45,6 +46,7 @@ OUTPUT_SERIES: dict[str, OutputSeries] = {
     "lge.magnitude": OutputSeries(9701, 1, "LGE_dDCE {target:g}min IR (cmr-node)"),
     "lge.regions": OutputSeries(9702, 1, "LGE_dDCE regions (cmr-node)"),
     "lge.standard": OutputSeries(9703, 1, "LGE_standard {target:g}min PSIR (cmr-node)"),
+    "lge.segments": OutputSeries(9704, 1, "LGE_dDCE AHA segments (cmr-node)"),
     "summary.page": OutputSeries(9800, 1, "CMR summary (cmr-node)"),
     "summary.pdf": OutputSeries(9801, 1, "CMR summary PDF (cmr-node)"),
     **{f"{module}.report": OutputSeries(9900 + k, 1, " report (cmr-node)")

@@ -18,6 +18,7 @@ from dicom_out import codes
 from dicom_out.study_summary import Bullseye, KeyNumber, StudySummary, page_png, render, summary_image, summary_pdf
 from node.errors import InputError
 from node.inputs.t1_maps import classify, group_by_series, read_t1_maps
+from node.inputs.kinds import sop_classes
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.output_series import OUTPUT_SERIES
 from node.registry.parse import Group, NotAMeasurementReport, ParsedReport, parse_report
@@ -48,14 +49,68 @@ def _value(report: ParsedReport, region: str, code, derivation: str | None = "Me
                  if (v := _measured(g, code, derivation)) is not None), None)
 
 
-def _segments(report: ParsedReport, code) -> dict[int, float]:
-    """AHA segment number (by the group's finding site, PS3.16 CID 3717) -> the mean of code there."""
+def _sd(report: ParsedReport, region: str, code) -> str:
+    """'SD 42' of code over the region's voxels, for the note beside its mean."""
+    sd = _value(report, region, code, codes.STANDARD_DEVIATION.meaning)
+    return "" if sd is None else f"SD {sd:g}"
+
+
+def _segments(report: ParsedReport, code, derivation: str | None = "Mean", suffix: str = "") -> dict[int, float]:
+    """AHA segment number (by the group's finding site, PS3.16 CID 3717) -> code's value there (its mean, or
+    with derivation None its single value), from the groups whose label ends with suffix."""
     values = {}
     for group in report.groups:
         number = SEGMENT_OF_SITE.get((group.site.value, group.site.scheme)) if group.site else None
-        if number is not None and (value := _measured(group, code, "Mean")) is not None:
+        if number is not None and group.region.endswith(suffix) and \
+                (value := _measured(group, code, derivation)) is not None:
             values[number] = value
     return values
+
+
+def _longest_window(report: ParsedReport) -> str | None:
+    """The dDCE report's longest window with AHA segments, as its group-label suffix (", 30-min window")."""
+    windows = {g.region.rsplit(", ", 1)[1] for g in report.groups
+               if g.site and (g.site.value, g.site.scheme) in SEGMENT_OF_SITE and ", " in g.region}
+    return max(windows, key=lambda w: float(w.split("-")[0]), default=None)
+
+
+def _regional(report: ParsedReport, region: str, code, label: str, unit: str) -> KeyNumber:
+    """A regional dDCE value with its 95 % interval; where the data bound it on one side only, no value and
+    the bound."""
+    group = next((g for g in report.groups if g.region == region), None)
+    measured = next((m for m in group.measurements if m.name.value == code.value and m.derivation is None),
+                    None) if group else None
+    if measured is not None and measured.ci95_low is not None:
+        return KeyNumber(label, measured.value, unit, note=f"95 % CI {measured.ci95_low:g}-{measured.ci95_high:g}")
+    low, high = (_measured(group, codes.confidence_limit(code, upper), None) if group else None
+                 for upper in (False, True))
+    bound = f">= {low:g}" if low is not None else f"<= {high:g}" if high is not None else "open both ways"
+    return KeyNumber(label, None, unit, note=f"95 % CI {bound}", missing="not identified")
+
+
+def _ddce(report: ParsedReport, summary: StudySummary) -> None:
+    """The regional ve + vp per segment in the longest window with segments (shown only where the data identify
+    it), and the LV myocardium's in every window with its interval."""
+    window = _longest_window(report)
+    if window is not None:
+        summary.bullseyes.append(Bullseye(f"dDCE ve + vp, {window}",
+                                          _segments(report, codes.VE_PLUS_VP, None, ", " + window), 0.15, 0.45,
+                                          decimals=2, missing="not identified or not fitted"))
+    for group in report.groups:
+        if group.region.startswith("LV myocardium, ") and group.region.endswith(" window"):
+            window_label = group.region.removeprefix("LV myocardium, ")
+            summary.numbers.append(_regional(report, group.region, codes.VE_PLUS_VP,
+                                             f"ve + vp, LV myocardium ({window_label})", ""))
+
+
+def _lge(report: ParsedReport, summary: StudySummary) -> None:
+    region = "LV myocardium (LGE_dDCE)"
+    extent = _segments(report, codes.SEGMENT_INFARCT_EXTENT, None, " (LGE_dDCE)")
+    if extent:
+        summary.bullseyes.append(Bullseye("Infarct extent, synthetic LGE (% of segment)", extent, 0.0, 100.0))
+    summary.numbers += [KeyNumber("Infarct size (synthetic LGE)", _value(report, region, codes.INFARCT_SIZE, None), "%"),
+                        KeyNumber("Transmurality (synthetic LGE)", _value(report, region, codes.TRANSMURALITY, None), "%"),
+                        KeyNumber("MVO (synthetic LGE)", _value(report, region, codes.MVO_SIZE, None), "%")]
 
 
 def _findings(report: ParsedReport) -> list[str]:
@@ -109,14 +164,13 @@ def build(reports: list[ParsedReport], settings, field_t: float | None, findings
                 summary.bullseyes.append(Bullseye("ECV (%)", ecv, 15.0, 45.0, decimals=1))
             summary.numbers += [
                 KeyNumber("Native T1, LV myocardium (mean)", _value(r, "LV myocardium", codes.T1), "ms",
-                          _reference(settings, "native_t1_ms", field_t)),
+                          _reference(settings, "native_t1_ms", field_t), _sd(r, "LV myocardium", codes.T1)),
                 KeyNumber("ECV, LV myocardium (mean)", _value(r, "LV myocardium", codes.ECV), "%",
-                          _reference(settings, "ecv_percent", field_t))]
+                          _reference(settings, "ecv_percent", field_t), _sd(r, "LV myocardium", codes.ECV))]
+        elif r.producer == "cmr-node ddce":
+            _ddce(r, summary)
         elif r.producer == "cmr-node lge":
-            region = "LV myocardium (LGE_dDCE)"
-            summary.numbers += [KeyNumber("Infarct size (synthetic LGE)", _value(r, region, codes.INFARCT_SIZE, None), "%"),
-                                KeyNumber("Transmurality (synthetic LGE)", _value(r, region, codes.TRANSMURALITY, None), "%"),
-                                KeyNumber("MVO (synthetic LGE)", _value(r, region, codes.MVO_SIZE, None), "%")]
+            _lge(r, summary)
         elif r.producer == "cmr-node oximetry":
             summary.numbers += [KeyNumber("Coronary sinus SbO2", _value(r, "Coronary sinus", codes.VENOUS_OXYGEN_SATURATION, None), "%"),
                                 KeyNumber("MVO2", _value(r, "LV myocardium (oxygen consumption)", codes.OXYGEN_CONSUMPTION, None),
@@ -126,7 +180,7 @@ def build(reports: list[ParsedReport], settings, field_t: float | None, findings
 
 
 def run(inp: ModuleInput) -> ModuleOutput:
-    classes = {f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in inp.files}
+    classes = sop_classes(inp.files)
     reports, reference = [], None
     for f in (f for f, c in classes.items() if c.startswith(SR_PREFIX)):
         ds = pydicom.dcmread(f)
