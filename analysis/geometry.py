@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, TypeVar
 
 import numpy as np
+from scipy import ndimage
 
 POSITION_TOLERANCE_MM = 1.0   # scanners repeat a planned slice to well under a millimetre
 
@@ -59,6 +60,25 @@ def patient_mm_to_pixels(points_mm: np.ndarray, position: np.ndarray, orientatio
     o, spacing = np.asarray(orientation, dtype=float), np.asarray(spacing, dtype=float)
     offset = np.asarray(points_mm, dtype=float) - np.asarray(position, dtype=float)
     return np.column_stack([offset @ o[3:] / spacing[0], offset @ o[:3] / spacing[1]])
+
+
+def same_plane(orientation_a: np.ndarray, position_a_mm: float, orientation_b: np.ndarray,
+               position_b_mm: float) -> bool:
+    """Two images lie in one plane: parallel (normals within about 1 degree) and at one position."""
+    return bool(abs(float(np.dot(normal(orientation_a), normal(orientation_b)))) > 0.9998) and \
+        same_slice(position_a_mm, position_b_mm)
+
+
+def resample_onto(values: np.ndarray, source: tuple, target: tuple, target_shape: tuple[int, int],
+                  order: int = 1) -> np.ndarray:
+    """values of one image plane at the pixel centres of another in the same plane (0 outside). source and
+    target: (Image Position (Patient), Image Orientation (Patient), Pixel Spacing); order 1 linear (values),
+    0 nearest (masks)."""
+    rows, cols = np.mgrid[0:target_shape[0], 0:target_shape[1]]
+    points = pixels_to_patient_mm(np.column_stack([rows.ravel(), cols.ravel()]), *target)
+    where = patient_mm_to_pixels(points, *source).T
+    out = ndimage.map_coordinates(np.asarray(values, dtype=float), where, order=order, cval=0.0, mode="constant")
+    return out.reshape(target_shape)
 
 
 # The LV long axis runs from base to apex towards the patient's left, anterior and inferior: +x, -y, -z in

@@ -75,6 +75,17 @@ def write_ddce_study(directory: Path, study: SyntheticStudy | None = None, phant
     return study, phantom, files
 
 
+T2_DESCRIPTION = "T2map_MOCO"
+
+
+def write_t2_map(directory: Path, study: SyntheticStudy, t2_ms, pixel_mm: float,
+                 series_number: int = 15) -> list[Path]:
+    """A scanner's inline T2 map of the phantom slice (before contrast), as its own series."""
+    series = t1_map_series(t2_ms, study, series_description=T2_DESCRIPTION, series_number=series_number,
+                           acquired=study.study_datetime + timedelta(minutes=7), pixel_mm=pixel_mm, map_type="T2")
+    return save_series(series, directory / "t2map")
+
+
 def write_raw_molli_ecv_study(directory: Path, study: SyntheticStudy | None = None, phantom: EcvPhantom | None = None,
                               noise_fraction: float = 0.01) -> tuple[SyntheticStudy, EcvPhantom, list[Path]]:
     """The ECV phantom as raw MOLLI images (5(3)3), native and 15 min post-contrast, as a scanner without

@@ -40,8 +40,10 @@ def _slice_geometry(ds: Dataset, rows: int, cols: int, pixel_mm: float, z_mm: fl
 
 def t1_map_series(t1_ms: np.ndarray, study: SyntheticStudy, *, series_description: str, series_number: int,
                   acquired: datetime, pixel_mm: float, slice_gap_mm: float = 10.0,
-                  contrast_agent: str | None = None, bolus_start: datetime | None = None) -> list[Dataset]:
-    """One dataset per slice of t1_ms (slices, rows, cols) in ms."""
+                  contrast_agent: str | None = None, bolus_start: datetime | None = None,
+                  map_type: str = "T1") -> list[Dataset]:
+    """One dataset per slice of t1_ms (slices, rows, cols) in ms; map_type "T2" makes it a T2 map (Image Type
+    value 3 "T2 MAP", as Siemens MyoMaps write it)."""
     t1_ms = t1_ms if t1_ms.ndim == 3 else t1_ms[np.newaxis]
     series_uid = derived_uid(study.study_uid, series_description, series_number)
     datasets = []
@@ -66,7 +68,7 @@ def t1_map_series(t1_ms: np.ndarray, study: SyntheticStudy, *, series_descriptio
         ds.BodyPartExamined, ds.PatientPosition = "HEART", "HFS"
         ds.Manufacturer, ds.ManufacturerModelName = "cmr-node synthetic", "phantom"
         ds.InstanceNumber = k + 1
-        ds.ImageType = ["DERIVED", "PRIMARY", "T1 MAP", "T1"]
+        ds.ImageType = ["DERIVED", "PRIMARY", f"{map_type} MAP", map_type]
         ds.AcquisitionDate = ds.ContentDate = acquired.strftime("%Y%m%d")
         ds.AcquisitionTime = ds.ContentTime = acquired.strftime("%H%M%S.%f")[:13]
         ds.SeriesDate, ds.SeriesTime = ds.AcquisitionDate, ds.AcquisitionTime

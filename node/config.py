@@ -213,6 +213,12 @@ kinds = ["t1_map", "segmentation"]
 t1_timeline = ["dynamic"]
 
 [[routes]]
+name = "t2segments"
+module = "t2segments"
+kinds = ["t2_map", "t1_map", "segmentation"]
+requires = ["t2_map", "t1_map"]
+
+[[routes]]
 name = "summary"
 module = "summary"
 kinds = ["report", "t1_map"]

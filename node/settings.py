@@ -263,8 +263,9 @@ class ModuleSettings:
     lge_n_sd: float = setting(5.0, check=positive, doc="synthetic LGE: n of the `nsd` threshold")
     reference_ranges: dict[str, tuple[float, float]] = setting(
         None, check=check_reference_ranges, shown_default="table",  # type: ignore[arg-type]
-        doc="study summary: `{ quantity_fieldT = [low, high] }` (keys `native_t1_ms_1.5T`, `ecv_percent_3T`, ...) "
-            "shown beside each number; the built-in table is from the literature (README), set your own")
+        doc="study summary: `{ quantity_fieldT = [low, high] }` (keys `native_t1_ms_1.5T`, `ecv_percent_3T`, "
+            "`t2_ms_1.5T`, ...) shown beside each number; the built-in table (T1 and ECV only) is from the "
+            "literature (README), set your own")
     summary_disclaimer: str = setting("Not for diagnostic use unless validated locally",
                                       doc="study summary: the line every summary page ends with")
     summary_pdf: bool = setting(False, doc="study summary: also send the page as an Encapsulated PDF")
@@ -328,8 +329,9 @@ class Route:
     last: bool = setting(False, doc="study scope: queued only when the study's other routes queue nothing in the "
                                     "same pass, so it sees their reports (the study summary)")
     requires: tuple[str, ...] = setting((), shown_default="nothing",
-                                        doc="kinds of which the matched series must hold at least one before the "
-                                            "route queues a job (the study summary waits for a report)")
+                                        doc="kinds the matched series must all hold (each at least one instance) "
+                                            "before the route queues a job (the study summary waits for a report; "
+                                            "t2segments for a T2 and a T1 map)")
     viewer_images: tuple[str, ...] = setting(("grayscale",), check=each(one_of(*VIEWER_KINDS)),
                                              doc="companions sent with each Parametric Map for viewers that do not "
                                                  "show them: `grayscale`, `colour`; `[]` for none")

@@ -24,7 +24,7 @@ def test_example_config_is_valid():
 def test_without_routes_the_built_in_ones_send_to_every_destination():
     config = parse_config({"destinations": [{"name": "a", "host": "h", "port": 104, "ae_title": "A"},
                                             {"name": "b", "host": "h", "port": 105, "ae_title": "B"}]})
-    assert [r.name for r in config.routes] == ["molli", "t2map", "ecv", "ddce", "lge", "summary"]
+    assert [r.name for r in config.routes] == ["molli", "t2map", "ecv", "ddce", "lge", "t2segments", "summary"]
     assert all(r.destinations == ("a", "b") for r in config.routes)
     assert parse_config({"routes": []}).routes == ()
 

@@ -192,7 +192,7 @@ def test_a_study_nothing_routes_is_logged_with_each_series_kind_and_reason(tmp_p
     assert warnings == [f"study {index.all_series()[0]['study_uid']}: nothing routed: series {found.series_uid} "
                         "(phase): route molli takes t1_raw; route t2map takes t2_raw; route ecv takes t1_map, segmentation; "
                         "route ddce takes t1_map, perfusion; route lge takes t1_map, segmentation; "
-                        "route summary takes report, t1_map"]
+                        "route t2segments takes t2_map, t1_map, segmentation; route summary takes report, t1_map"]
     assert "Doe" not in caplog.text
 
 

@@ -320,6 +320,15 @@ class Frame:
         slope, intercept = self.rescale()
         return self.stored().astype(np.float64) * slope + intercept
 
+    def values_ms(self) -> np.ndarray:
+        """A relaxation-time map's values in ms: its Real World Value Mapping when that is in ms or s
+        (Philips), else the rescaled values (Siemens and GE inline maps store ms)."""
+        mapping = self.real_world_mapping()
+        if mapping is not None and mapping[2] in ("ms", "s"):
+            slope, intercept, unit = mapping
+            return (self.stored().astype(np.float64) * slope + intercept) * (1000.0 if unit == "s" else 1.0)
+        return self.values()
+
 
 def read_instance(path, pixels: bool = False) -> Instance:
     """A DICOM file, header only unless pixels."""

@@ -75,15 +75,6 @@ class T1Slice:
         return str(self.dataset.get("Manufacturer", "")) == MANUFACTURER
 
 
-def t1_values_ms(frame: Frame) -> np.ndarray:
-    """The frame's T1 in ms: its Real World Value Mapping when that is in ms or s, else the rescaled values."""
-    mapping = frame.real_world_mapping()
-    if mapping is not None and mapping[2] in ("ms", "s"):
-        slope, intercept, unit = mapping
-        return (frame.stored().astype(np.float64) * slope + intercept) * (1000.0 if unit == "s" else 1.0)
-    return frame.values()
-
-
 def read_t1_maps(paths: list[str]) -> list[T1Slice]:
     """Every T1 map frame among the files, in ms."""
     slices = []
@@ -91,7 +82,7 @@ def read_t1_maps(paths: list[str]) -> list[T1Slice]:
         if not frame.has_geometry:
             raise InputError(f"instance {frame.sop_instance_uid}: a T1 map without geometry (position, "
                              "orientation, pixel spacing)")
-        slices.append(T1Slice(frame=frame, t1_ms=t1_values_ms(frame), acquired=frame.acquired))
+        slices.append(T1Slice(frame=frame, t1_ms=frame.values_ms(), acquired=frame.acquired))
     if not slices:
         raise InputError(f"no T1 map among the {len(paths)} input files")
     return slices
@@ -208,3 +199,14 @@ def classify(groups: dict[str, list[T1Slice]]) -> tuple[list[list[T1Slice]], lis
                          f"{len(pre)} native, {len(post)} post-contrast, {undecided} undecided"
                          + (f" ({len(aside)} more map series of the same acquisitions set aside)" if aside else ""))
     return pre, post, how
+
+
+def native_series(groups: dict[str, list[T1Slice]]) -> list[list[T1Slice]]:
+    """The native acquisitions, earliest first: classify's where the study has both roles; else every
+    acquisition that neither its words nor its bolus time call post-contrast (a study without contrast)."""
+    try:
+        return classify(groups)[0]
+    except InputError:
+        kept, _ = one_map_per_acquisition(groups)
+        natives = [series for series in kept.values() if "post" not in (_by_words(series), _by_bolus_time(series))]
+        return sorted(natives, key=lambda series: (series[0].acquired is None, series[0].acquired or datetime.min))

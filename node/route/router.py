@@ -93,7 +93,8 @@ class Router:
     def _queue(self, route: Route, study_uid: str, series_rows: list) -> int | None:
         instances = [i for s in series_rows for i in self.index.instances_of_series(s["series_uid"])
                      if kinds_of(i) & set(route.kinds)]
-        if not instances or (route.requires and not any(kinds_of(i) & set(route.requires) for i in instances)):
+        present = set().union(*(kinds_of(i) for i in instances)) if instances else set()
+        if not instances or not set(route.requires) <= present:
             return None
         key = input_key(route, [i["sop_instance_uid"] for i in instances], self.index.study_inputs(study_uid))
         inputs = {"series": [s["series_uid"] for s in series_rows], "files": [i["path"] for i in instances]}

@@ -54,5 +54,7 @@ MODULES: dict[str, ModuleSpec] = {spec.name: spec for spec in (
     ModuleSpec("lge", "1.2", "study-so-far", "node.process.modules.lge:run", ("t1_map", "segmentation")),
     ModuleSpec("oximetry", "1.1", "study-so-far", "node.process.modules.oximetry:run",
                ("t2_raw", "segmentation", "rt_structure_set")),
+    ModuleSpec("t2segments", "1.0", "study", "node.process.modules.t2segments:run",
+               ("t2_map", "t1_map", "segmentation")),
     ModuleSpec("summary", "1.1", "study", "node.process.modules.summary:run", ("report", "t1_map")),
 )}

@@ -41,6 +41,9 @@ OUTPUT_SERIES: dict[str, OutputSeries] = {
     "molli.scanner_like_t1": OutputSeries(9400, 100, "_T1MAP_cmrnode"),   # taken back in; sites route on it
     "t2map.t2": OutputSeries(9500, 1, " T2 (cmr-node)", parametric_map=True),
     "t2map.residual": OutputSeries(9501, 1, " T2 residual (cmr-node)", parametric_map=True),
+    "t2map.scanner_like_t2": OutputSeries(9510, 40, "_T2MAP_cmrnode"),   # taken back in, by source series number
+    "t2segments.regions": OutputSeries(9550, 1, "T2 regions (cmr-node)"),
+    "t2segments.segments": OutputSeries(9551, 1, "T2 AHA segments (cmr-node)"),
     "oximetry.so2": OutputSeries(9600, 1, "SO2 map (cmr-node)", parametric_map=True),
     "lge.psir": OutputSeries(9700, 1, "LGE_dDCE {target:g}min PSIR (cmr-node)"),
     "lge.magnitude": OutputSeries(9701, 1, "LGE_dDCE {target:g}min IR (cmr-node)"),
@@ -50,7 +53,7 @@ OUTPUT_SERIES: dict[str, OutputSeries] = {
     "summary.page": OutputSeries(9800, 1, "CMR summary (cmr-node)"),
     "summary.pdf": OutputSeries(9801, 1, "CMR summary PDF (cmr-node)"),
     **{f"{module}.report": OutputSeries(9900 + k, 1, " report (cmr-node)")
-       for k, module in enumerate(("ecv", "ddce", "molli", "t2map", "oximetry", "lge"), start=1)},
+       for k, module in enumerate(("ecv", "ddce", "molli", "t2map", "oximetry", "lge", "t2segments"), start=1)},
 }
 
 

@@ -167,6 +167,11 @@ def build(reports: list[ParsedReport], settings, field_t: float | None, findings
                           _reference(settings, "native_t1_ms", field_t), _sd(r, "LV myocardium", codes.T1)),
                 KeyNumber("ECV, LV myocardium (mean)", _value(r, "LV myocardium", codes.ECV), "%",
                           _reference(settings, "ecv_percent", field_t), _sd(r, "LV myocardium", codes.ECV))]
+        elif r.producer == "cmr-node t2segments":
+            if t2 := _segments(r, codes.T2):
+                summary.bullseyes.append(Bullseye("T2 (ms)", t2, 40.0, 70.0))
+            summary.numbers.append(KeyNumber("T2, LV myocardium (mean)", _value(r, "LV myocardium", codes.T2), "ms",
+                                             _reference(settings, "t2_ms", field_t), _sd(r, "LV myocardium", codes.T2)))
         elif r.producer == "cmr-node ddce":
             _ddce(r, summary)
         elif r.producer == "cmr-node lge":

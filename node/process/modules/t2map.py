@@ -1,7 +1,9 @@
 """T2 module: raw T2-prepared images of a series -> T2 map and fit residual (Parametric Maps).
 
 Mono-exponential fit (analysis/relaxometry.py), two-parameter by default; preparation
-times from node/inputs/prepared_images.py. Voxels that fail are 0 and counted.
+times from node/inputs/prepared_images.py. Voxels that fail are 0 and counted. The T2 map also goes out as
+derived MR images in ms, like a scanner's inline map, Series Description ending in "_T2MAP_cmrnode"; the
+node takes those back in, so the t2segments route reads them as it reads an inline map.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 
 import node
 from analysis.relaxometry import fit_t2
+from dicom_out.derived_mr import derived_map_images
 from dicom_out.descriptions import description_with_suffix
 from dicom_out.parametric_map import build_parametric_map
 from dicom_out.quantities import map_quantity
@@ -52,8 +55,21 @@ def run(inp: ModuleInput) -> ModuleOutput:
             sop_uid=derived_uid(inp.job_key, name, "instance"), series_number=series.number(),
             series_description=description_with_suffix(description, series.describe(), first[0].header), content_label="T2MAP",
             software_version=node.__version__, further_source_images=further))
+    header = first[0].header
+    key, number = inp.job_key, int(header.get("SeriesNumber", 0) or 0)
+    derived = derived_map_images(
+        stacks["t2_ms"], [s.frames for s in slices], series_uid=derived_uid(key, "t2map", "mr-series"),
+        sop_uids=[derived_uid(key, "t2map", "mr", k) for k in range(len(slices))],
+        series_number=OUTPUT_SERIES["t2map.scanner_like_t2"].number(number),
+        series_description=description_with_suffix(description, OUTPUT_SERIES["t2map.scanner_like_t2"].description,
+                                                    header),
+        image_type_value3="T2 MAP", derivation="T2 by mono-exponential fit of T2-prepared images (cmr-node)",
+        window=(20, 120), software_version=node.__version__, rescale=(0.1, 0.0))   # 0.1 ms steps
     group = fitted_voxels_group(stacks["t2_ms"], stacks["residual"], np.stack([f["failed"] for f in fits]),
                                 *output.datasets[:2], T2_QUANTITY, RESIDUAL_QUANTITY)
+    output.datasets += derived
+    output.reingest += [str(d.SOPInstanceUID) for d in derived]
+    output.results["derived_series_description"] = str(derived[0].SeriesDescription)
     sources = [d for s in slices for d in s.datasets]
     quality = raw_images_snr(slices, inp.settings.qc_min_snr, "raw T2-prepared images")
     output.results["quality_flags"] = quality.flags()
