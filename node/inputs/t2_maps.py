@@ -29,11 +29,6 @@ class T2Slice:
     def pixel_mm(self) -> float:
         return float(self.frame.pixel_mm[0])
 
-    @property
-    def plane(self) -> tuple:
-        """(Image Position (Patient), Image Orientation (Patient), Pixel Spacing) for analysis/geometry.py."""
-        return self.frame.position, self.frame.orientation, np.asarray(self.frame.pixel_mm)
-
 
 def read_t2_maps(paths: list[str]) -> list[T2Slice]:
     """Every T2 map frame among the files with its geometry, in ms, by series and position."""
