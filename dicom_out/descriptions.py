@@ -1,4 +1,5 @@
-"""Series Descriptions of output objects: cut by bytes in the character set, the node's suffix kept.
+"""Series Descriptions of output objects: cut by bytes in the character set, the node's suffix kept; and the
+series' date.
 
 Series Description is LO: at most 64 bytes as encoded (dciodvfy counts bytes; a UTF-8 description of 64
 characters can be twice that). The routes of sites match on the suffix (_T1MAP_cmrnode), so it is the
@@ -22,3 +23,13 @@ def description_with_suffix(base: str, suffix: str, source: Dataset | None = Non
     while keep and size(keep + suffix) > SERIES_DESCRIPTION_BYTES:
         keep = keep[:-1]
     return keep + suffix if size(keep + suffix) <= SERIES_DESCRIPTION_BYTES else suffix[:SERIES_DESCRIPTION_BYTES]
+
+
+def with_series_date(ds: Dataset) -> Dataset:
+    """Series Date and Time (General Series, Type 3) where a builder left them out: the Content Date and Time,
+    when the node made the series. Without them a PACS lists the node's series undated ("?" in Orthanc)."""
+    if "SeriesDate" not in ds and ds.get("ContentDate"):
+        ds.SeriesDate = ds.ContentDate
+        if ds.get("ContentTime"):
+            ds.SeriesTime = ds.ContentTime
+    return ds

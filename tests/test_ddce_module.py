@@ -201,7 +201,7 @@ def test_aha_segments_carry_their_own_intervals_and_reach_the_summary(processed,
     bullseyes = {b["title"]: b["segments"] for b in summary["bullseyes"]}
     assert bullseyes["dDCE ve + vp, 30-min window"] == {str(n): e["value"] for n, e in thirty.items()}
     lge = next(j for j in report["jobs"] if j["module"] == "lge")["results"]["aha_segments"]["lge_dDCE"]
-    assert bullseyes["Infarct extent, synthetic LGE (% of segment)"] == {
+    assert bullseyes["Infarct transmural extent, synthetic LGE (% of segment)"] == {
         str(s["segment"]): s["infarct_extent_percent"] for s in lge}
 
 

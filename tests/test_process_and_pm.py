@@ -46,6 +46,9 @@ def test_process_writes_map_and_results(processed):
     kinds = sorted(str(pydicom.dcmread(out / f, stop_before_pixels=True).SOPClassUID) for f in job["outputs"])
     # map, regions, AHA segments, report, view
     assert kinds == sorted([PM_SOP_CLASS, SEG_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, SC_SOP_CLASS])
+    for name in job["outputs"]:     # dated, so that a PACS lists the series by when the node made them
+        ds = pydicom.dcmread(out / name, stop_before_pixels=True)
+        assert ds.SeriesDate == ds.ContentDate and ds.SeriesTime == ds.ContentTime, ds.SeriesDescription
     assert job["previews"] == ["job1_9000_ECV_map_cmr-node.png"]
     assert (out / "previews" / "job1_9000_ECV_map_cmr-node.png").stat().st_size > 1000
 

@@ -19,6 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from dicom_out.descriptions import with_series_date
 from node.config import Config
 from node.errors import Failure, FailureKind, Step, failure_of
 from node.store.index import Index, Job
@@ -51,7 +52,7 @@ def write_datasets(datasets, directory: Path, reingest=()) -> list[dict]:
     outputs = []
     for ds in datasets:
         path = directory / f"{ds.SOPInstanceUID}.dcm"
-        ds.save_as(path, enforce_file_format=True)
+        with_series_date(ds).save_as(path, enforce_file_format=True)
         outputs.append({"path": str(path), "sop_instance_uid": str(ds.SOPInstanceUID),
                         "sop_class_uid": str(ds.SOPClassUID), "reingest": str(ds.SOPInstanceUID) in reingest})
     return outputs

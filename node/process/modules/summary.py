@@ -107,7 +107,7 @@ def _lge(report: ParsedReport, summary: StudySummary) -> None:
     region = "LV myocardium (LGE_dDCE)"
     extent = _segments(report, codes.SEGMENT_INFARCT_EXTENT, None, " (LGE_dDCE)")
     if extent:
-        summary.bullseyes.append(Bullseye("Infarct extent, synthetic LGE (% of segment)", extent, 0.0, 100.0))
+        summary.bullseyes.append(Bullseye("Infarct transmural extent, synthetic LGE (% of segment)", extent, 0.0, 100.0))
     summary.numbers += [KeyNumber("Infarct size (synthetic LGE)", _value(report, region, codes.INFARCT_SIZE, None), "%"),
                         KeyNumber("Transmurality (synthetic LGE)", _value(report, region, codes.TRANSMURALITY, None), "%"),
                         KeyNumber("MVO (synthetic LGE)", _value(report, region, codes.MVO_SIZE, None), "%")]
