@@ -247,10 +247,12 @@ def _rasterise(shape, centre, angles, endo_r, epi_r, myocardial_t1, blood_t1) ->
 def myocardium_from_mask(mask: np.ndarray, t1_native_ms: np.ndarray) -> Myocardium:
     """A Myocardium from a drawn wall (bool (rows, cols), e.g. a received SEG): the cavity is what the wall
     encloses, angles are about the cavity's centroid, depth runs from the cavity (0) to the outside (1)."""
+    if not mask.any():
+        raise MyocardiumNotFound("no LV myocardium on the slice")
     filled = ndimage.binary_fill_holes(mask)
     cavity = filled & ~mask
-    if not mask.any() or not cavity.any():
-        raise MyocardiumNotFound("the drawn LV myocardium encloses no cavity")
+    if not cavity.any():
+        raise MyocardiumNotFound("the drawn LV myocardium encloses no cavity (not a closed ring)")
     centre = np.argwhere(cavity).mean(axis=0)
     yy, xx = np.mgrid[0:mask.shape[0], 0:mask.shape[1]].astype(float)
     return Myocardium(mask=mask, cavity=cavity, depth=wall_depth(mask, cavity),

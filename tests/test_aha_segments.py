@@ -62,3 +62,21 @@ def test_no_rv_no_segments():
     bright[~(myocardium.cavity | myocardium.mask)] = 0.0         # nothing bright outside the LV
     with pytest.raises(SeptumNotFound):
         find_septum(myocardium, bright, p.pixel_mm)
+
+
+def test_a_drawn_ring_gives_its_cavity_angles_and_depth_and_an_open_one_is_refused():
+    """analysis.myocardium.myocardium_from_mask: angles counter-clockwise from the image's +column direction
+    about the cavity's centre (the convention of find_lv_myocardium), depth 0-1 from cavity to outside."""
+    from analysis.myocardium import MyocardiumNotFound, myocardium_from_mask
+    rows, cols = np.mgrid[0:81, 0:81]
+    r = np.hypot(rows - 40, cols - 40)
+    ring = (r >= 12) & (r < 18)
+    wall = myocardium_from_mask(ring, np.full(ring.shape, 1000.0))
+    assert np.array_equal(wall.cavity, r < 12)
+    assert abs(wall.angle_deg[40, 55] - 0.0) < 1e-6 and abs(wall.angle_deg[25, 40] - 90.0) < 1e-6   # right, up
+    assert abs(wall.angle_deg[40, 25] - 180.0) < 1e-6 and abs(wall.angle_deg[55, 40] - 270.0) < 1e-6
+    assert wall.depth[40, 52] < 0.25 and wall.depth[40, 57] == 1.0
+    with pytest.raises(MyocardiumNotFound, match="closed ring"):
+        myocardium_from_mask(ring & (cols < 45), np.full(ring.shape, 1000.0))      # a crescent
+    with pytest.raises(MyocardiumNotFound, match="no LV myocardium"):
+        myocardium_from_mask(np.zeros_like(ring), np.full(ring.shape, 1000.0))

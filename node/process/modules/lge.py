@@ -30,7 +30,7 @@ from analysis.ddce import covered_windows
 from analysis.aha_segments import SEGMENT_NAMES
 from analysis.ecv import relative_r1_change
 from analysis.lge import lge_metrics, lge_slices, synthetic_t1, t1_from_concentration, transmural_extents
-from analysis.myocardium import myocardium_from_mask
+from analysis.myocardium import MyocardiumNotFound, myocardium_from_mask
 from analysis.quality import MISSING, Finding
 from analysis.registration import align
 from dicom_out import codes
@@ -127,9 +127,16 @@ def _aha(key: str, native, fits, myocardium: np.ndarray, cavity: np.ndarray, poo
     """The AHA segments of the myocardium the synthetic LGE was segmented in (the RV from a received SEG, else
     bright on the relative R1 change to the registered mean post-contrast map), their SEG and a group per
     segment."""
-    walls = [myocardium_from_mask(m, s.t1_ms) if m.any() else None for m, s in zip(myocardium, native)]
+    walls, flags = [], []
+    for mask, s in zip(myocardium, native):
+        try:
+            walls.append(myocardium_from_mask(mask, s.t1_ms))
+        except MyocardiumNotFound as exc:     # a slice without wall, or a drawn wall that is no ring
+            walls.append(None)
+            flags.append(f"no AHA segments on the slice at {s.position_mm:.1f} mm: {exc}")
+    quality.regions(flags)
     bright = [relative_r1_change(s.t1_ms, fit.mean_post_t1_ms) for s, fit in zip(native, fits)]
-    aha = aha_segments(LvRegions(walls, list(pools), []), bright, [s.frame for s in native],
+    aha = aha_segments(LvRegions(walls, list(pools), flags), bright, [s.frame for s in native],
                        [s.pixel_mm for s in native], received_rv(seg_files, [[s.dataset] for s in native]))
     quality.regions(aha.flags)
     output.results["aha_segments"] = {**aha.as_dict(), "lge_dDCE": []}
