@@ -308,7 +308,9 @@ class Route:
     scope: str = setting("", shown_default="the module's", check=one_of(*SCOPES),
                          doc="`series` (each complete series), `study` (all matching series of a complete study) or "
                              "`study-so-far` (all matching complete series of the study, each time another one "
-                             "completes)")
+                             "completes; when the study completes while the route's last job was still waiting for "
+                             "input, one final run that knows it: dDCE maps that never reached 5 min get a report "
+                             "saying so)")
     kinds: tuple[str, ...] = setting((), shown_default="the module's",
                                      doc="series kinds it takes (README, What the node takes each series for); a "
                                          "mixed series gives it only its frames of these kinds. Must be kinds the "

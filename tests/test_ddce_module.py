@@ -15,7 +15,7 @@ from dicom_out.synthetic_mr import SyntheticStudy
 from node.config import offline_config
 from node.process.offline import process_folder
 from node.registry.parse import parse_report
-from tests.conftest import (PM_SOP_CLASS, SEG_SOP_CLASS, assert_report_matches, dciodvfy_errors, sr_groups, node_config_dict, orthanc_destination, storescu,
+from tests.conftest import (PM_SOP_CLASS, SEG_SOP_CLASS, SR_SOP_CLASS, assert_report_matches, dciodvfy_errors, sr_groups, node_config_dict, orthanc_destination, storescu,
                             wait_until)
 
 DDCE_ROUTE = {"name": "ddce", "series_description": "(?i)ddce", "module": "ddce"}
@@ -282,21 +282,56 @@ def test_five_minute_maps_do_not_change_when_later_maps_arrive(tmp_path, ddce_st
     assert five == {m["sop_instance_uid"] for m in full["results"]["windows"][0]["maps"]}
 
 
+@pytest.mark.integration     # dciodvfy
 def test_too_early_gives_no_window_and_no_error(tmp_path, ddce_study):
     files = ddce_study[2]
     early = tmp_path / "in"
     for f in files:
         if f.parent.name in ("native", "post_00", "post_01"):
             shutil.copy(f, early.mkdir(exist_ok=True) or early / f"{f.parent.name}.dcm")
-    job = ddce_job(process_folder(early, tmp_path / "out", offline_config()))
+    report = process_folder(early, tmp_path / "out", offline_config())
+    job, final = [j for j in report["jobs"] if j["module"] == "ddce"]
     assert job["state"] == "done" and job["results"]["windows"] == [] and job["outputs"] == []
     assert job["results"]["quality_flags"] == ["no post-contrast map reaches 5 min: nothing fitted yet"]
+    assert job["results"]["waiting_for"] == "post-contrast maps up to 5 min"
+    # the folder is the whole study: a final run says what is missing, in a report the summary reads
+    assert final["results"]["quality_flags"] == [
+        "the study ended with no post-contrast map at 5 min (the last at 2.0 min): no dDCE fit"]
+    [sr] = final["outputs"]
+    assert dciodvfy_errors(tmp_path / "out" / sr) == []
+    qc = next(g for g in parse_report(pydicom.dcmread(tmp_path / "out" / sr)).groups if g.region == "Quality control")
+    assert [v.value for n, v in qc.evaluations if n.value == "111052"] == ["QC-MISSING"]
+    summary = next(j for j in report["jobs"] if j["module"] == "summary")
+    assert summary["results"]["quality_flags"] == ["ddce: Part of the protocol missing"]
 
 
 def test_unknown_injection_time_is_a_clear_error(tmp_path):
     _, _, files = write_ddce_study(tmp_path / "in", bolus_start_in_dicom=False)
     job = ddce_job(process_folder(tmp_path / "in", tmp_path / "out", offline_config()))
     assert job["state"] == "failed" and "time of injection unknown" in job["error"]
+
+
+@pytest.mark.integration
+def test_end_to_end_a_study_that_ends_before_five_minutes_gets_a_report_saying_so(tmp_path, orthanc, make_node):
+    """Maps at 1 and 2 min, then nothing: when the study completes, the dDCE route's job, which was waiting for
+    a 5-minute map, runs a last time and sends a report whose quality finding says what is missing."""
+    study, _, files = write_ddce_study(tmp_path / "scanner", SyntheticStudy())
+    config = node_config_dict(tmp_path / "data", [orthanc_destination(orthanc)])
+    config["routes"] = [dict(DDCE_ROUTE, destinations=["orthanc"])]
+    node = make_node(config)
+    early = [f for f in files if f.parent.name in ("native", "post_00", "post_01")]
+    assert storescu(node.port, early).returncode == 0
+
+    def reports():
+        return [i for i in orthanc.find_instances(SR_SOP_CLASS)
+                if orthanc.instance_tags(i).get("StudyInstanceUID") == study.study_uid]
+    [sr] = wait_until(lambda: reports() or None, timeout=120, what="the dDCE report of a study that ended early")
+    path = tmp_path / "report.dcm"
+    path.write_bytes(orthanc.instance_file(sr))
+    qc = next(g for g in parse_report(pydicom.dcmread(path)).groups if g.region == "Quality control")
+    assert [v.value for n, v in qc.evaluations if n.value == "111052"] == ["QC-MISSING"]
+    jobs = [j for j in node.index.jobs() if j.route == "ddce"]
+    assert [bool(j.inputs.get("final")) for j in jobs] == [False] * (len(jobs) - 1) + [True]
 
 
 @pytest.mark.integration

@@ -58,6 +58,14 @@ def write_datasets(datasets, directory: Path, reingest=()) -> list[dict]:
     return outputs
 
 
+def waiting_for(results_json: Path) -> str | None:
+    """What a finished job's module is still waiting for (its results' "waiting_for"), if anything."""
+    try:
+        return json.loads(results_json.read_text()).get("waiting_for")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def write_previews(previews: dict[str, bytes], directory: Path, prefix: str = "") -> list[str]:
     """PNG previews into directory/previews/, for a person without a viewer; returns their file names.
     prefix: for a folder that several jobs share."""
@@ -77,10 +85,11 @@ def write_outputs(output, directory: Path) -> list[dict]:
 
 
 def run_module(module: str, study_uid: str, files: list[str], settings: ModuleSettings, job_key: str,
-               viewer_images: tuple[str, ...] = ()):
+               viewer_images: tuple[str, ...] = (), final: bool = False):
     """Run one module in this process and return its ModuleOutput, with the route's viewer images added."""
     spec = MODULES[module]
-    output = spec.load()(ModuleInput(study_uid=study_uid, files=files, settings=settings, job_key=job_key))
+    output = spec.load()(ModuleInput(study_uid=study_uid, files=files, settings=settings, job_key=job_key,
+                                     final=final))
     from node.process.modules.viewer import add_viewer_outputs   # here: the receive path never loads the imaging code
     add_viewer_outputs(output, viewer_images)
     return output
@@ -102,7 +111,8 @@ def write_failure(directory: Path, failure: Failure) -> None:
 
 
 def execute_job(job_id: int, module: str, study_uid: str, files: list[str], settings: ModuleSettings, job_key: str,
-                results_root: str, viewer_images: tuple[str, ...] = ()) -> tuple[str, list[dict]]:
+                results_root: str, viewer_images: tuple[str, ...] = (),
+                final_run: bool = False) -> tuple[str, list[dict]]:
     """Worker-process entry point: run the module and leave its outputs in results/<job id>/."""
     log.debug("job %d: module %s in worker process %d, %d input files", job_id, module, os.getpid(), len(files))
     final = Path(results_root) / str(job_id)
@@ -110,7 +120,7 @@ def execute_job(job_id: int, module: str, study_uid: str, files: list[str], sett
     for stale in (partial, final):
         shutil.rmtree(stale, ignore_errors=True)
     try:
-        output = run_module(module, study_uid, files, settings, job_key, viewer_images)
+        output = run_module(module, study_uid, files, settings, job_key, viewer_images, final_run)
         outputs = write_outputs(output, partial)
     except Exception as exc:
         shutil.rmtree(partial, ignore_errors=True)
@@ -169,7 +179,7 @@ class JobRunner:
         try:
             future = self._executor().submit(execute_job, job.id, job.module, job.study_uid, job.inputs["files"],
                                              settings, job.input_key, str(self.results_root),
-                                             route.viewer_images if route else ())
+                                             route.viewer_images if route else (), bool(job.inputs.get("final")))
         except (BrokenProcessPool, RuntimeError) as exc:
             self._pool = None
             self.index.fail_job(job.id, Failure(FailureKind.INTERNAL, Step.RUN, f"could not start a worker: {exc}"))
@@ -205,7 +215,8 @@ class JobRunner:
             # the registry first: once finish_job commits, the outputs may be sent and, with the study
             # complete, purged by retention before a later read of the report could take its numbers
             self._register([o for o in outputs if o["sop_class_uid"] in SR_SOP_CLASSES])
-            self.index.finish_job(job.id, output_dir, outputs, destinations, job.study_uid)
+            self.index.finish_job(job.id, output_dir, outputs, destinations, job.study_uid,
+                                  waiting_for(Path(output_dir) / "results.json"))
             log.info("job %d done: %d objects for %d destinations", job.id, len(outputs), len(destinations))
             self._reingest([o for o in outputs if o.get("reingest")])
 

@@ -38,11 +38,12 @@ def index_folder(input_dir: Path, index: Index) -> list[str]:
 def _run_job(job, settings: ModuleSettings, viewer_images: tuple[str, ...], out_dir: Path, index: Index) -> dict:
     entry = {"route": job.route, "module": job.module, "study_instance_uid": job.study_uid}
     try:
-        output = run_module(job.module, job.study_uid, job.inputs["files"], settings, job.input_key, viewer_images)
+        output = run_module(job.module, job.study_uid, job.inputs["files"], settings, job.input_key, viewer_images,
+                            bool(job.inputs.get("final")))
         written = write_datasets(output.datasets, out_dir, set(output.reingest))
         entry["previews"] = sorted(write_previews(output.previews, out_dir, prefix=f"job{job.id}_"))
         entry.update(state="done", results=output.results, outputs=[Path(o["path"]).name for o in written])
-        index.finish_job(job.id, str(out_dir), [], [], job.study_uid)
+        index.finish_job(job.id, str(out_dir), [], [], job.study_uid, output.results.get("waiting_for"))
         for out in written:
             if out["reingest"]:
                 index.record_instance(_record(Path(out["path"])))
@@ -85,11 +86,15 @@ def process_folder(input_dir: Path, out_dir: Path, config: Config) -> dict:
     report = {"cmr_node_version": node.__version__, "skipped_files": skipped, "jobs": []}
     # rounds: outputs taken back in (T1 maps from raw MOLLI) can start further routes
     router.sweep(now=float("inf"))
-    while jobs := index.claim_jobs(limit=1_000_000):
-        for job in jobs:
-            route = next(r for r in config.routes if r.name == job.route)
-            report["jobs"].append(_run_job(job, config.inputs, route.viewer_images, out_dir, index))
-        router.sweep(now=float("inf"))
+    while True:
+        while jobs := index.claim_jobs(limit=1_000_000):
+            for job in jobs:
+                route = next(r for r in config.routes if r.name == job.route)
+                report["jobs"].append(_run_job(job, config.inputs, route.viewer_images, out_dir, index))
+            router.sweep(now=float("inf"))
+        # the folder is all there is: a module still waiting gets its final run, as at a study's completion
+        if not [j for study in {s["study_uid"] for s in index.all_series()} for j in router.final_runs(study)]:
+            break
     report["series"] = _series_report(index, router, report["jobs"])
     (out_dir / "results.json").write_text(json.dumps(report, indent=2))
     index.close()

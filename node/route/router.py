@@ -119,20 +119,32 @@ class Router:
                 jobs.append(self._queue(route, study_uid, matching))
         return [j for j in jobs if j is not None]
 
+    def final_runs(self, study_uid: str) -> list[int]:
+        """For each study-so-far route whose latest job of the study ended waiting for more input (dDCE maps
+        that never reached the first window), one last run that knows the study is complete, so that its
+        module can report what is missing."""
+        jobs = []
+        for route in (r for r in self.config.routes if r.scope == "study-so-far"):
+            if (waiting := self.index.waiting_job(study_uid, route.name)) is not None:
+                job_id = self.index.add_job(route.name, route.module, study_uid, f"{waiting.input_key}:final",
+                                            {**waiting.inputs, "final": True})
+                if job_id is not None:
+                    log.info("queued job %d: final run of route %s for study %s", job_id, route.name, study_uid)
+                    jobs.append(job_id)
+        return jobs
+
     def route_study(self, study_uid: str) -> list[int]:
         series = self.index.series_of_study(study_uid)
         timeline = t1_timeline(series)
-        jobs: list[int | None] = []
-        # routes marked last wait for a pass in which no other route queues anything: their outputs come first
-        for routes in ([r for r in self.config.routes if not r.last], [r for r in self.config.routes if r.last]):
-            if any(j is not None for j in jobs):
-                break
-            for route in routes:
-                if route.scope != "study":
-                    continue
-                matching = [s for s in series if route.matches(s, timeline)]
-                if matching:
-                    jobs.append(self._queue(route, study_uid, matching))
+
+        def queue(routes) -> list[int | None]:
+            return [self._queue(route, study_uid, matching) for route in routes if route.scope == "study"
+                    if (matching := [s for s in series if route.matches(s, timeline)])]
+        jobs: list[int | None] = self.final_runs(study_uid) + queue(r for r in self.config.routes if not r.last)
+        # routes marked last wait for a pass in which no other route queues anything (a final run included):
+        # their outputs come first
+        if not any(j is not None for j in jobs):
+            jobs += queue(r for r in self.config.routes if r.last)
         jobs = [j for j in jobs if j is not None]
         if not jobs and not self.index.has_jobs(study_uid):
             for line in self.unrouted(study_uid):

@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     failure_kind TEXT,          -- 'input' (the data cannot give the result) or 'internal' (a defect; see the log)
     failure_step TEXT,          -- where: 'read inputs', 'compute', 'build outputs', 'write outputs', 'run module'
     output_dir TEXT,
+    waiting_for TEXT,           -- done, but the module waits for more input (a study-so-far route's final run)
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
@@ -381,11 +382,12 @@ class Index:
         return Job(**fields)
 
     def finish_job(self, job_id: int, output_dir: str, outputs: list[dict], destinations: list[str],
-                   study_uid: str) -> None:
-        """Mark a job done and put every output for every destination into the outbox, atomically."""
+                   study_uid: str, waiting_for: str | None = None) -> None:
+        """Mark a job done and put every output for every destination into the outbox, atomically; waiting_for:
+        what its module still waits for, if anything."""
         now = time.time()
-        statements = [("UPDATE jobs SET state='done', error=NULL, output_dir=?, finished_at=? WHERE id=?",
-                       (output_dir, now, job_id))]
+        statements = [("UPDATE jobs SET state='done', error=NULL, output_dir=?, finished_at=?, waiting_for=? "
+                       "WHERE id=?", (output_dir, now, waiting_for, job_id))]
         for dest in destinations:
             for out in outputs:
                 statements.append((
@@ -406,6 +408,12 @@ class Index:
                            "WHERE state='failed' ORDER BY finished_at DESC, id DESC LIMIT ?", (limit,))
         return [{"job": r["id"], "route": r["route"], "module": r["module"], "study_instance_uid": r["study_uid"],
                  "kind": r["failure_kind"], "step": r["failure_step"], "reason": r["error"]} for r in rows]
+
+    def waiting_job(self, study_uid: str, route: str) -> Job | None:
+        """The route's latest job of the study, when it is done and its module was still waiting for input."""
+        rows = self._query("SELECT * FROM jobs WHERE study_uid=? AND route=? ORDER BY id DESC LIMIT 1",
+                           (study_uid, route))
+        return self._job(rows[0]) if rows and rows[0]["state"] == "done" and rows[0]["waiting_for"] else None
 
     def jobs(self, state: str | None = None) -> list[Job]:
         sql, params = "SELECT * FROM jobs ORDER BY id", ()

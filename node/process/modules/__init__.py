@@ -36,6 +36,7 @@ class ModuleInput:
     files: list[str]
     settings: ModuleSettings   # the [inputs] section with the study's own values merged over it
     job_key: str          # deterministic digest of the inputs; seeds output UIDs
+    final: bool = False   # a study-so-far route's last run, after the study completed with its module waiting
 
 
 @dataclass

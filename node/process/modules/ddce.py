@@ -143,12 +143,15 @@ def fit_window(window: float, native: list[T1Slice], timed: list[tuple[float, T1
     return {name: np.stack(v) for name, v in stacks.items()}, slices, used, results
 
 
-def _check_quality(quality: QualityControl, settings, windows, fitted, native, regions, field) -> None:
+def _check_quality(quality: QualityControl, settings, windows, fitted, native, regions, field, final: bool,
+                   last_min: float) -> None:
     """Motion between the maps (registered, but a through-plane move stays), the fit in the myocardium of the
     longest window, native blood T1, and whether the maps reach the first window at all."""
     if not fitted:
-        quality.add(Finding(MISSING, f"no post-contrast map reaches {settings.ddce_windows_minutes[0]:g} min: "
-                                     "nothing fitted yet"))
+        first = settings.ddce_windows_minutes[0]
+        quality.add(Finding(MISSING, f"the study ended with no post-contrast map at {first:g} min (the last at "
+                                     f"{last_min:.1f} min): no dDCE fit" if final else
+                                     f"no post-contrast map reaches {first:g} min: nothing fitted yet"))
         return
     maps, _, _, results = fitted[-1]
     shifts = np.concatenate([np.hypot(*r.shifts_mm.T) for r in results])
@@ -399,10 +402,16 @@ def run(inp: ModuleInput) -> ModuleOutput:
         groups += _lesion_groups(window, lesions, estimates, seg)
         if aha is not None:
             groups += _segment_groups(window, aha, aha_seg, maps, pms, results, native, entry)
-    _check_quality(quality, settings, windows, fitted, native, regions, field)
+    _check_quality(quality, settings, windows, fitted, native, regions, field, inp.final,
+                   output.results["last_map_min"])
     output.results["quality_flags"] = quality.flags()
+    sources = [s.dataset for s in native] + [s.dataset for _, s in timed]
+    if not fitted and not inp.final:
+        output.results["waiting_for"] = f"post-contrast maps up to {settings.ddce_windows_minutes[0]:g} min"
+    elif not fitted:     # the study is complete: a report that says what is missing, for the PACS and the summary
+        add_report(output, inp, "ddce", [quality.group(sources)], sources, "dDCE")
     if seg is not None:
-        groups.append(quality.group([s.dataset for s in native] + [s.dataset for _, s in timed]))
+        groups.append(quality.group(sources))
         output.datasets.append(seg)
         blood = np.stack(regions.blood_pool)
         groups.append(RegionGroup(
@@ -410,5 +419,5 @@ def run(inp: ModuleInput) -> ModuleOutput:
             measures=[Measure(codes.HEMATOCRIT, round(settings.hematocrit * 100, 1), codes.UNIT_PERCENT),
                       volume(int(blood.sum()), voxel_ml(native[0].frame))],
             evaluations=[segmentation_method(manual=False)]))
-        add_report(output, inp, "ddce", groups, [s.dataset for s in native] + [s.dataset for _, s in timed], "dDCE")
+        add_report(output, inp, "ddce", groups, sources, "dDCE")
     return output
