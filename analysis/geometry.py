@@ -62,11 +62,14 @@ def patient_mm_to_pixels(points_mm: np.ndarray, position: np.ndarray, orientatio
     return np.column_stack([offset @ o[3:] / spacing[0], offset @ o[:3] / spacing[1]])
 
 
-def same_plane(orientation_a: np.ndarray, position_a_mm: float, orientation_b: np.ndarray,
-               position_b_mm: float) -> bool:
-    """Two images lie in one plane: parallel (normals within about 1 degree) and at one position."""
-    return bool(abs(float(np.dot(normal(orientation_a), normal(orientation_b)))) > 0.9998) and \
-        same_slice(position_a_mm, position_b_mm)
+def same_plane(orientation_a: np.ndarray, position_a: np.ndarray, orientation_b: np.ndarray,
+               position_b: np.ndarray) -> bool:
+    """Two images lie in one plane: parallel (normals within about 1 degree, either way round: a transposed
+    image's normal is reversed) and one's position within POSITION_TOLERANCE_MM of the other's plane.
+    positions: Image Position (Patient), mm."""
+    n = normal(orientation_a)
+    return bool(abs(float(np.dot(n, normal(orientation_b)))) > 0.9998) and \
+        abs(float(np.dot(n, np.asarray(position_b, float) - np.asarray(position_a, float)))) <= POSITION_TOLERANCE_MM
 
 
 def resample_onto(values: np.ndarray, source: tuple, target: tuple, target_shape: tuple[int, int],

@@ -180,7 +180,8 @@ def test_aha_segments_carry_their_own_intervals_and_reach_the_summary(processed,
     parsed = {g.region: g for g in parse_report(pydicom.dcmread(out / f"{results['report_sop_instance_uid']}.dcm")).groups}
     for window in results["windows"]:
         for segment in window["segments"]:
-            estimate = segment["ve_plus_vp"]
+            [on_slice] = segment["slices"]          # the phantom's one slice
+            estimate = on_slice["ve_plus_vp"]
             group = parsed[f"AHA {segment['segment']} {segment['name']}, {window['window_min']:g}-min window"]
             regional = {m.name.value: m for m in group.measurements if m.derivation is None}
             infarcted = np.isin(phantom.labels[mask_of[segment["segment"]]], (Region.INFARCT, Region.MVO)).mean()
@@ -195,13 +196,13 @@ def test_aha_segments_carry_their_own_intervals_and_reach_the_summary(processed,
                 assert low <= remote <= high, (segment, remote)
             elif infarcted > 0.5:
                 assert low > remote, segment
-    thirty = {s["segment"]: s["ve_plus_vp"] for s in results["windows"][1]["segments"]}
+    thirty = {s["segment"]: s["slices"][0]["ve_plus_vp"] for s in results["windows"][1]["segments"]}
     assert all(e["identifiable"] for e in thirty.values())       # 30 min identify every segment of the phantom
     summary = next(j for j in report["jobs"] if j["module"] == "summary")["results"]
     bullseyes = {b["title"]: b["segments"] for b in summary["bullseyes"]}
     assert bullseyes["dDCE ve + vp, 30-min window"] == {str(n): e["value"] for n, e in thirty.items()}
     lge = next(j for j in report["jobs"] if j["module"] == "lge")["results"]["aha_segments"]["lge_dDCE"]
-    assert bullseyes["Infarct transmural extent, synthetic LGE (% of segment)"] == {
+    assert bullseyes["Infarct extent, synthetic LGE (% of segment)"] == {
         str(s["segment"]): s["infarct_extent_percent"] for s in lge}
 
 

@@ -78,3 +78,14 @@ def test_the_standard_short_axis_view_runs_from_anterior_to_septum_counter_clock
     assert base_to_apex_sign(np.concatenate([row, column])) == -1   # the normal points from apex to base
     assert anterior_to_septum(np.concatenate([-row, column])) == -1  # stored mirrored
     assert base_to_apex_sign([1, 0, 0, 0, 1, 0]) == -1   # axial slices: higher z is nearer the base
+
+
+def test_same_plane_holds_for_a_transposed_image_away_from_the_origin():
+    """A transposed image (rows and columns swapped) has the reversed normal: its position along its own normal
+    is the negative of the other's, yet it is the same plane. Positions are compared along one normal."""
+    from analysis.geometry import same_plane
+    axial, transposed = np.array([1.0, 0, 0, 0, 1, 0]), np.array([0.0, 1, 0, 1, 0, 0])
+    assert same_plane(axial, np.array([-120.0, -120.0, 30.0]), transposed, np.array([-119.0, -119.0, 30.4]))
+    assert not same_plane(axial, np.array([-120.0, -120.0, 30.0]), transposed, np.array([-119.0, -119.0, 32.0]))
+    tilted = np.array([1.0, 0, 0, 0, np.cos(0.1), np.sin(0.1)])     # 6 degrees: another plane
+    assert not same_plane(axial, np.array([0.0, 0, 30.0]), tilted, np.array([0.0, 0, 30.0]))

@@ -221,3 +221,23 @@ def test_end_to_end_into_orthanc(tmp_path, orthanc, make_node):
         "WHERE r.current = 1 AND r.producer = 'cmr-node lge' AND e.region = 'LV myocardium (LGE_dDCE)'")),
         timeout=240, what="LGE re-run with the received myocardium")
     assert len(manual_report()) == 1      # the revision replaced the automatic report
+
+
+def test_a_segment_on_two_slices_counts_the_infarct_on_both():
+    """Four or more slices share three levels, so a basal segment can lie on two slices: its extent is the
+    infarct on both over the segment's voxels on both."""
+    from types import SimpleNamespace
+    from node.process.modules.lge import _segment_measures
+    rows, cols = np.mgrid[0:41, 0:41]
+    r = np.hypot(rows - 20, cols - 20)
+    wall, cavity = (r >= 8) & (r < 14), r < 8
+    infarct = wall & (r < 11)
+    empty = np.zeros_like(wall)
+    synthetic = [SimpleNamespace(segmentation=SimpleNamespace(infarct=empty, mvo=empty)),
+                 SimpleNamespace(segmentation=SimpleNamespace(infarct=infarct, mvo=empty))]
+    segment = np.stack([wall, wall])                       # the same segment on both slices
+    entries = []
+    measures, _ = _segment_measures(synthetic, np.stack([wall, wall]), np.stack([cavity, cavity]), 0.01,
+                                    entries)(1, segment)
+    assert entries[0]["infarct_extent_percent"] == pytest.approx(100 * infarct.sum() / (2 * wall.sum()), abs=0.01)
+    assert entries[0]["transmurality_percent"] > 0

@@ -326,3 +326,28 @@ def test_a_received_seg_gives_the_myocardium_and_the_rv_that_marks_the_septum(tm
         referenced = {i.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
                       for series in s.ReferencedSeriesSequence for i in series.ReferencedSOPSequence}
         assert str(pydicom.dcmread(contours).SOPInstanceUID) in referenced
+
+
+@pytest.mark.integration     # no external program, but the ECV study through the modules
+def test_a_seg_on_another_matrix_is_not_used_and_the_study_still_runs(tmp_path, ecv_study):
+    """A workstation's SEG drawn on a resampled copy of the native map (same SOP Instance UID, half the matrix):
+    its mask does not fit the image, so the automatic wall is used and the job still succeeds."""
+    import copy
+    from analysis.phantoms import MYOCARDIUM
+    _, phantom, files = ecv_study
+    shutil.copytree(files[0].parent.parent, tmp_path / "in")
+    native = pydicom.dcmread(files[0])
+    half = copy.deepcopy(native)
+    half.Rows, half.Columns = native.Rows // 2, native.Columns // 2
+    half.PixelSpacing = [2 * float(v) for v in native.PixelSpacing]
+    half.PixelData = np.ascontiguousarray(native.pixel_array[::2, ::2]).tobytes()
+    mask = np.isin(phantom.labels, MYOCARDIUM)[::2, ::2]
+    from dicom_out import codes
+    from dicom_out.segmentation import Segment, build_segmentation
+    build_segmentation(mask[None, :, :, None], [half], [Segment("LV myocardium", codes.ANATOMICAL_STRUCTURE,
+                                                                codes.LV_MYOCARDIUM, manual=True)],
+                       series_uid=pydicom.uid.generate_uid(), sop_uid=pydicom.uid.generate_uid(), series_number=60,
+                       series_description="contours", software_version="test").save_as(tmp_path / "in" / "seg.dcm")
+    job = process_folder(tmp_path / "in", tmp_path / "out", offline_config())["jobs"][0]
+    assert job["module"] == "ecv" and job["state"] == "done", job.get("error")
+    assert job["results"]["maps"][0]["myocardium_source"] == "automatic"

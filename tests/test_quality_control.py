@@ -95,3 +95,30 @@ def test_a_noisy_raw_molli_series_is_flagged_and_a_clean_one_is_not(tmp_path):
         else:
             assert flags == [] and findings == {"QC-NONE"}
     assert max(snrs[0.2]) < 15 < min(snrs[0.01])
+
+
+def test_a_wall_drawn_on_the_moved_post_contrast_map_moves_with_it(tmp_path):
+    """The post-contrast breath-hold 4 pixels lower, the wall drawn on that map where it shows it: registration
+    moves the map onto the native one, and the drawn wall with it, so the wall measured is the heart's."""
+    import pydicom
+    from analysis.phantoms import MYOCARDIUM
+    from dicom_out import codes
+    from dicom_out.segmentation import Segment, build_segmentation
+    p = ecv_phantom()
+    moved = replace(p, t1_post_ms=np.roll(p.t1_post_ms, 4, axis=0))
+    _, _, files = write_ecv_study(tmp_path / "in", phantom=moved)
+    post = pydicom.dcmread(next(f for f in files if f.parent.name == "post"))
+    drawn = np.roll(np.isin(p.labels, MYOCARDIUM), 4, axis=0)
+    build_segmentation(drawn[None, :, :, None], [post], [Segment("LV myocardium", codes.ANATOMICAL_STRUCTURE,
+                                                                 codes.LV_MYOCARDIUM, manual=True)],
+                       series_uid=pydicom.uid.generate_uid(), sop_uid=pydicom.uid.generate_uid(), series_number=60,
+                       series_description="contours", software_version="test").save_as(tmp_path / "in" / "seg.dcm")
+    [job] = [j for j in process_folder(tmp_path / "in", tmp_path / "out", offline_config())["jobs"]
+             if j["module"] == "ecv"]
+    assert job["results"]["maps"][0]["myocardium_source"] == "received SEG"
+    [seg] = [hd.seg.segread(tmp_path / "out" / name) for name in job["outputs"]
+             if pydicom.dcmread(tmp_path / "out" / name, stop_before_pixels=True).SeriesDescription
+             == "ECV regions (cmr-node)"]
+    wall = np.asarray(seg.get_volume(combine_segments=False).array)[0][..., 0] > 0
+    truth = np.isin(p.labels, MYOCARDIUM)
+    assert 2 * (wall & truth).sum() / (wall.sum() + truth.sum()) > 0.95     # on the native map's heart

@@ -137,3 +137,17 @@ def test_reports_the_node_did_not_make_are_passed_over_and_the_summary_waits(tmp
     ds.save_as(tmp_path / "dose.dcm", enforce_file_format=True)
     output = run(ModuleInput("1.2.3", [str(tmp_path / "dose.dcm")], ModuleSettings(), "key"))
     assert output.datasets == [] and output.results["waiting_for"] == "the study's cmr-node reports"
+
+
+def test_a_multi_slice_ddce_value_is_given_per_slice_not_as_open_both_ways():
+    """With several slices the report's LV myocardium group carries no single regional value (one interval per
+    slice, in results.json), only whether every slice identifies it: the summary says that, not 'not
+    identified, open both ways'."""
+    from dicom_out import codes
+    from node.process.modules.summary import _regional
+    from node.registry.parse import Code, Group, ParsedReport
+    said = [(Code.of(codes.identifiable(codes.VE_PLUS_VP)), Code.of(codes.YES))]
+    group = Group("LV myocardium, 30-min window", None, Code.of(codes.LV_MYOCARDIUM), None, [], said)
+    report = ParsedReport("1", "2", "3", "p", None, None, "20261126000000", "cmr-node ddce", [group])
+    number = _regional(report, group.region, codes.VE_PLUS_VP, "ve + vp", "")
+    assert (number.value, number.missing, number.note) == (None, "per slice", "identified on every slice")

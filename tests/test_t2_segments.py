@@ -173,3 +173,24 @@ def test_a_study_with_t2_images_and_no_t1_map_gets_no_t2segments_job(tmp_path):
     report = process_folder(tmp_path / "in", tmp_path / "out", offline_config())
     assert "t2map" in {j["module"] for j in report["jobs"]}
     assert "t2segments" not in {j["module"] for j in report["jobs"]}
+
+
+@pytest.mark.integration     # no external program, but the ECV study and a T2 map through the modules
+def test_a_seg_drawn_on_the_native_t1_map_is_carried_onto_the_t2_grid(tmp_path):
+    """The wall drawn on the 1.5 mm native T1 map lands on the 2 mm T2 map's myocardium, and is used as drawn
+    (no edge taken off: the reader drew it)."""
+    study, t1_phantom, files = write_ecv_study(tmp_path / "in")
+    phantom = t2_map_phantom(T2_GEOMETRY)
+    write_t2_map(tmp_path / "in", study, phantom.t2_ms, phantom.pixel_mm)
+    native = pydicom.dcmread(next(f for f in files if f.parent.name == "pre"))
+    seg = build_segmentation(
+        np.isin(t1_phantom.labels, MYOCARDIUM)[None, :, :, None], [native],
+        [Segment("LV myocardium", codes.ANATOMICAL_STRUCTURE, codes.LV_MYOCARDIUM, manual=True)],
+        series_uid=pydicom.uid.generate_uid(), sop_uid=pydicom.uid.generate_uid(), series_number=61,
+        series_description="contours", software_version="test")
+    seg.save_as(tmp_path / "in" / "contours.dcm")
+    job = _job(process_folder(tmp_path / "in", tmp_path / "out", offline_config()), "t2segments")
+    assert job["state"] == "done" and job["results"]["myocardium_source"] == "received SEG"
+    wall = _segment_masks(_series(tmp_path / "out", "T2 regions (cmr-node)"))["LV myocardium"]
+    truth = np.isin(phantom.labels, MYOCARDIUM)
+    assert 2 * (wall & truth).sum() / (wall.sum() + truth.sum()) > 0.9

@@ -5,6 +5,7 @@ image it references: pixel centres inside the closed polygon (even-odd rule).
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from pydicom.dataset import Dataset
 
 from analysis.geometry import patient_mm_to_pixels
 
+log = logging.getLogger("cmr_node.inputs")
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 
@@ -27,29 +29,63 @@ class RoiSource:
     manual: bool
 
 
+def roi_key(image) -> str:
+    """How masks are keyed: the SOP Instance UID of a single-frame image (a Dataset or a single-frame
+    node.inputs.frames.Frame), "UID/frame number" for a frame of an enhanced multi-frame image."""
+    if isinstance(image, Dataset):
+        return str(image.SOPInstanceUID)
+    return image.sop_instance_uid if image.number is None else f"{image.sop_instance_uid}/{image.number}"
+
+
+def _shape(image) -> tuple[int, int]:
+    header = image if isinstance(image, Dataset) else image.header
+    return int(header.Rows), int(header.Columns)
+
+
 def seg_masks(path: str, property_code: str, label_pattern: str,
-              images: list[Dataset]) -> tuple[dict[str, np.ndarray], RoiSource | None]:
-    """Masks by referenced image SOP Instance UID, for segments of the coded type or matching label."""
-    seg = hd.seg.segread(path)
-    numbers = [n for n in seg.get_segment_numbers()
-               if (d := seg.get_segment_description(n)).segmented_property_type.value == property_code
-               or re.search(label_pattern, d.segment_label)]
+              images: list) -> tuple[dict[str, np.ndarray], RoiSource | None]:
+    """Masks by roi_key of the images (Datasets, or node.inputs.frames.Frame for frames of multi-frame images),
+    for segments of the coded type or matching label. A SEG highdicom cannot read per image (spatial locations
+    not preserved, another matrix) or a mask whose matrix is not the image's gives nothing for that image: the
+    module then uses its own region, and the SEG is named in the log."""
+    try:
+        seg = hd.seg.segread(path)
+        numbers = [n for n in seg.get_segment_numbers()
+                   if (d := seg.get_segment_description(n)).segmented_property_type.value == property_code
+                   or re.search(label_pattern, d.segment_label)]
+    except (ValueError, AttributeError, KeyError) as exc:
+        log.warning("SEG %s not read: %s", path, exc)
+        return {}, None
     if not numbers:
         return {}, None
     manual = seg.get_segment_description(numbers[0]).algorithm_type == hd.seg.SegmentAlgorithmTypeValues.MANUAL
     referenced = {uid for _, _, uid in seg.get_source_image_uids()}
     masks = {}
     for image in images:
-        uid = str(image.SOPInstanceUID)
-        if uid in referenced:
-            pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=[uid], segment_numbers=numbers,
-                                                       combine_segments=True)
-            masks[uid] = np.asarray(pixels[0]).astype(bool).squeeze()
-    return masks, RoiSource(seg, numbers[0], manual)
+        uid = str(image.SOPInstanceUID) if isinstance(image, Dataset) else image.sop_instance_uid
+        if uid not in referenced:
+            continue
+        try:
+            if isinstance(image, Dataset) or image.number is None:
+                pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=[uid], segment_numbers=numbers,
+                                                           combine_segments=True)
+            else:
+                pixels = seg.get_pixels_by_source_frame(source_sop_instance_uid=uid,
+                                                        source_frame_numbers=[image.number],
+                                                        segment_numbers=numbers, combine_segments=True)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            log.warning("SEG %s: no mask for image %s: %s", seg.SOPInstanceUID, roi_key(image), exc)
+            continue
+        mask = np.asarray(pixels[0]).astype(bool).squeeze()
+        if mask.shape != _shape(image):
+            log.warning("SEG %s: mask %s on an image of %s: not used", seg.SOPInstanceUID, mask.shape, _shape(image))
+            continue
+        masks[roi_key(image)] = mask
+    return masks, RoiSource(seg, numbers[0], manual) if masks else None
 
 
 def received_masks(seg_files: list[str], property_code: str, label_pattern: str,
-                   images: list[Dataset]) -> tuple[dict[str, np.ndarray], RoiSource | None]:
+                   images: list) -> tuple[dict[str, np.ndarray], RoiSource | None]:
     """seg_masks of the first SEG among seg_files that has such a segment on any of the images."""
     for path in seg_files:
         found, source = seg_masks(path, property_code, label_pattern, images)

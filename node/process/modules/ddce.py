@@ -265,7 +265,7 @@ def _segment_groups(window: float, aha: AhaSegments, seg, maps: dict[str, np.nda
                     results: list, native: list[T1Slice], entry: dict) -> list[RegionGroup]:
     """One group per AHA segment in a window: voxel statistics of the maps sent, and the segment's regional ve
     and ve + vp with their 95 % intervals from the delayed maps (a bound where the data give only one, never a
-    value that is not identified). The same in the window's results.json entry under "segments"."""
+    value that is not identified). The same in the window's results.json entry under "segments", per slice."""
     fitted = np.stack([r.valid for r in results]) & (maps["failed"] == 0)
     voxel = voxel_ml(native[0].frame)
     entry["segments"] = []
@@ -276,13 +276,13 @@ def _segment_groups(window: float, aha: AhaSegments, seg, maps: dict[str, np.nda
         for name in (name for name in REPORTED if name in pms):
             quantity = QUANTITIES[name]
             values += statistics(quantity.quantity, quantity.unit, maps[name][ok], source=pms[name])
-        # a segment lies on one slice: at most one estimate
+        # a segment lies on one slice, or on two where four or more slices share three levels: the report then
+        # says whether each slice identifies it, and results.json gives each slice's interval
         here = [(e, s) for e, s in zip(slice_estimates(results, mask, MIN_REGION_VOXELS, SEGMENT_INTERVALS), native)
                 if e]
         regional, identification = report_items([e for e, _ in here])
         entry["segments"].append({"segment": number, "name": SEGMENT_NAMES[number], "fitted_voxels": int(ok.sum()),
-                                  **(results_entry(here[0][0], here[0][1].position_mm, f"AHA {number}") if here
-                                     else {"region": f"AHA {number}", "not_fitted": "too few fitted voxels"})})
+                                  "slices": [results_entry(e, s.position_mm, f"AHA {number}") for e, s in here]})
         return values + regional + [volume(int(mask.sum()), voxel)], identification
 
     return segment_groups(aha, seg, measures, f", {window:g}-min window")

@@ -12,9 +12,10 @@ septum for the AHA segments; the report then says Manual and references the SEG.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import ndimage
 
 import node
 from analysis.geometry import POSITION_TOLERANCE_MM, same_slice
@@ -34,9 +35,9 @@ from node.errors import InputError
 from node.inputs.t1_maps import T1Slice, classify, group_by_series, read_t1_maps
 from node.process.modules.output_series import OUTPUT_SERIES
 from node.process.modules.quality import QualityControl
-from node.process.modules.segments import (LV_MYOCARDIUM_LABEL, aha_segments, received_rv, segment_groups,
+from node.process.modules.segments import (LV_MYOCARDIUM_LABEL, RV_BLOOD_LABEL, aha_segments, segment_groups,
                                           segments_seg)
-from node.inputs.roi import SEG_SOP_CLASS, RoiSource, received_masks
+from node.inputs.roi import SEG_SOP_CLASS, RoiSource, received_masks, roi_key
 
 
 ECV = QUANTITIES["ecv"]
@@ -60,29 +61,31 @@ def _partner(target: T1Slice, natives: list[list[T1Slice]]) -> T1Slice:
 
 
 def _pairs(post: list[T1Slice], natives: list[list[T1Slice]], hematocrit: float) -> tuple[list, list[dict]]:
-    """(native, post moved onto it, ECV result, shift in mm) for every slice that can be computed, and the slices
-    that cannot, and why."""
+    """(native, post moved onto it, ECV result, shift found in mm, shift applied in px) for every slice that can
+    be computed, and the slices that cannot, and why."""
     done, skipped = [], []
     for s in post:
         try:
             partner = _partner(s, natives)
-            moved, shift_mm = _aligned(s, partner)
-            done.append((partner, moved, ecv_map(partner.t1_ms, moved.t1_ms, hematocrit, s.pixel_mm), shift_mm))
+            moved, shift_mm, applied = _aligned(s, partner)
+            done.append((partner, moved, ecv_map(partner.t1_ms, moved.t1_ms, hematocrit, s.pixel_mm), shift_mm,
+                         applied))
         except ValueError as exc:   # InputError, no blood pool, R1 that did not rise
             skipped.append({"position_mm": round(s.position_mm, 2), "series_instance_uid": s.series_uid,
                             "reason": str(exc)})
     return done, skipped
 
 
-def _aligned(post: T1Slice, native: T1Slice) -> tuple[T1Slice, float]:
+def _aligned(post: T1Slice, native: T1Slice) -> tuple[T1Slice, float, np.ndarray]:
     """The post-contrast map moved onto the native one when the breath-holds differ by more than
-    MIN_SHIFT_PX (analysis/registration.py: rigid, in-plane), and the shift found (mm)."""
+    MIN_SHIFT_PX (analysis/registration.py: rigid, in-plane), the shift found (mm) and the one applied
+    ((row, col) px, 0 when none was)."""
     moved, shifts = align(native.t1_ms, post.t1_ms[None].astype(float))
     shift_px = shifts[0]
     shift_mm = float(np.hypot(*(shift_px * np.asarray(post.frame.pixel_mm))))
     if np.hypot(*shift_px) <= MIN_SHIFT_PX:
-        return post, shift_mm
-    return replace(post, t1_ms=moved[0]), shift_mm
+        return post, shift_mm, np.zeros(2)
+    return replace(post, t1_ms=moved[0]), shift_mm, shift_px
 
 
 def _slice_summary(result, native: T1Slice, post: T1Slice) -> dict:
@@ -100,24 +103,55 @@ def _slice_summary(result, native: T1Slice, post: T1Slice) -> dict:
     }
 
 
-def _regions(seg_files: list[str], partners: list[T1Slice], post: list[T1Slice], results) -> tuple[LvRegions, RoiSource | None]:
-    """The LV regions of one post-contrast series: the myocardium a received SEG draws on a slice's native or
-    post-contrast map where there is one (the blood pool stays the ECV's own), the automatic one elsewhere."""
+@dataclass
+class Drawn:
+    """What a received SEG draws on the slices of one post-contrast series, on the native grid: per slice the
+    LV myocardium and the RV (None where it draws none), and the SEG."""
+    walls: list[np.ndarray | None]
+    rv: list[np.ndarray | None]
+    source: RoiSource | None
+
+    @property
+    def manual(self) -> bool:
+        """Every slice's wall drawn by a person."""
+        return self.source is not None and self.source.manual and all(w is not None for w in self.walls)
+
+    def describe(self) -> str:
+        drawn = sum(w is not None for w in self.walls)
+        return "automatic" if not drawn else "received SEG" if drawn == len(self.walls) else \
+            f"received SEG on {drawn} of {len(self.walls)} slices, automatic on the others"
+
+
+def _on_native_grid(found: dict[str, np.ndarray], native: T1Slice, post: T1Slice, applied_px: np.ndarray):
+    """A mask drawn on the native map as it is; one drawn on the post-contrast map moved as that map was."""
+    if (mask := found.get(roi_key(native.frame))) is not None:
+        return mask
+    if (mask := found.get(roi_key(post.frame))) is not None and np.any(applied_px):
+        return ndimage.shift(mask.astype(float), applied_px, order=0, mode="constant") > 0.5
+    return mask
+
+
+def _drawn(seg_files: list[str], partners: list[T1Slice], post: list[T1Slice], applied: list) -> Drawn:
+    images = [f for n, p in zip(partners, post) for f in (n.frame, p.frame)]
+    walls, source = received_masks(seg_files, codes.LV_MYOCARDIUM.value, LV_MYOCARDIUM_LABEL, images)
+    rv, _ = received_masks(seg_files, codes.RIGHT_VENTRICLE.value, RV_BLOOD_LABEL, images)
+    return Drawn([_on_native_grid(walls, n, p, a) for n, p, a in zip(partners, post, applied)],
+                 [_on_native_grid(rv, n, p, a) for n, p, a in zip(partners, post, applied)], source)
+
+
+def _regions(drawn: Drawn, partners: list[T1Slice], post: list[T1Slice], results) -> LvRegions:
+    """The LV regions of one post-contrast series: the myocardium a received SEG draws where it draws one (the
+    blood pool stays the ECV's own), the automatic one elsewhere."""
     regions = lv_regions([s.t1_ms for s in partners], [r.blood_pool for r in results], [s.pixel_mm for s in post],
                          [s.position_mm for s in post], [s.t1_ms for s in post])
-    found, source = received_masks(seg_files, codes.LV_MYOCARDIUM.value, LV_MYOCARDIUM_LABEL,
-                                   [d for n, p in zip(partners, post) for d in (n.dataset, p.dataset)])
-    if not found:
-        return regions, None
     walls, flags = [], []
-    for native, s, automatic in zip(partners, post, regions.myocardium):
-        drawn = found.get(str(native.dataset.SOPInstanceUID), found.get(str(s.dataset.SOPInstanceUID)))
+    for native, s, automatic, mask in zip(partners, post, regions.myocardium, drawn.walls):
         try:
-            walls.append(automatic if drawn is None else myocardium_from_mask(drawn, native.t1_ms))
+            walls.append(automatic if mask is None else myocardium_from_mask(mask, native.t1_ms))
         except MyocardiumNotFound as exc:
             walls.append(None)
             flags.append(f"received LV myocardium on the slice at {s.position_mm:.1f} mm not used: {exc}")
-    return LvRegions(walls, regions.blood_pool, regions.flags + flags), source
+    return LvRegions(walls, regions.blood_pool, regions.flags + flags)
 
 
 def _groups(label: str, percent: np.ndarray, natives, post, results, regions, pm, seg, hematocrit,
@@ -149,13 +183,12 @@ def _groups(label: str, percent: np.ndarray, natives, post, results, regions, pm
 
 
 def _aha(inp, n: int, label: str, partners, post, results, regions, percent, pm, output,
-         quality: QualityControl, seg_files: list[str]) -> list[RegionGroup]:
+         quality: QualityControl, drawn_rv: list) -> list[RegionGroup]:
     """The AHA segments of one post-contrast series (the septum where a received SEG's RV lies, else where
     blood that brightens with contrast lies against the wall): their SEG, and a group per segment with its
     ECV and native T1 (mean, SD, median) and volume."""
     bright = [relative_r1_change(native.t1_ms, s.t1_ms) for native, s in zip(partners, post)]
-    aha = aha_segments(regions, bright, [s.frame for s in post], [s.pixel_mm for s in post],
-                       received_rv(seg_files, [[native.dataset, s.dataset] for native, s in zip(partners, post)]))
+    aha = aha_segments(regions, bright, [s.frame for s in post], [s.pixel_mm for s in post], drawn_rv)
     quality.regions(aha.flags)
     output.results["maps"][-1]["aha_segments"] = aha.as_dict()
     if not aha.present():
@@ -186,7 +219,7 @@ def run(inp: ModuleInput) -> ModuleOutput:
         output.results["skipped_slices"] += skipped
         if not done:
             continue
-        partners, post, results, shifts = (list(x) for x in zip(*done))
+        partners, post, results, shifts, applied = (list(x) for x in zip(*done))
         shifts_mm += shifts
         for native, result in zip(partners, results):
             quality.add(blood_t1(result.blood_t1_pre_ms, native.frame.field_strength_t,
@@ -199,23 +232,24 @@ def run(inp: ModuleInput) -> ModuleOutput:
             series_number=OUTPUT_SERIES["ecv.map"].number(n), series_description=OUTPUT_SERIES["ecv.map"].describe(),
             content_label="ECV",
             software_version=node.__version__, further_source_images=[native.frame for native in partners])
-        regions, received = _regions(seg_files, partners, post, results)
-        manual = received is not None and received.manual
+        drawn = _drawn(seg_files, partners, post, applied)
+        regions = _regions(drawn, partners, post, results)
+        manual = drawn.manual
         seg = lv_segmentation(regions, [s.frame for s in post], inp, f"ecv-{n}", OUTPUT_SERIES["ecv.regions"], n,
                               manual=manual)
         output.datasets += [pm, seg]
         quality.regions(regions.flags)
         label = f" ({post[0].series_description})" if len(posts) > 1 else ""
         groups += _groups(label, percent, partners, post, results, regions, pm, seg, hematocrit, manual)
-        if received is not None:
-            evidence.append(received.dataset)
+        if drawn.source is not None:
+            evidence.append(drawn.source.dataset)
         sources += [s.dataset for s in partners + post]
         output.results["maps"].append({
             "series_instance_uid": series_uid, "sop_instance_uid": str(pm.SOPInstanceUID),
             "post_contrast_series_uid": post[0].series_uid, "unit": "%",
-            "myocardium_source": "automatic" if received is None else "received SEG",
+            "myocardium_source": drawn.describe(),
             "slices": [_slice_summary(r, n, s) for r, n, s in zip(results, partners, post)]})
-        groups += _aha(inp, n, label, partners, post, results, regions, percent, pm, output, quality, seg_files)
+        groups += _aha(inp, n, label, partners, post, results, regions, percent, pm, output, quality, drawn.rv)
     if not output.results["maps"]:
         raise InputError("no slice could be paired: " + "; ".join(
             f"{s['position_mm']} mm: {s['reason']}" for s in output.results["skipped_slices"]))

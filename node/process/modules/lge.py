@@ -47,7 +47,7 @@ from node.process.modules.reporting import (INFARCT_SEGMENT, LV_BLOOD_SEGMENT, L
                                             LvRegions, add_report, lv_regions, voxel_ml)
 from node.process.modules.segments import (LV_MYOCARDIUM_LABEL, aha_segments, received_rv, segment_groups,
                                           segments_seg)
-from node.inputs.roi import SEG_SOP_CLASS, received_masks
+from node.inputs.roi import SEG_SOP_CLASS, received_masks, roi_key
 from node.errors import InputError
 from node.inputs.t1_maps import classify, group_by_series, read_t1_maps
 from node.process.modules.output_series import OUTPUT_SERIES, OutputSeries
@@ -56,12 +56,11 @@ STANDARD_TOLERANCE_MIN = 2.5
 
 
 def _received_myocardium(seg_files: list[str], native) -> tuple[list[np.ndarray], object] | None:
-    images = [s.dataset for s in native]
-    found, source = received_masks(seg_files, codes.LV_MYOCARDIUM.value, LV_MYOCARDIUM_LABEL, images)
+    found, source = received_masks(seg_files, codes.LV_MYOCARDIUM.value, LV_MYOCARDIUM_LABEL, [s.frame for s in native])
     if not found:
         return None
     shape = native[0].t1_ms.shape
-    return [found.get(str(d.SOPInstanceUID), np.zeros(shape, dtype=bool)) for d in images], source
+    return [found.get(roi_key(s.frame), np.zeros(shape, dtype=bool)) for s in native], source
 
 
 def _standard_t1(timed, native, target: float):
@@ -107,14 +106,16 @@ def _segment_measures(synthetic, myocardium: np.ndarray, cavity: np.ndarray, vox
     """Per AHA segment of the synthetic LGE: infarct (with MVO) extent as percent of the segment's myocardium,
     the mean transmural extent of its infarcted 6-degree sectors (0 without infarct), MVO percent, volume."""
     def measures(number: int, mask: np.ndarray):
-        k = int(np.flatnonzero(mask.any(axis=(1, 2)))[0])       # a segment lies on one slice
-        infarcted = (synthetic[k].segmentation.infarct | synthetic[k].segmentation.mvo) & mask[k]
-        extents = transmural_extents(infarcted, myocardium[k], cavity[k])
+        # a segment spans one slice, or two where four or more slices share three levels
+        infarcted = np.stack([s.segmentation.infarct | s.segmentation.mvo for s in synthetic]) & mask
+        mvo = np.stack([s.segmentation.mvo for s in synthetic]) & mask
+        extents = [e for k in range(len(synthetic)) if mask[k].any()
+                   for e in transmural_extents(infarcted[k], myocardium[k], cavity[k])]
         voxels = int(mask.sum())
         entry = {"segment": number, "name": SEGMENT_NAMES[number], "voxels": voxels,
                  "infarct_extent_percent": round(100.0 * infarcted.sum() / voxels, 2),
                  "transmurality_percent": round(100.0 * float(np.mean(extents)), 1) if extents else 0.0,
-                 "mvo_percent": round(100.0 * (synthetic[k].segmentation.mvo & mask[k]).sum() / voxels, 2)}
+                 "mvo_percent": round(100.0 * mvo.sum() / voxels, 2)}
         results.append(entry)
         return [Measure(codes.SEGMENT_INFARCT_EXTENT, entry["infarct_extent_percent"], codes.UNIT_PERCENT),
                 Measure(codes.TRANSMURALITY, entry["transmurality_percent"], codes.UNIT_PERCENT),
@@ -137,7 +138,7 @@ def _aha(key: str, native, fits, myocardium: np.ndarray, cavity: np.ndarray, poo
     quality.regions(flags)
     bright = [relative_r1_change(s.t1_ms, fit.mean_post_t1_ms) for s, fit in zip(native, fits)]
     aha = aha_segments(LvRegions(walls, list(pools), flags), bright, [s.frame for s in native],
-                       [s.pixel_mm for s in native], received_rv(seg_files, [[s.dataset] for s in native]))
+                       [s.pixel_mm for s in native], received_rv(seg_files, [[s.frame] for s in native]))
     quality.regions(aha.flags)
     output.results["aha_segments"] = {**aha.as_dict(), "lge_dDCE": []}
     if not aha.present():

@@ -20,7 +20,7 @@ from dicom_out import codes
 from dicom_out.report import Evaluation, Measure, RegionGroup, segmentation_method
 from dicom_out.segmentation import Segment, build_segmentation
 from dicom_out.uids import derived_uid
-from node.inputs.roi import received_masks
+from node.inputs.roi import received_masks, roi_key
 from node.process.modules.output_series import OutputSeries
 from node.process.modules.reporting import LvRegions
 
@@ -32,13 +32,13 @@ RV_BLOOD_LABEL = r"(?i)^(?!.*(myocard|wall)).*(\bRV\b|right ventric)"
 
 def received_rv(seg_files: list[str], images: list[list]) -> list[np.ndarray | None] | None:
     """Per slice, the RV (blood pool, or its outline) of the first received SEG that has one (segment type
-    Right ventricle, SCT 53085002, or a label like "RV blood pool"); images: per slice, the datasets the SEG
-    may reference (native or post-contrast map). None when no SEG has an RV."""
+    Right ventricle, SCT 53085002, or a label like "RV blood pool"); images: per slice, the frames
+    (node.inputs.frames.Frame) the SEG may reference on that slice's grid. None when no SEG has an RV."""
     found, _ = received_masks(seg_files, codes.RIGHT_VENTRICLE.value, RV_BLOOD_LABEL,
-                              [d for slice_images in images for d in slice_images])
+                              [image for slice_images in images for image in slice_images])
     if not found:
         return None
-    return [next((found[uid] for d in slice_images if (uid := str(d.SOPInstanceUID)) in found), None)
+    return [next((found[key] for image in slice_images if (key := roi_key(image)) in found), None)
             for slice_images in images]
 
 

@@ -84,6 +84,12 @@ def _regional(report: ParsedReport, region: str, code, label: str, unit: str) ->
         return KeyNumber(label, measured.value, unit, note=f"95 % CI {measured.ci95_low:g}-{measured.ci95_high:g}")
     low, high = (_measured(group, codes.confidence_limit(code, upper), None) if group else None
                  for upper in (False, True))
+    if low is None and high is None and group is not None:
+        # several slices: one interval each (results.json); the report says whether every slice identifies it
+        said = {name.meaning: value.value for name, value in group.evaluations}
+        identified = said.get(codes.identifiable(code).meaning) == codes.YES.value
+        return KeyNumber(label, None, unit, missing="per slice",
+                         note="identified on every slice" if identified else "not identified on every slice")
     bound = f">= {low:g}" if low is not None else f"<= {high:g}" if high is not None else "open both ways"
     return KeyNumber(label, None, unit, note=f"95 % CI {bound}", missing="not identified")
 
@@ -95,7 +101,7 @@ def _ddce(report: ParsedReport, summary: StudySummary) -> None:
     if window is not None:
         summary.bullseyes.append(Bullseye(f"dDCE ve + vp, {window}",
                                           _segments(report, codes.VE_PLUS_VP, None, ", " + window), 0.15, 0.45,
-                                          decimals=2, missing="not identified or not fitted"))
+                                          decimals=2, missing="no single identified value"))
     for group in report.groups:
         if group.region.startswith("LV myocardium, ") and group.region.endswith(" window"):
             window_label = group.region.removeprefix("LV myocardium, ")
@@ -107,7 +113,7 @@ def _lge(report: ParsedReport, summary: StudySummary) -> None:
     region = "LV myocardium (LGE_dDCE)"
     extent = _segments(report, codes.SEGMENT_INFARCT_EXTENT, None, " (LGE_dDCE)")
     if extent:
-        summary.bullseyes.append(Bullseye("Infarct transmural extent, synthetic LGE (% of segment)", extent, 0.0, 100.0))
+        summary.bullseyes.append(Bullseye("Infarct extent, synthetic LGE (% of segment)", extent, 0.0, 100.0))
     summary.numbers += [KeyNumber("Infarct size (synthetic LGE)", _value(report, region, codes.INFARCT_SIZE, None), "%"),
                         KeyNumber("Transmurality (synthetic LGE)", _value(report, region, codes.TRANSMURALITY, None), "%"),
                         KeyNumber("MVO (synthetic LGE)", _value(report, region, codes.MVO_SIZE, None), "%")]

@@ -13,6 +13,8 @@ checks the SEG on the T2 map.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 from scipy import ndimage
 
@@ -26,7 +28,7 @@ from dicom_out.parametric_map import MANUFACTURER
 from dicom_out.report import RegionGroup, median, segmentation_method, statistics, volume
 from node.errors import InputError
 from node.inputs.kinds import sop_classes
-from node.inputs.roi import SEG_SOP_CLASS, received_masks
+from node.inputs.roi import SEG_SOP_CLASS, received_masks, roi_key
 from node.inputs.t1_maps import T1Slice, group_by_series, native_series, read_t1_maps
 from node.inputs.t2_maps import T2Slice, read_t2_maps
 from node.process.modules import ModuleInput, ModuleOutput
@@ -45,7 +47,7 @@ def _plane(s: T1Slice | T2Slice) -> tuple:
 def _partner(t2: T2Slice, natives: list[list[T1Slice]]) -> T1Slice | None:
     """The native T1 map in the T2 map's plane, from the earliest native acquisition that has one."""
     return next((s for series in natives for s in series
-                 if same_plane(s.frame.orientation, s.position_mm, t2.frame.orientation, t2.position_mm)), None)
+                 if same_plane(s.frame.orientation, s.frame.position, t2.frame.orientation, t2.frame.position)), None)
 
 
 def _onto_t2(values: np.ndarray, source: T1Slice, t2: T2Slice, mask: bool = False) -> np.ndarray:
@@ -55,9 +57,9 @@ def _onto_t2(values: np.ndarray, source: T1Slice, t2: T2Slice, mask: bool = Fals
 
 def _drawn(found: dict[str, np.ndarray], t2: T2Slice, t1: T1Slice) -> np.ndarray | None:
     """A received mask on the T2 map, or on the native T1 map carried onto the T2 grid; None without one."""
-    if (mask := found.get(str(t2.dataset.SOPInstanceUID))) is not None:
+    if (mask := found.get(roi_key(t2.frame))) is not None:
         return mask
-    if (mask := found.get(str(t1.dataset.SOPInstanceUID))) is not None:
+    if (mask := found.get(roi_key(t1.frame))) is not None:
         return _onto_t2(mask, t1, t2, mask=True)
     return None
 
@@ -108,15 +110,20 @@ def _groups(t2_ms: np.ndarray, regions: LvRegions, seg, manual: bool, voxel: flo
     return groups
 
 
+def _seconds(when: datetime | None) -> float:
+    return when.timestamp() if when is not None else 0.0
+
+
 def _one_series(paired: list[tuple[T2Slice, T1Slice]], results: dict) -> list[tuple[T2Slice, T1Slice]]:
     """The slices of one T2 map series: the scanner's inline map over cmr-node's own of the same images, then
-    the series with more slices; the others are listed as set aside."""
+    the series with more slices, then the latest (a repeat replaces a failed scan); the others are listed as
+    set aside."""
     by_series: dict[str, list] = {}
     for pair in paired:
         by_series.setdefault(pair[0].frame.series_uid, []).append(pair)
     chosen = min(by_series.values(), key=lambda pairs: (
         str(pairs[0][0].dataset.get("Manufacturer", "")) == MANUFACTURER, -len(pairs),
-        int(pairs[0][0].dataset.get("SeriesNumber", 0) or 0)))
+        -_seconds(pairs[0][0].frame.acquired), -int(pairs[0][0].dataset.get("SeriesNumber", 0) or 0)))
     results["set_aside_series"] = [uid for uid in by_series if uid != chosen[0][0].frame.series_uid]
     return chosen
 
@@ -133,11 +140,11 @@ def run(inp: ModuleInput) -> ModuleOutput:
     if not natives:
         raise InputError("no native T1 map in the study: the LV myocardium is found on it (or send a SEG drawn "
                          "on the T2 map together with a native T1 map of the plane)")
-    images = [s.dataset for s in t2_slices] + [s.dataset for series in natives for s in series]
+    images = [s.frame for s in t2_slices] + [s.frame for series in natives for s in series]
     myocardium, drawn_by = received_masks(seg_files, codes.LV_MYOCARDIUM.value, LV_MYOCARDIUM_LABEL, images)
     rv, _ = received_masks(seg_files, codes.RIGHT_VENTRICLE.value, RV_BLOOD_LABEL, images)
     output = ModuleOutput(results={"module": "t2segments", "unit": "ms", "slices": [], "skipped_slices": [],
-                                   "myocardium_source": "received SEG" if drawn_by else "automatic"})
+                                   "myocardium_source": "automatic"})
     quality = QualityControl()
     paired = []
     for s in t2_slices:
@@ -155,11 +162,15 @@ def run(inp: ModuleInput) -> ModuleOutput:
     paired = _one_series(paired, output.results)
     flags: list[str] = []
     per_slice = [_slice(s, t1, myocardium, rv, flags) for s, t1 in paired]
+    drawn = sum(_drawn(myocardium, s, t1) is not None for s, t1 in paired)
+    if drawn:
+        output.results["myocardium_source"] = "received SEG" if drawn == len(paired) else \
+            f"received SEG on {drawn} of {len(paired)} slices, automatic on the others"
     regions = LvRegions([w for w, _, _, _ in per_slice], [p for _, p, _, _ in per_slice], flags)
     quality.regions(flags)
     t2 = [s for s, _ in paired]
     t2_ms = np.stack([s.t2_ms for s in t2])
-    manual = drawn_by is not None and drawn_by.manual
+    manual = drawn_by is not None and drawn_by.manual and drawn == len(paired)   # every wall drawn by a person
     seg = lv_segmentation(regions, [s.frame for s in t2], inp, "t2segments", OUTPUT_SERIES["t2segments.regions"],
                           manual=manual)
     output.datasets.append(seg)
