@@ -321,3 +321,25 @@ def test_philips_raw_molli_without_its_private_inversion_times_is_not_fitted_and
     assert sorted(native["kinds"]) == ["other", "t1_map"] and native["routes"] == ["ecv", "summary"]
     assert "Philips Inversion Delay Time (2005,xx72)" in native["kinds"]["other"]["why"]
     assert "anonymizers remove private elements" in native["kinds"]["other"]["why"]
+
+
+def test_a_seg_on_one_frame_of_an_enhanced_map_draws_that_slice_only(tmp_path):
+    """A workstation's contours on frame 2 (10 mm) of the Siemens enhanced native map: masks are matched by
+    frame, so that slice's wall is the drawn one and the other slice, in the same instance, keeps its own."""
+    from analysis.phantoms import MYOCARDIUM
+    from dicom_out import codes
+    from dicom_out.segmentation import Segment, build_segmentation
+    from node.inputs.frames import read_frames
+    _, phantom, files = enhanced_study(tmp_path / "in")
+    native = next(f for f in files if f.parent.name == "MOLLI_native_MOCO_T1")
+    frames = sorted(read_frames([native]), key=lambda f: f.position_mm)
+    drawn = np.stack([np.zeros_like(phantom.labels, dtype=bool), np.isin(phantom.labels, MYOCARDIUM)])
+    build_segmentation(drawn[..., None], frames, [Segment("LV myocardium", codes.ANATOMICAL_STRUCTURE,
+                                                          codes.LV_MYOCARDIUM, manual=True)],
+                       series_uid=pydicom.uid.generate_uid(), sop_uid=pydicom.uid.generate_uid(), series_number=60,
+                       series_description="contours", software_version="test").save_as(tmp_path / "in" / "seg.dcm")
+    report, result = process(tmp_path / "in", tmp_path / "out")
+    assert result.returncode == 0, result.stdout
+    ecv = next(j for j in report["jobs"] if j["module"] == "ecv")["results"]
+    sources = {tuple(s["position_mm"] for s in m["slices"]): m["myocardium_source"] for m in ecv["maps"]}
+    assert sources[(0.0, 10.0)] == "received SEG on 1 of 2 slices, automatic on the others"

@@ -77,6 +77,8 @@ def seg_masks(path: str, property_code: str, label_pattern: str,
             log.warning("SEG %s: no mask for image %s: %s", seg.SOPInstanceUID, roi_key(image), exc)
             continue
         mask = np.asarray(pixels[0]).astype(bool).squeeze()
+        if not mask.any():       # referenced, nothing drawn on it: the module's own region there
+            continue
         if mask.shape != _shape(image):
             log.warning("SEG %s: mask %s on an image of %s: not used", seg.SOPInstanceUID, mask.shape, _shape(image))
             continue
