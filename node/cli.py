@@ -98,9 +98,10 @@ def _since(text: str | None) -> str | None:
 
 
 def _registry(args) -> int:
-    import csv
     from node.registry import ingest_file, open_registry
-    from node.registry.store import EXPORT_COLUMNS
+    from node.registry.export import write_export
+    if args.action == "export" and args.format == "parquet" and not args.out:
+        raise ConfigError("--format parquet writes a file: give --out FILE")
     registry = open_registry(load_config(args.config))
     if args.action == "summary":
         print(json.dumps(registry.summary(), indent=2))
@@ -108,17 +109,8 @@ def _registry(args) -> int:
         for path in args.files:
             print(f"{Path(path).name}: {ingest_file(registry, Path(path))}")
     else:
-        rows = registry.rows(since=_since(args.since), history=args.history)
-        out = open(args.out, "w", newline="") if args.out else sys.stdout
-        if args.format == "json":
-            json.dump(rows, out, indent=2)
-            out.write("\n")
-        else:
-            writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        if args.out:
-            out.close()
+        write_export(registry.rows(since=_since(args.since), history=args.history), args.format,
+                     Path(args.out) if args.out else None)
     return 0
 
 
@@ -157,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["export", "summary", "ingest"])
     p.add_argument("files", nargs="*", help="SR files (ingest)")
     p.add_argument("--config", required=True)
-    p.add_argument("--format", choices=["csv", "json"], default="csv")
+    p.add_argument("--format", choices=["csv", "json", "parquet"], default="csv",
+                   help="parquet (for pandas, DuckDB, R arrow) needs --out")
     p.add_argument("--since", help="study date YYYY-MM-DD, inclusive")
     p.add_argument("--history", action="store_true", help="also rows of reports a revision replaced")
     p.add_argument("--out", help="file to write (default: standard output)")

@@ -192,6 +192,11 @@ class RetentionSettings:
 @dataclass(frozen=True)
 class RegistrySettings:
     path: Path | None = setting(None, shown_default="`<data_dir>/registry.sqlite`", doc="the registry's SQLite file")
+    url: str | None = setting(None, check=lambda u: None if u.startswith(("postgresql://", "postgres://")) else
+                              "must be a postgresql:// URL",
+                              doc="`postgresql://user@host:5432/cmr_registry`: the registry in PostgreSQL instead "
+                                  "of the SQLite file, shared by every node given the same URL and `salt`; a "
+                                  "password comes from PGPASSWORD or ~/.pgpass, never from this file")
     salt: str | None = setting(None, check=lambda s: "at least 16 characters (a short salt makes pseudonyms "
                                "guessable)" if len(s) < 16 else None,
                                doc="secret for patient pseudonyms (≥ 16 characters); keep it the same across nodes "

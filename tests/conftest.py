@@ -143,6 +143,17 @@ def orthanc(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of the test session's own (tests/local_postgres.py)."""
+    from tests import local_postgres
+    if not local_postgres.available():
+        pytest.fail("PostgreSQL is not installed: run `make test`, which installs Debian's postgresql")
+    server = local_postgres.PostgresServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture()
 def fresh_orthanc(tmp_path):
     """An Orthanc of the test's own, for tests that stop and restart the PACS."""

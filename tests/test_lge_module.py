@@ -216,7 +216,7 @@ def test_end_to_end_into_orthanc(tmp_path, orthanc, make_node):
     def manual_report():
         return [r for r in node.registry.rows() if r["producer"] == "cmr-node lge"
                 and r["region"] == "LV myocardium (LGE_dDCE)" and r["concept_code"] == "INFSIZE"]
-    wait_until(lambda: any(e[0] == "Manual" for e in node.registry.db.execute(
+    wait_until(lambda: any(e["value_meaning"] == "Manual" for e in node.registry.db.query(
         "SELECT e.value_meaning FROM evaluations e JOIN reports r ON r.id = e.report_id "
         "WHERE r.current = 1 AND r.producer = 'cmr-node lge' AND e.region = 'LV myocardium (LGE_dDCE)'")),
         timeout=240, what="LGE re-run with the received myocardium")

@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -32,9 +33,12 @@ def ecv_report(tmp_path_factory, ecv_study):
     return out / f"{job['results']['report_sop_instance_uid']}.dcm", job["results"]
 
 
-@pytest.fixture()
-def registry(tmp_path):
-    r = Registry(tmp_path / "registry.sqlite", SALT)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry(request, tmp_path):
+    """The registry in an SQLite file, and in PostgreSQL (a fresh database each time): one behaviour."""
+    location = tmp_path / "registry.sqlite" if request.param == "sqlite" else \
+        request.getfixturevalue("postgres").new_database()
+    r = Registry(location, SALT)
     yield r
     r.close()
 
@@ -108,14 +112,32 @@ def test_native_and_post_contrast_reports_of_one_producer_are_both_current(regis
     assert len({r["report_sop_instance_uid"] for r in registry.rows()}) == 2
 
 
+# the registry's tables as version 1 wrote them (no source series, no intervals)
+VERSION_1_SCHEMA = """
+CREATE TABLE studies (study_uid TEXT PRIMARY KEY, pseudonym TEXT NOT NULL, study_date TEXT, accession_number TEXT);
+CREATE TABLE reports (
+    id INTEGER PRIMARY KEY, sop_instance_uid TEXT UNIQUE NOT NULL, series_instance_uid TEXT NOT NULL,
+    study_uid TEXT NOT NULL REFERENCES studies(study_uid), producer TEXT NOT NULL, content_datetime TEXT,
+    ingested_at REAL NOT NULL, current INTEGER NOT NULL, superseded_by INTEGER REFERENCES reports(id));
+CREATE INDEX reports_by_study ON reports(study_uid, producer);
+CREATE TABLE measurements (
+    report_id INTEGER NOT NULL REFERENCES reports(id), region TEXT NOT NULL, tracking_uid TEXT,
+    finding_code TEXT, finding_scheme TEXT, finding_meaning TEXT, site_code TEXT, site_scheme TEXT, site_meaning TEXT,
+    concept_code TEXT NOT NULL, concept_scheme TEXT NOT NULL, concept_meaning TEXT, derivation TEXT,
+    value REAL NOT NULL, unit TEXT NOT NULL);
+CREATE TABLE evaluations (
+    report_id INTEGER NOT NULL REFERENCES reports(id), region TEXT NOT NULL, concept_code TEXT, concept_scheme TEXT,
+    concept_meaning TEXT, value_code TEXT, value_scheme TEXT, value_meaning TEXT);
+CREATE TABLE not_ingested (sop_instance_uid TEXT PRIMARY KEY, reason TEXT NOT NULL, seen_at REAL);
+"""
+
+
 def test_a_version_1_registry_is_brought_up_to_date(tmp_path, ecv_report):
     """A registry written before reports had source series keeps its rows and takes new reports."""
     import sqlite3
-    from node.registry import store
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
-    db.executescript(store._SCHEMA.replace(",\n    source_series TEXT NOT NULL DEFAULT ''", "")
-                     .replace(", ci95_low REAL, ci95_high REAL", ""))
+    db.executescript(VERSION_1_SCHEMA)
     db.execute("PRAGMA user_version=1")
     db.commit()
     db.close()
@@ -135,6 +157,8 @@ def test_patient_only_as_salted_pseudonym(registry, ecv_report, ecv_study):
     assert pseudonym(study.patient_id, SALT) != pseudonym(study.patient_id, b"another-salt-000000")
     assert {(r["study_date"], r["accession_number"]) for r in rows} == {
         (study.study_datetime.date().isoformat(), study.accession_number)}
+    if not isinstance(registry.path, Path):
+        return                                   # PostgreSQL: no file to look into
     registry.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     raw = registry.path.read_bytes()
     assert study.patient_id.encode() not in raw and study.patient_name.encode() not in raw
@@ -264,3 +288,114 @@ def test_without_a_configured_salt_the_node_makes_its_own_once(tmp_path):
     assert first.salt == again.salt     # the same patient keeps the same pseudonym across restarts
     first.close()
     again.close()
+
+
+def _ingest_on_cue(url: str, salt: bytes, paths: list[str], start_at: float, step_s: float) -> dict[str, str]:
+    """One node's registry connection ingesting SR files, the k-th at start_at + k * step_s (time.time()), so that
+    two nodes given cues alike reach their k-th reports at the same moment (run in its own process)."""
+    import time
+    registry = Registry(url, salt)
+    reports = [(Path(p).name, parse_report(pydicom.dcmread(p))) for p in paths]   # the reading done beforehand
+    statuses = {}
+    try:
+        for k, (name, report) in enumerate(reports):
+            time.sleep(max(0.0, start_at + k * step_s - time.time()))
+            statuses[name] = registry.ingest(report)
+        return statuses
+    finally:
+        registry.close()
+
+
+def _of_study(path, tmp_path, study: int, content_time: str, name: str) -> str:
+    """A copy of the report as another report of study number `study` (its own Study Instance UID)."""
+    ds = pydicom.dcmread(path)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.StudyInstanceUID = pydicom.uid.generate_uid(entropy_srcs=["registry race", str(study)])
+    ds.ContentTime = content_time
+    ds.save_as(tmp_path / name, enforce_file_format=True)
+    return str(tmp_path / name)
+
+
+@pytest.mark.integration     # a real PostgreSQL, two processes
+def test_two_nodes_ingest_into_one_postgresql_registry_at_once(postgres, ecv_report, ecv_study, tmp_path):
+    """Two nodes (processes with their own connection and the shared salt) at the same moments, 5 times over:
+    each sends the same report (stored once: the other finds it there), then each its own report of a study
+    that is new to both (one of the two is current, never both); the patient is one pseudonym throughout."""
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+    rounds = 5
+    shared = [_of_study(ecv_report[0], tmp_path, 1000 + k, "100000", f"s{k}.dcm") for k in range(rounds)]
+    mine = [[_of_study(ecv_report[0], tmp_path, k, f"1{node}0000", f"n{node}-{k}.dcm") for k in range(rounds)]
+            for node in (1, 2)]
+    url = postgres.new_database()
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        start_at = time.time() + 6.0        # both workers started, connected and done reading by then
+        futures = [pool.submit(_ingest_on_cue, url, SALT, [p for k in range(rounds) for p in (shared[k], own[k])],
+                               start_at, 0.1) for own in mine]
+        statuses = [f.result(timeout=300) for f in futures]
+    for path in shared:
+        name = Path(path).name
+        assert sorted(s[name] == "duplicate" for s in statuses) == [False, True], (name, statuses)
+    registry = Registry(url, SALT)
+    rows = registry.rows(history=True)
+    assert len({r["report_sop_instance_uid"] for r in rows}) == 3 * rounds
+    current = {}
+    for r in registry.rows():
+        current.setdefault(r["study_uid"], set()).add(r["report_sop_instance_uid"])
+    assert len(current) == 2 * rounds and all(len(uids) == 1 for uids in current.values())
+    assert {r["pseudonym"] for r in rows} == {pseudonym(ecv_study[0].patient_id, SALT)}
+    registry.close()
+
+
+@pytest.mark.integration     # a real PostgreSQL
+def test_a_node_still_writing_holds_the_other_back_until_it_is_done(postgres, ecv_report, tmp_path, monkeypatch):
+    """Node A is half a second inside its transaction when node B brings the same report, then another report
+    of the same study: B waits for A and finds the report there (stored once, no error), and of A's and B's
+    reports of one study one is current, not both."""
+    import threading
+    import time
+    url = postgres.new_database()
+    a, b = Registry(url, SALT), Registry(url, SALT)
+    write_rows = Registry._insert_rows
+
+    def slow_for_a(self, report_id, report):
+        write_rows(self, report_id, report)
+        if self is a:
+            time.sleep(0.5)
+    monkeypatch.setattr(Registry, "_insert_rows", slow_for_a)
+
+    def at_once(report_a, report_b) -> list[str]:
+        results = {}
+        thread = threading.Thread(target=lambda: results.setdefault("a", a.ingest(report_a)))
+        thread.start()
+        time.sleep(0.15)
+        results["b"] = b.ingest(report_b)
+        thread.join()
+        return [results["a"], results["b"]]
+    report = parse_report(pydicom.dcmread(ecv_report[0]))
+    assert at_once(report, report) == ["ingested", "duplicate"]
+    later = [parse_report(pydicom.dcmread(revised(ecv_report[0], tmp_path, time, f"{time}.dcm")[0]))
+             for time in ("235900", "235958")]
+    at_once(*later)
+    assert len({r["report_sop_instance_uid"] for r in a.rows()}) == 1
+    a.close()
+    b.close()
+
+
+@pytest.mark.integration     # a real PostgreSQL; the CLI in its own process
+def test_cli_on_a_postgresql_registry_exports_parquet_with_its_types(postgres, tmp_path, ecv_report):
+    """`[registry] url`: ingest and export go to PostgreSQL; the Parquet export is what pandas, DuckDB and R
+    arrow read, values as doubles and absent intervals as nulls, equal to the JSON export."""
+    import pyarrow.parquet as pq
+    config = node_config_dict(tmp_path / "data", registry={"salt": SALT.decode(), "url": postgres.new_database()})
+    toml = write_toml(config, tmp_path / "node.toml")
+    assert "ingested" in _cli("ingest", str(ecv_report[0]), "--config", str(toml)).stdout
+    assert not (tmp_path / "data" / "registry.sqlite").exists()
+    out = tmp_path / "registry.parquet"
+    assert _cli("export", "--format", "parquet", "--out", str(out), "--config", str(toml)).returncode == 0
+    table = pq.read_table(out)
+    assert str(table.schema.field("value").type) == "double" and str(table.schema.field("ci95_low").type) == "double"
+    assert table.to_pylist() == json.loads(_cli("export", "--format", "json", "--config", str(toml)).stdout)
+    no_file = _cli("export", "--format", "parquet", "--config", str(toml))
+    assert no_file.returncode == 2 and "--out" in no_file.stderr

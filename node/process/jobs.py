@@ -225,7 +225,7 @@ class JobRunner:
         for out in outputs if self.registry is not None else []:
             try:
                 register_report(self.registry, Path(out["path"]))
-            except sqlite3.Error as exc:   # the feeder's sweep does not see job outputs: say so loudly
+            except self.registry.errors as exc:   # the feeder's sweep does not see job outputs: say so loudly
                 log.error("registry: could not store report %s: %s", out["sop_instance_uid"], exc)
 
     def _reingest(self, outputs: list[dict]) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import sqlite3
 from pathlib import Path
 
 import pydicom
@@ -36,10 +35,14 @@ def _salt(salt: str | None, salt_file: Path) -> bytes:
 
 
 def open_registry(config) -> Registry:
+    """The configured registry: PostgreSQL at `url`, else the SQLite file."""
     r = config.registry
+    salt = _salt(r.salt, r.salt_file or config.node.data_dir / "registry.salt")
+    if r.url:
+        return Registry(r.url, salt)
     path = r.path or config.node.data_dir / "registry.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Registry(path, _salt(r.salt, r.salt_file or config.node.data_dir / "registry.salt"))
+    return Registry(path, salt)
 
 
 def ingest_file(registry: Registry, path: Path) -> str:
@@ -75,7 +78,7 @@ class RegistryFeeder:
                 continue
             try:
                 ingest_file(self.registry, Path(row["path"]))
-            except sqlite3.Error as exc:
+            except self.registry.errors as exc:
                 log.error("registry: could not store SR %s: %s", row["sop_instance_uid"], exc)
                 continue
             if not self.registry.known(row["sop_instance_uid"]):   # unreadable file: remember, do not retry forever
