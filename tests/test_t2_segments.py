@@ -194,3 +194,19 @@ def test_a_seg_drawn_on_the_native_t1_map_is_carried_onto_the_t2_grid(tmp_path):
     wall = _segment_masks(_series(tmp_path / "out", "T2 regions (cmr-node)"))["LV myocardium"]
     truth = np.isin(phantom.labels, MYOCARDIUM)
     assert 2 * (wall & truth).sum() / (wall.sum() + truth.sum()) > 0.9
+
+
+def test_a_t2_map_in_no_t1_maps_plane_is_measured_nowhere_and_nothing_fails(tmp_path):
+    """The T2 map through another plane (as the oximetry series through the coronary sinus is): the route's
+    job ends done, with no output and results.json saying why, rather than failed."""
+    study, _, _ = write_ecv_study(tmp_path / "in")
+    phantom = t2_map_phantom(T2_GEOMETRY)
+    series = write_t2_map(tmp_path / "in", study, phantom.t2_ms, phantom.pixel_mm)
+    for path in series:                                          # 40 mm away from the T1 maps' slice
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], 40.0]
+        ds.save_as(path)
+    job = _job(process_folder(tmp_path / "in", tmp_path / "out", offline_config()), "t2segments")
+    assert job["state"] == "done" and job["outputs"] == []
+    assert job["results"]["not_measured"] == "no T2 map lies in the plane of a native T1 map"
+    assert [s["position_mm"] for s in job["results"]["skipped_slices"]] == [40.0]

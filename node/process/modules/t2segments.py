@@ -137,9 +137,9 @@ def run(inp: ModuleInput) -> ModuleOutput:
         natives = native_series(group_by_series(read_t1_maps(maps)))
     except InputError:
         natives = []
-    if not natives:
-        raise InputError("no native T1 map in the study: the LV myocardium is found on it (or send a SEG drawn "
-                         "on the T2 map together with a native T1 map of the plane)")
+    if not natives:     # e.g. only dDCE's post-contrast maps: nothing to find the wall on, nothing failed
+        return ModuleOutput(results={"module": "t2segments", "not_measured": "no native T1 map in the study: the "
+                                     "LV myocardium is found on the native T1 map of the T2 map's plane"})
     images = [s.frame for s in t2_slices] + [s.frame for series in natives for s in series]
     myocardium, drawn_by = received_masks(seg_files, codes.LV_MYOCARDIUM.value, LV_MYOCARDIUM_LABEL, images)
     rv, _ = received_masks(seg_files, codes.RIGHT_VENTRICLE.value, RV_BLOOD_LABEL, images)
@@ -156,9 +156,9 @@ def run(inp: ModuleInput) -> ModuleOutput:
             quality.add(Finding(MISSING, f"T2 map at {s.position_mm:.1f} mm: no native T1 map in its plane"))
         else:
             paired.append((s, partner))
-    if not paired:
-        raise InputError("no T2 map has a native T1 map in its plane: "
-                         + "; ".join(f"{s['position_mm']} mm" for s in output.results["skipped_slices"]))
+    if not paired:      # e.g. the oximetry module's T2 map through the coronary sinus: not a T2 mapping slice
+        output.results["not_measured"] = "no T2 map lies in the plane of a native T1 map"
+        return output
     paired = _one_series(paired, output.results)
     flags: list[str] = []
     per_slice = [_slice(s, t1, myocardium, rv, flags) for s, t1 in paired]
