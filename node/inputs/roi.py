@@ -15,6 +15,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from analysis.geometry import patient_mm_to_pixels
+from node.inputs.kinds import sop_classes
 
 log = logging.getLogger("cmr_node.inputs")
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -27,6 +28,12 @@ class RoiSource:
     dataset: Dataset
     segment_number: int | None
     manual: bool
+
+
+def segmentations_apart(paths: list[str]) -> tuple[list[str], list[str]]:
+    """(the DICOM SEG files, the others) among a module's inputs, by SOP class."""
+    classes = sop_classes(paths)
+    return [p for p in paths if classes[p] == SEG_SOP_CLASS], [p for p in paths if classes[p] != SEG_SOP_CLASS]
 
 
 def roi_key(image) -> str:

@@ -58,14 +58,6 @@ def write_datasets(datasets, directory: Path, reingest=()) -> list[dict]:
     return outputs
 
 
-def waiting_for(results_json: Path) -> str | None:
-    """What a finished job's module is still waiting for (its results' "waiting_for"), if anything."""
-    try:
-        return json.loads(results_json.read_text()).get("waiting_for")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def write_previews(previews: dict[str, bytes], directory: Path, prefix: str = "") -> list[str]:
     """PNG previews into directory/previews/, for a person without a viewer; returns their file names.
     prefix: for a folder that several jobs share."""
@@ -112,8 +104,9 @@ def write_failure(directory: Path, failure: Failure) -> None:
 
 def execute_job(job_id: int, module: str, study_uid: str, files: list[str], settings: ModuleSettings, job_key: str,
                 results_root: str, viewer_images: tuple[str, ...] = (),
-                final_run: bool = False) -> tuple[str, list[dict]]:
-    """Worker-process entry point: run the module and leave its outputs in results/<job id>/."""
+                final_run: bool = False) -> tuple[str, list[dict], str | None]:
+    """Worker-process entry point: run the module and leave its outputs in results/<job id>/; returns that
+    folder, the outputs, and what the module still waits for (its results' "waiting_for"), if anything."""
     log.debug("job %d: module %s in worker process %d, %d input files", job_id, module, os.getpid(), len(files))
     final = Path(results_root) / str(job_id)
     partial = final.with_name(f"{job_id}.partial")
@@ -131,7 +124,7 @@ def execute_job(job_id: int, module: str, study_uid: str, files: list[str], sett
     partial.rename(final)
     for out in outputs:
         out["path"] = str(final / Path(out["path"]).name)
-    return str(final), outputs
+    return str(final), outputs, output.results.get("waiting_for")
 
 
 class JobRunner:
@@ -209,14 +202,13 @@ class JobRunner:
             self.index.fail_job(job.id, Failure(FailureKind.INTERNAL, Step.RUN, f"could not run the job: {exc}"))
             log.error("job %d failed: %s", job.id, exc)
         else:
-            output_dir, outputs = future.result()
+            output_dir, outputs, waiting = future.result()
             route = next((r for r in self.config.routes if r.name == job.route), None)
             destinations = list(route.destinations) if route else []
             # the registry first: once finish_job commits, the outputs may be sent and, with the study
             # complete, purged by retention before a later read of the report could take its numbers
             self._register([o for o in outputs if o["sop_class_uid"] in SR_SOP_CLASSES])
-            self.index.finish_job(job.id, output_dir, outputs, destinations, job.study_uid,
-                                  waiting_for(Path(output_dir) / "results.json"))
+            self.index.finish_job(job.id, output_dir, outputs, destinations, job.study_uid, waiting)
             log.info("job %d done: %d objects for %d destinations", job.id, len(outputs), len(destinations))
             self._reingest([o for o in outputs if o.get("reingest")])
 

@@ -28,7 +28,6 @@ from dicom_out.parametric_map import build_parametric_map
 from dicom_out.quantities import QUANTITIES
 from dicom_out.report import Measure, RegionGroup, median, segmentation_method, statistics, volume
 from dicom_out.uids import derived_uid
-from node.inputs.kinds import sop_classes
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.reporting import LvRegions, add_report, lv_regions, lv_segmentation, voxel_ml
 from node.errors import InputError
@@ -37,7 +36,7 @@ from node.process.modules.output_series import OUTPUT_SERIES
 from node.process.modules.quality import QualityControl
 from node.process.modules.segments import (LV_MYOCARDIUM_LABEL, RV_BLOOD_LABEL, aha_segments, segment_groups,
                                           segments_seg)
-from node.inputs.roi import SEG_SOP_CLASS, RoiSource, received_masks, roi_key
+from node.inputs.roi import RoiSource, received_masks, roi_key, segmentations_apart
 
 
 ECV = QUANTITIES["ecv"]
@@ -206,9 +205,8 @@ def _aha(inp, n: int, label: str, partners, post, results, regions, percent, pm,
 
 def run(inp: ModuleInput) -> ModuleOutput:
     hematocrit = inp.settings.hematocrit
-    classes = sop_classes(inp.files)
-    seg_files = [f for f, c in classes.items() if c == SEG_SOP_CLASS]
-    natives, posts, how = classify(group_by_series(read_t1_maps([f for f in inp.files if f not in seg_files])))
+    seg_files, maps = segmentations_apart(inp.files)
+    natives, posts, how = classify(group_by_series(read_t1_maps(maps)))
     output = ModuleOutput(results={
         "module": "ecv", "hematocrit": hematocrit, "classified_by": how,
         "native_series_uids": [n[0].series_uid for n in natives], "maps": [], "skipped_slices": [],

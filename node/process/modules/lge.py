@@ -39,7 +39,6 @@ from dicom_out.report import Measure, RegionGroup, segmentation_method, volume
 from dicom_out.segmentation import Segment, build_segmentation
 from dicom_out.uids import derived_uid
 from node.process.modules.quality import QualityControl
-from node.inputs.kinds import sop_classes
 from node.process.modules import ModuleInput, ModuleOutput
 from node.process.modules.ddce import fit_window, injection_time, relaxivity, window_key
 from node.process.modules.ddce_lesions import blood_pool_in_cavity
@@ -47,7 +46,7 @@ from node.process.modules.reporting import (INFARCT_SEGMENT, LV_BLOOD_SEGMENT, L
                                             LvRegions, add_report, lv_regions, voxel_ml)
 from node.process.modules.segments import (LV_MYOCARDIUM_LABEL, aha_segments, received_rv, segment_groups,
                                           segments_seg)
-from node.inputs.roi import SEG_SOP_CLASS, received_masks, roi_key
+from node.inputs.roi import received_masks, roi_key, segmentations_apart
 from node.errors import InputError
 from node.inputs.t1_maps import classify, group_by_series, read_t1_maps
 from node.process.modules.output_series import OUTPUT_SERIES, OutputSeries
@@ -138,7 +137,7 @@ def _aha(key: str, native, fits, myocardium: np.ndarray, cavity: np.ndarray, poo
     quality.regions(flags)
     bright = [relative_r1_change(s.t1_ms, fit.mean_post_t1_ms) for s, fit in zip(native, fits)]
     aha = aha_segments(LvRegions(walls, list(pools), flags), bright, [s.frame for s in native],
-                       [s.pixel_mm for s in native], received_rv(seg_files, [[s.frame] for s in native]))
+                       [s.pixel_mm for s in native], received_rv(seg_files, [s.frame for s in native]))
     quality.regions(aha.flags)
     output.results["aha_segments"] = {**aha.as_dict(), "lge_dDCE": []}
     if not aha.present():
@@ -153,9 +152,8 @@ def run(inp: ModuleInput) -> ModuleOutput:
     settings = inp.settings
     target, window = settings.lge_target_minutes, settings.lge_fit_window_minutes
     method, n_sd = settings.lge_infarct_method, settings.lge_n_sd
-    kinds = sop_classes(inp.files)
-    seg_files = [f for f, k in kinds.items() if k == SEG_SOP_CLASS]
-    natives, posts, how = classify(group_by_series(read_t1_maps([f for f, k in kinds.items() if k != SEG_SOP_CLASS])))
+    seg_files, maps = segmentations_apart(inp.files)
+    natives, posts, how = classify(group_by_series(read_t1_maps(maps)))
     native = natives[0]
     injection, _ = injection_time(posts, settings)
     r1, _, _ = relaxivity(posts, settings)

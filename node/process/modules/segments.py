@@ -30,16 +30,12 @@ LV_MYOCARDIUM_LABEL = r"(?i)^(?!.*(\bRV\b|right)).*myocard"
 RV_BLOOD_LABEL = r"(?i)^(?!.*(myocard|wall)).*(\bRV\b|right ventric)"
 
 
-def received_rv(seg_files: list[str], images: list[list]) -> list[np.ndarray | None] | None:
-    """Per slice, the RV (blood pool, or its outline) of the first received SEG that has one (segment type
-    Right ventricle, SCT 53085002, or a label like "RV blood pool"); images: per slice, the frames
-    (node.inputs.frames.Frame) the SEG may reference on that slice's grid. None when no SEG has an RV."""
-    found, _ = received_masks(seg_files, codes.RIGHT_VENTRICLE.value, RV_BLOOD_LABEL,
-                              [image for slice_images in images for image in slice_images])
-    if not found:
-        return None
-    return [next((found[key] for image in slice_images if (key := roi_key(image)) in found), None)
-            for slice_images in images]
+def received_rv(seg_files: list[str], frames: list) -> list[np.ndarray | None] | None:
+    """Per slice frame (node.inputs.frames.Frame), the RV (blood pool, or its outline) the first received SEG
+    with one draws on it (segment type Right ventricle, SCT 53085002, or a label like "RV blood pool"), None
+    where it draws none; None when no SEG has an RV."""
+    found, _ = received_masks(seg_files, codes.RIGHT_VENTRICLE.value, RV_BLOOD_LABEL, frames)
+    return [found.get(roi_key(frame)) for frame in frames] if found else None
 
 
 @dataclass

@@ -27,8 +27,7 @@ from dicom_out import codes
 from dicom_out.parametric_map import MANUFACTURER
 from dicom_out.report import RegionGroup, median, segmentation_method, statistics, volume
 from node.errors import InputError
-from node.inputs.kinds import sop_classes
-from node.inputs.roi import SEG_SOP_CLASS, received_masks, roi_key
+from node.inputs.roi import received_masks, roi_key, segmentations_apart
 from node.inputs.t1_maps import T1Slice, group_by_series, native_series, read_t1_maps
 from node.inputs.t2_maps import T2Slice, read_t2_maps
 from node.process.modules import ModuleInput, ModuleOutput
@@ -80,15 +79,16 @@ def _core(mask: np.ndarray) -> np.ndarray:
     return core if core.sum() >= 0.5 * mask.sum() else mask
 
 
-def _slice(t2: T2Slice, t1: T1Slice, myocardium: dict, rv: dict, flags: list[str]):
-    """(wall or None, blood pool, bright blood, RV) of one T2 slice, all on its grid."""
+def _slice(t2: T2Slice, t1: T1Slice, drawn: np.ndarray | None, rv: dict, flags: list[str]):
+    """(wall or None, blood pool, bright blood, RV) of one T2 slice, all on its grid; drawn: the received wall
+    on the T2 grid, if any."""
     pool = np.zeros(t2.t2_ms.shape, dtype=bool)
     wall, t1_on_t2 = None, _onto_t2(t1.t1_ms, t1, t2)
     try:
         # native blood has the longest T1 of the heart; air (0 in a map) is no value
         pool_t1 = find_blood_pool(np.where(t1.t1_ms > 0, t1.t1_ms, np.nan), t1.pixel_mm)
         pool = _onto_t2(pool_t1, t1, t2, mask=True)
-        wall = _wall(t2, t1, t1_on_t2, _drawn(myocardium, t2, t1), pool_t1)
+        wall = _wall(t2, t1, t1_on_t2, drawn, pool_t1)
     except AnalysisError as exc:     # no blood pool, no myocardium
         flags.append(f"LV myocardium not found on the T2 map at {t2.position_mm:.1f} mm: {exc}")
     # blood has by far the longest T2 of the heart: both ventricles are bright on the T2 map itself
@@ -129,9 +129,7 @@ def _one_series(paired: list[tuple[T2Slice, T1Slice]], results: dict) -> list[tu
 
 
 def run(inp: ModuleInput) -> ModuleOutput:
-    classes = sop_classes(inp.files)
-    seg_files = [f for f, c in classes.items() if c == SEG_SOP_CLASS]
-    maps = [f for f in inp.files if f not in seg_files]
+    seg_files, maps = segmentations_apart(inp.files)
     t2_slices = read_t2_maps(maps)
     try:
         natives = native_series(group_by_series(read_t1_maps(maps)))
@@ -161,8 +159,9 @@ def run(inp: ModuleInput) -> ModuleOutput:
         return output
     paired = _one_series(paired, output.results)
     flags: list[str] = []
-    per_slice = [_slice(s, t1, myocardium, rv, flags) for s, t1 in paired]
-    drawn = sum(_drawn(myocardium, s, t1) is not None for s, t1 in paired)
+    drawn_walls = [_drawn(myocardium, s, t1) for s, t1 in paired]      # each carried onto the T2 grid once
+    per_slice = [_slice(s, t1, wall, rv, flags) for (s, t1), wall in zip(paired, drawn_walls)]
+    drawn = sum(wall is not None for wall in drawn_walls)
     if drawn:
         output.results["myocardium_source"] = "received SEG" if drawn == len(paired) else \
             f"received SEG on {drawn} of {len(paired)} slices, automatic on the others"
