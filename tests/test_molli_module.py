@@ -76,7 +76,9 @@ def test_end_to_end_raw_molli_to_ecv_in_orthanc(tmp_path, orthanc, make_node):
     wanted = {"MOLLI_pre T1 (cmr-node)", "MOLLI_post15min T1 (cmr-node)", "MOLLI_pre_T1MAP_cmrnode",
               "MOLLI_post15min_T1MAP_cmrnode", "ECV map (cmr-node)"}
     wait_until(lambda: wanted <= descriptions(), timeout=180, what="T1 maps and ECV map in Orthanc")
-    assert [j.module for j in node.index.jobs("done")] == ["molli", "molli", "ecv"]
+    # the study summary (route `last`) may run between the MOLLI jobs and ECV, when the study falls quiet with
+    # only the MOLLI reports in, and again after ECV: its runs are timing, not what this test is about
+    assert [j.module for j in node.index.jobs("done") if j.module != "summary"] == ["molli", "molli", "ecv"]
     assert node.index.jobs("failed") == []
     ecv_id = next(i for i in orthanc.find_instances(PM_SOP_CLASS)
                   if orthanc.instance_tags(i).get("SeriesDescription") == "ECV map (cmr-node)"
