@@ -2,10 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := dcmtk orthanc orthanc-webviewer dicom3tools dcm2niix strace openssl systemd chromium chromium-driver \
-                   postgresql
+SYSTEM_PACKAGES := dcmtk orthanc orthanc-webviewer orthanc-dicomweb dicom3tools dcm2niix strace openssl systemd \
+                   chromium chromium-driver postgresql
 SYSTEM_TOOLS := storescu echoscu storescp Orthanc dciodvfy dcm2niix strace openssl systemd-analyze chromium chromedriver
-SYSTEM_FILES := /usr/share/orthanc/plugins/libOrthancWebViewer.so /usr/lib/postgresql/*/bin/initdb
+SYSTEM_FILES := /usr/share/orthanc/plugins/libOrthancWebViewer.so /usr/share/orthanc/plugins/libOrthancDicomWeb.so \
+                /usr/lib/postgresql/*/bin/initdb
 
 .PHONY: demo test check venv system-tools benchmark clean
 
@@ -17,7 +18,7 @@ $(BIN)/cmr-node: pyproject.toml
 
 venv: $(BIN)/cmr-node
 
-# DCMTK (the scanner in tests), Orthanc (the PACS) with its Web Viewer plugin, dicom3tools (dciodvfy) and
+# DCMTK (the scanner in tests), Orthanc (the PACS) with its Web Viewer and DICOMweb plugins, dicom3tools (dciodvfy) and
 # dcm2niix (an independent reader of our derived images), strace (to watch the node flush what it acknowledges)
 # Chromium with its driver (the browser the viewer test opens the results in) and PostgreSQL (a registry several
 # nodes share; the tests start their own server) from Debian.

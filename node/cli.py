@@ -1,4 +1,4 @@
-"""Command line: serve, process, demo, status, retry, inputs, registry."""
+"""Command line: serve, process, demo, status, retry, inputs, backfill, registry."""
 from __future__ import annotations
 
 import argparse
@@ -84,17 +84,39 @@ def _inputs(args) -> int:
     return 0
 
 
-def _since(text: str | None) -> str | None:
-    """--since as YYYY-MM-DD (YYYYMMDD accepted)."""
+def _date(text: str | None, flag: str = "--since"):
+    """A date option as YYYY-MM-DD (YYYYMMDD accepted); None when not given."""
     if text is None:
         return None
     from datetime import date
     digits = text.replace("-", "")
     try:
-        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8])).isoformat() if len(digits) == 8 else \
-            date.fromisoformat(text).isoformat()
+        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8])) if len(digits) == 8 else \
+            date.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"--since {text!r}: expected a date YYYY-MM-DD") from None
+        raise ConfigError(f"{flag} {text!r}: expected a date YYYY-MM-DD") from None
+
+
+def _since(text: str | None) -> str | None:
+    """--since as YYYY-MM-DD (YYYYMMDD accepted)."""
+    day = _date(text)
+    return day.isoformat() if day else None
+
+
+def _backfill(args) -> int:
+    import re
+    from node.backfill.driver import run_backfill
+    try:
+        description = re.compile(args.series_description) if args.series_description else None
+    except re.error as exc:
+        raise ConfigError(f"--series-description: bad regular expression: {exc}") from None
+    since, until = _date(args.since), _date(args.until, "--until")
+    if until is not None and until < since:
+        raise ConfigError("--until: before --since")
+    if args.in_flight is not None and args.in_flight < 1:
+        raise ConfigError("--in-flight: at least 1")
+    return run_backfill(load_config(args.config), args.source, since, until, description, args.dry_run,
+                        args.in_flight)
 
 
 def _registry(args) -> int:
@@ -145,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("values", nargs="*", help="key=value")
     p.add_argument("--config", required=True)
     p.set_defaults(func=_inputs)
+    p = sub.add_parser("backfill", help="process an archive's studies of a period: find, retrieve, route, send")
+    p.add_argument("--config", required=True)
+    p.add_argument("--from", dest="source", required=True, help="a [[sources]] name")
+    p.add_argument("--since", required=True, help="study date YYYY-MM-DD, inclusive")
+    p.add_argument("--until", help="study date YYYY-MM-DD, inclusive (default: today)")
+    p.add_argument("--series-description", help="only series whose Series Description matches (regex, search)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be processed, and why not; change nothing")
+    p.add_argument("--in-flight", type=int, help="studies in the node at once (default: twice the job capacity)")
+    p.set_defaults(func=_backfill)
     p = sub.add_parser("registry", help="the CMR registry: export, summary, ingest SR files")
     p.add_argument("action", choices=["export", "summary", "ingest"])
     p.add_argument("files", nargs="*", help="SR files (ingest)")

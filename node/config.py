@@ -14,8 +14,9 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
 from node.process.modules import MODULES
-from node.settings import (SECTIONS, CompletionSettings, Destination, DispatchSettings, ModuleSettings, NodeSettings,
-                           RegistrySettings, RetentionSettings, Route, TlsSettings, file_fields, value_type)
+from node.settings import (SECTIONS, CompletionSettings, Destination, DispatchSettings, ExecutorSettings,
+                           ModuleSettings, NodeSettings, RegistrySettings, RetentionSettings, Route, Source,
+                           TlsSettings, file_fields, value_type)
 
 
 class ConfigError(ValueError):
@@ -33,9 +34,19 @@ class Config:
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    sources: tuple[Source, ...] = ()
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     def destination(self, name: str) -> Destination:
         return next(d for d in self.destinations if d.name == name)
+
+    def source(self, name: str) -> Source:
+        """The archive `cmr-node backfill --from NAME` reads; ConfigError when no [[sources]] is so named."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(f"--from {name!r}: no [[sources]] of that name (configured: "
+                          f"{', '.join(s.name for s in self.sources) or 'none'})")
 
 
 # The TOML type each Python type is written as; ints are numbers too.
@@ -49,7 +60,7 @@ def _schema(cls) -> dict[str, tuple[type | tuple[type, ...], bool]]:
 
 
 _SCHEMA = {section: _schema(cls) for section, cls in SECTIONS.items()}
-_TABLE_ARRAYS = {"destinations", "routes"}
+_TABLE_ARRAYS = {"destinations", "sources", "routes"}
 
 
 def _check_table(where: str, section: str, table: object) -> dict:
@@ -146,7 +157,25 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> Config:
         registry=_parse_section("[registry]", "registry", data.get("registry", {}), base_dir),
         retention=_parse_section("[retention]", "retention", data.get("retention", {})),
         tls=_check_tls(_parse_section("[tls]", "tls", data.get("tls", {}), base_dir), destinations),
+        sources=_parse_sources(data.get("sources", [])),
+        executor=_check_executor(_parse_section("[executor]", "executor", data.get("executor", {}))),
     )
+
+
+def _parse_sources(tables: list) -> tuple[Source, ...]:
+    sources = tuple(_parse_section(f"[[sources]][{i}]", "sources", t) for i, t in enumerate(tables))
+    for i, source in enumerate(sources):
+        if source.protocol == "dicomweb" and source.dicomweb_url is None:
+            raise ConfigError(f"[[sources]][{i}].dicomweb_url: required with protocol = \"dicomweb\"")
+    if len({s.name for s in sources}) != len(sources):
+        raise ConfigError("[[sources]].name: names must be unique")
+    return sources
+
+
+def _check_executor(executor: ExecutorSettings) -> ExecutorSettings:
+    if executor.kind == "dask" and not executor.scheduler:
+        raise ConfigError("[executor].scheduler: required with kind = \"dask\" (e.g. \"tcp://dask-scheduler:8786\")")
+    return executor
 
 
 def _check_tls(tls: TlsSettings, destinations: tuple[Destination, ...]) -> TlsSettings:
@@ -222,7 +251,7 @@ requires = ["t2_map", "t1_map"]
 name = "summary"
 module = "summary"
 kinds = ["report", "t1_map"]
-requires = ["report"]
+requires = ["report", "t1_map"]
 last = true
 """
 

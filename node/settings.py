@@ -180,6 +180,33 @@ class Destination:
 
 
 @dataclass(frozen=True)
+class Source:
+    name: str = setting(doc="unique name `cmr-node backfill --from` refers to")
+    host: str = setting(doc="the archive's (Query/Retrieve SCP's) host")
+    port: int = setting(doc="its DICOM port", check=check_port)
+    ae_title: str = setting(doc="its AE title; C-MOVE sends to the node's `ae_title`, which the archive must know "
+                            "with the node's host and port", check=check_ae_title)
+    protocol: str = setting("dimse", check=one_of("dimse", "dicomweb"),
+                            doc="`dimse`: C-FIND and C-MOVE; `dicomweb`: QIDO-RS and WADO-RS at `dicomweb_url`")
+    dicomweb_url: str | None = setting(None, check=lambda u: None if u.startswith(("http://", "https://")) else
+                                       "must be an http:// or https:// URL",
+                                       doc="the archive's DICOMweb root, e.g. `http://pacs:8042/dicom-web`")
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    kind: str = setting("local", check=one_of("local", "dask"),
+                        doc="where module jobs run: `local` worker processes (`[node] workers`) or a Dask "
+                            "distributed cluster")
+    scheduler: str | None = setting(None, doc="the Dask scheduler's address, e.g. `tcp://dask-scheduler:8786`")
+    inputs: str = setting("bytes", check=one_of("bytes", "files"),
+                          doc="how a job's input files reach a Dask worker: `bytes` (sent with the task) or "
+                              "`files` (workers see the node's `data_dir` at the same path)")
+    jobs_per_worker_thread: int = setting(1, check=at_least(1),
+                                          doc="Dask: jobs handed to the cluster at once, per worker thread")
+
+
+@dataclass(frozen=True)
 class RetentionSettings:
     days: float = setting(0.0, unit="d", check=at_least(0),
                           doc="purge a study's received instances and job outputs this long after its last "
@@ -405,7 +432,8 @@ def with_study_values(settings: ModuleSettings, study_values: dict[str, str]) ->
 
 
 SECTIONS: dict[str, type] = {"node": NodeSettings, "completion": CompletionSettings, "dispatch": DispatchSettings,
-                             "destinations": Destination, "routes": Route, "retention": RetentionSettings,
+                             "destinations": Destination, "sources": Source, "routes": Route,
+                             "executor": ExecutorSettings, "retention": RetentionSettings,
                              "registry": RegistrySettings, "tls": TlsSettings, "inputs": ModuleSettings}
 
 
@@ -426,7 +454,7 @@ def reference_table() -> str:
     """The README's table of keys of sections with fixed keys (routes are described beside it)."""
     rows = ["| section | key | default | unit | meaning |", "|---|---|---|---|---|"]
     for section, cls in SECTIONS.items():
-        title = f"`[[{section}]]`" if section in ("destinations", "routes") else f"`[{section}]`"
+        title = f"`[[{section}]]`" if section in ("destinations", "sources", "routes") else f"`[{section}]`"
         for i, f in enumerate(file_fields(cls)):
             doc = f.metadata["doc"] + ("; `cmr-node inputs set` overrides it per study" if f.metadata["per_study"]
                                        else "")

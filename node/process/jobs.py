@@ -135,6 +135,7 @@ class JobRunner:
         self.layout = layout
         self.results_root = layout.results
         self._pool: ProcessPoolExecutor | None = None
+        self._dask = None           # node.process.cluster.DaskExecutor, with [executor] kind = "dask"
         self._running: dict[int, Future] = {}
         self._lock = threading.Lock()
         self._finishing = threading.Lock()   # held while a finished job is recorded; shutdown waits for it
@@ -148,6 +149,32 @@ class JobRunner:
                                              initializer=logs.configure, initargs=logs.settings())
         return self._pool
 
+    def _cluster(self):
+        """The Dask executor ([executor] kind = "dask"), connected at first use; None while the scheduler cannot
+        be reached (jobs then stay queued, and the next poll tries again)."""
+        if self._dask is None:
+            from node.process.cluster import DaskExecutor
+            try:
+                self._dask = DaskExecutor(self.config.executor, self.results_root)
+            except (OSError, TimeoutError) as exc:
+                log.error("Dask scheduler %s not reachable (%s); jobs stay queued", self.config.executor.scheduler,
+                          exc)
+        return self._dask
+
+    def capacity(self) -> int:
+        """Jobs that may run at once: local worker processes, or the Dask cluster's worker threads."""
+        if self.config.executor.kind == "dask":
+            cluster = self._cluster()
+            return cluster.capacity() if cluster is not None else 0
+        return self.config.node.workers
+
+    def _start(self, job: Job, settings: ModuleSettings, viewer_images: tuple[str, ...]) -> Future:
+        args = (job.id, job.module, job.study_uid, job.inputs["files"], settings, job.input_key)
+        if self.config.executor.kind == "dask":
+            return self._cluster().submit(*args, viewer_images, bool(job.inputs.get("final")))
+        return self._executor().submit(execute_job, *args, str(self.results_root), viewer_images,
+                                       bool(job.inputs.get("final")))
+
     def settings(self, study_uid: str) -> ModuleSettings:
         """Configured inputs with this study's own values (`cmr-node inputs set`) on top."""
         return with_study_values(self.config.inputs, self.index.study_inputs(study_uid))
@@ -155,7 +182,7 @@ class JobRunner:
     def poll(self) -> None:
         """Start queued jobs while workers are free (run by the scheduler)."""
         with self._lock:
-            free = self.config.node.workers - len(self._running)
+            free = self.capacity() - len(self._running)
             if free <= 0:
                 return
             for job in self.index.claim_jobs(free):
@@ -170,9 +197,10 @@ class JobRunner:
             self.index.fail_job(job.id, Failure(FailureKind.INPUT, Step.READ, f"per-study value: {exc}"))
             return
         try:
-            future = self._executor().submit(execute_job, job.id, job.module, job.study_uid, job.inputs["files"],
-                                             settings, job.input_key, str(self.results_root),
-                                             route.viewer_images if route else (), bool(job.inputs.get("final")))
+            future = self._start(job, settings, route.viewer_images if route else ())
+        except OSError as exc:      # an input file gone (bytes for a Dask worker are read here)
+            self.index.fail_job(job.id, Failure(FailureKind.INTERNAL, Step.READ, f"could not read an input: {exc}"))
+            return
         except (BrokenProcessPool, RuntimeError) as exc:
             self._pool = None
             self.index.fail_job(job.id, Failure(FailureKind.INTERNAL, Step.RUN, f"could not start a worker: {exc}"))
@@ -198,6 +226,13 @@ class JobRunner:
         elif isinstance(exc, ModuleFailed):
             self.index.fail_job(job.id, exc.failure, str(self.results_root / str(job.id)))
             log.error("job %d failed (%s, %s): %s", job.id, exc.failure.kind, exc.failure.step, exc.failure.reason)
+        elif type(exc).__name__ == "KilledWorker":    # Dask gave up after its allowed worker deaths
+            self.index.fail_job(job.id, Failure(FailureKind.INTERNAL, Step.RUN, "every Dask worker that ran it died "
+                                                "(out of memory?); see the workers' logs"))
+            log.error("job %d failed: its Dask workers died", job.id)
+        elif isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__.endswith("CancelledError"):
+            self.index.release_job(job.id)   # the cluster, not the job: queued again for the next poll
+            log.warning("job %d queued again: the Dask cluster lost it (%s)", job.id, exc)
         elif exc is not None:
             self.index.fail_job(job.id, Failure(FailureKind.INTERNAL, Step.RUN, f"could not run the job: {exc}"))
             log.error("job %d failed: %s", job.id, exc)
@@ -208,9 +243,11 @@ class JobRunner:
             # the registry first: once finish_job commits, the outputs may be sent and, with the study
             # complete, purged by retention before a later read of the report could take its numbers
             self._register([o for o in outputs if o["sop_class_uid"] in SR_SOP_CLASSES])
+            # derived inputs back in before the job is done: a study with no job running and nothing new is
+            # complete, and would be summarised without the T1 maps this job made
+            self._reingest(job.study_uid, [o for o in outputs if o.get("reingest")])
             self.index.finish_job(job.id, output_dir, outputs, destinations, job.study_uid, waiting)
             log.info("job %d done: %d objects for %d destinations", job.id, len(outputs), len(destinations))
-            self._reingest([o for o in outputs if o.get("reingest")])
 
     def _register(self, outputs: list[dict]) -> None:
         """Our own reports into the registry, parsed from the files just written (as anyone's would be)."""
@@ -220,13 +257,16 @@ class JobRunner:
             except self.registry.errors as exc:   # the feeder's sweep does not see job outputs: say so loudly
                 log.error("registry: could not store report %s: %s", out["sop_instance_uid"], exc)
 
-    def _reingest(self, outputs: list[dict]) -> None:
-        """Take derived inputs (a T1 map from raw MOLLI) back in, as if a scanner had sent them."""
+    def _reingest(self, study_uid: str, outputs: list[dict]) -> None:
+        """Take derived inputs (a T1 map from raw MOLLI) back in, as if a scanner had sent them; in a study
+        known complete (retrieved from an archive), they are all there is to wait for."""
         for out in outputs:
             try:
                 ingest_file(self.layout, self.index, Path(out["path"]))
             except (OSError, RejectedInstance, sqlite3.Error) as exc:
                 log.error("could not take output %s back in: %s", out["sop_instance_uid"], exc)
+        if outputs:
+            self.index.mark_known_complete(study_uid, only_if_marked=True)
 
     def busy(self) -> int:
         return len(self._running)
@@ -236,8 +276,11 @@ class JobRunner:
         with self._lock:
             self._stopping = True
             pool, self._pool = self._pool, None
+            cluster, self._dask = self._dask, None
         with self._finishing:   # a job being recorded now is recorded whole before the index and registry close
             pass
+        if cluster is not None:
+            cluster.shutdown()
         if pool is not None:
             processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)

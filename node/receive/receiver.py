@@ -103,12 +103,22 @@ def store_instance(layout: Layout, index: Index, raw: bytes, ds: Dataset, transf
 SELF_AE = "CMRNODE-SELF"   # calling AE recorded for instances the node made and took back in
 
 
+def read_part10_header(raw: bytes) -> tuple[Dataset, str]:
+    """(checked header, transfer syntax) of an encoded DICOM file, with read_header's checks."""
+    try:
+        meta = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True,
+                               specific_tags=["SOPClassUID", "SOPInstanceUID"])
+    except Exception as exc:  # pydicom raises many types on broken input
+        raise RejectedInstance(status.CANNOT_UNDERSTAND, f"not a DICOM file: {type(exc).__name__}", keep=True)
+    ds = read_header(raw, str(meta.get("SOPClassUID", "")), str(meta.get("SOPInstanceUID", "")))
+    return ds, str(meta.file_meta.get("TransferSyntaxUID", ""))
+
+
 def read_file_header(path) -> tuple[bytes, Dataset, str]:
     """(bytes, checked header, transfer syntax) of a DICOM file on disk, with read_header's checks."""
     raw = path.read_bytes()
-    meta = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
-    ds = read_header(raw, str(meta.get("SOPClassUID", "")), str(meta.get("SOPInstanceUID", "")))
-    return raw, ds, str(meta.file_meta.get("TransferSyntaxUID", ""))
+    ds, transfer_syntax = read_part10_header(raw)
+    return raw, ds, transfer_syntax
 
 
 def ingest_file(layout: Layout, index: Index, path) -> InstanceRecord:

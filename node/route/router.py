@@ -145,10 +145,13 @@ class Router:
         # their outputs come first
         if not any(j is not None for j in jobs):
             jobs += queue(r for r in self.config.routes if r.last)
+            # settled: no later pass queues more unless something new comes in (which unsettles the study)
+            self.index.mark_settled(study_uid)
         jobs = [j for j in jobs if j is not None]
-        if not jobs and not self.index.has_jobs(study_uid):
-            for line in self.unrouted(study_uid):
-                log.warning("study %s: nothing routed: %s", study_uid, line)
+        if not jobs:
+            if not self.index.has_jobs(study_uid):
+                for line in self.unrouted(study_uid):
+                    log.warning("study %s: nothing routed: %s", study_uid, line)
         return jobs
 
     def unrouted(self, study_uid: str) -> list[str]:

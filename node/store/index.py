@@ -50,7 +50,10 @@ CREATE INDEX IF NOT EXISTS series_study ON series(study_uid);
 CREATE TABLE IF NOT EXISTS studies (
     study_uid TEXT PRIMARY KEY,
     last_received_at REAL NOT NULL,
-    completed_at REAL
+    completed_at REAL,
+    known_complete_at REAL,     -- what arrived up to then is known to be all (a finished retrieve, the node's
+                                -- own outputs taken back in): no quiet time is waited for it
+    settled_at REAL             -- complete, and its routing pass queued nothing more
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -92,6 +95,17 @@ CREATE TABLE IF NOT EXISTS study_inputs (
     value TEXT NOT NULL,
     set_at REAL NOT NULL,
     PRIMARY KEY (study_uid, key)
+);
+CREATE TABLE IF NOT EXISTS backfill (
+    study_uid TEXT PRIMARY KEY,
+    source TEXT NOT NULL,       -- the [[sources]] name it came from
+    study_date TEXT,
+    series TEXT NOT NULL,       -- JSON list of the Series Instance UIDs retrieved
+    state TEXT NOT NULL CHECK (state IN ('found', 'retrieved', 'done', 'failed')),
+    error TEXT,
+    found_at REAL NOT NULL,
+    retrieved_at REAL,
+    done_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, destination, next_attempt_at);
 """
@@ -137,7 +151,7 @@ def _instance_statements(pending: _PendingInstance) -> list[tuple[str, tuple]]:
          "last_received_at=excluded.last_received_at, completed_at=NULL",
          (rec.series_uid, rec.study_uid, rec.series_description, rec.image_type, rec.modality, now, now)),
         ("INSERT INTO studies (study_uid, last_received_at, completed_at) VALUES (?,?,NULL) ON CONFLICT(study_uid) "
-         "DO UPDATE SET last_received_at=excluded.last_received_at, completed_at=NULL",
+         "DO UPDATE SET last_received_at=excluded.last_received_at, completed_at=NULL, settled_at=NULL",
          (rec.study_uid, now)),
     ]
 
@@ -262,7 +276,8 @@ class Index:
         """Mark series with no new instance for quiet_seconds complete; return them."""
         with self._lock:
             rows = self._query(
-                "SELECT * FROM series WHERE completed_at IS NULL AND last_received_at <= ?",
+                "SELECT * FROM series x WHERE completed_at IS NULL AND (last_received_at <= ? OR EXISTS (SELECT 1 "
+                "FROM studies s WHERE s.study_uid = x.study_uid AND s.known_complete_at >= x.last_received_at))",
                 (now - quiet_seconds,))
             self._tx([("UPDATE series SET completed_at=? WHERE series_uid=? AND last_received_at=?",
                        (now, r["series_uid"], r["last_received_at"])) for r in rows])
@@ -274,12 +289,59 @@ class Index:
         with self._lock:
             rows = self._query(
                 "SELECT study_uid, last_received_at FROM studies s WHERE completed_at IS NULL "
-                "AND last_received_at <= ? AND NOT EXISTS (SELECT 1 FROM series x "
+                "AND (last_received_at <= ? OR known_complete_at >= last_received_at) AND NOT EXISTS (SELECT 1 FROM series x "
                 "WHERE x.study_uid = s.study_uid AND x.completed_at IS NULL) AND NOT EXISTS (SELECT 1 FROM jobs j "
                 "WHERE j.study_uid = s.study_uid AND j.state IN ('queued', 'running'))", (now - quiet_seconds,))
             self._tx([("UPDATE studies SET completed_at=? WHERE study_uid=? AND last_received_at=?",
                        (now, r["study_uid"], r["last_received_at"])) for r in rows])
             return [r["study_uid"] for r in rows]
+
+    def mark_known_complete(self, study_uid: str, only_if_marked: bool = False) -> None:
+        """What the study holds now is all there is to wait for (a retrieve finished; only_if_marked: the node's
+        own outputs were taken back into a study marked so before): its series and the study complete at the
+        next sweep, without the quiet times that wait for a scanner."""
+        self._tx([("UPDATE studies SET known_complete_at=? WHERE study_uid=?"
+                   + (" AND known_complete_at IS NOT NULL" if only_if_marked else ""), (time.time(), study_uid))])
+
+    def mark_settled(self, study_uid: str) -> None:
+        """The complete study's routing pass queued nothing more: every job it will get has been made."""
+        self._tx([("UPDATE studies SET settled_at=? WHERE study_uid=? AND completed_at IS NOT NULL",
+                   (time.time(), study_uid))])
+
+    def study_finished(self, study_uid: str) -> bool:
+        """Settled, no job queued or running, and no output still waiting to be sent (sent or dead letters)."""
+        return bool(self._query(
+            "SELECT 1 FROM studies s WHERE study_uid=? AND settled_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs "
+            "j WHERE j.study_uid = s.study_uid AND j.state IN ('queued', 'running')) AND NOT EXISTS (SELECT 1 FROM "
+            "outbox o WHERE o.study_uid = s.study_uid AND o.state = 'pending')", (study_uid,)))
+
+    def study_processed(self, study_uid: str) -> bool:
+        """The study is settled here with at least one job: the node has processed it (received live, say)."""
+        return bool(self._query("SELECT 1 FROM studies s WHERE study_uid=? AND settled_at IS NOT NULL AND EXISTS "
+                                "(SELECT 1 FROM jobs j WHERE j.study_uid = s.study_uid)", (study_uid,)))
+
+    # ---- backfill ------------------------------------------------------------------------------
+    def backfill_rows(self, source: str | None = None) -> dict[str, sqlite3.Row]:
+        rows = self._query("SELECT * FROM backfill" + (" WHERE source=?" if source else "") + " ORDER BY found_at",
+                           (source,) if source else ())
+        return {r["study_uid"]: r for r in rows}
+
+    def backfill_found(self, study_uid: str, source: str, study_date: str | None, series: list[str]) -> None:
+        """Record a study to retrieve (again, unless done: a failed or half-retrieved one starts over)."""
+        self._tx([("INSERT INTO backfill (study_uid, source, study_date, series, state, found_at) VALUES "
+                   "(?,?,?,?,'found',?) ON CONFLICT(study_uid) DO UPDATE SET series=excluded.series, state='found', "
+                   "error=NULL WHERE backfill.state != 'done'",
+                   (study_uid, source, study_date, json.dumps(series), time.time()))])
+
+    def backfill_retrieved(self, study_uid: str) -> None:
+        """Every series of the study is in: mark it so, and the study known complete, in one transaction."""
+        now = time.time()
+        self._tx([("UPDATE backfill SET state='retrieved', retrieved_at=? WHERE study_uid=?", (now, study_uid)),
+                  ("UPDATE studies SET known_complete_at=? WHERE study_uid=?", (now, study_uid))])
+
+    def backfill_ended(self, study_uid: str, error: str | None = None) -> None:
+        self._tx([("UPDATE backfill SET state=?, error=?, done_at=? WHERE study_uid=?",
+                   ("failed" if error else "done", error, time.time(), study_uid))])
 
     # ---- retention -----------------------------------------------------------------------------
     def purgeable_studies(self, received_before: float) -> list[str]:
@@ -337,7 +399,7 @@ class Index:
                        (study_uid, k, v, now))
                       for k, v in values.items()]
         statements += [("UPDATE series SET completed_at=NULL WHERE study_uid=?", (study_uid,)),
-                       ("UPDATE studies SET completed_at=NULL WHERE study_uid=?", (study_uid,))]
+                       ("UPDATE studies SET completed_at=NULL, settled_at=NULL WHERE study_uid=?", (study_uid,))]
         self._tx(statements)
 
     def study_inputs(self, study_uid: str) -> dict[str, str]:
@@ -372,6 +434,11 @@ class Index:
             self._tx([("UPDATE jobs SET state='running', attempts=attempts+1, started_at=? WHERE id=?",
                        (time.time(), r["id"])) for r in rows])
             return [self._job(r, state="running", attempts=r["attempts"] + 1) for r in rows]
+
+    def release_job(self, job_id: int) -> None:
+        """A claimed job that never ran (its executor lost it) goes back to the queue, its attempt not counted."""
+        self._tx([("UPDATE jobs SET state='queued', attempts=max(attempts-1, 0) WHERE id=? AND state='running'",
+                   (job_id,))])
 
     @staticmethod
     def _job(r, **override) -> Job:
