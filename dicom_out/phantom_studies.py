@@ -169,3 +169,25 @@ def write_raw_molli_ddce_study(directory: Path, phantom, study: SyntheticStudy |
                               bolus_start=injection if agent else None)
         files += save_series(series, directory / f"{k:02d}")
     return study, files
+
+
+def write_mixed_archive(directory: Path, kinds: list[str],
+                        first_day: datetime = datetime(2026, 11, 2, 9)) -> tuple[dict[str, str], list[Path]]:
+    """An archive's worth of phantom studies, one per day from first_day, each of a kind: "ecv" (inline T1
+    maps), "molli" (ECV from raw MOLLI), "oximetry" (3 T, with its coronary sinus SEG) or "ddce" (a small dDCE
+    phantom: 80 x 80 at 2 mm, maps 1-6 min). Returns (Study Instance UID -> kind, files)."""
+    from analysis.phantoms.ddce import ddce_phantom
+    from analysis.phantoms.short_axis import SliceGeometry
+    small_ddce = ddce_phantom(geometry=SliceGeometry(matrix=80, pixel_mm=2.0), times_min=(1, 2, 3, 4, 5, 6))
+    writers = {"ecv": lambda folder, study: write_ecv_study(folder, study)[2],
+               "molli": lambda folder, study: write_raw_molli_ecv_study(folder, study)[2],
+               "oximetry": lambda folder, study: write_oximetry_study(folder, study)[2],
+               "ddce": lambda folder, study: write_ddce_study(folder, study, phantom=small_ddce)[2]}
+    studies, files = {}, []
+    for k, kind in enumerate(kinds):
+        study = SyntheticStudy(patient_id=f"CMRN-ARCHIVE-{k:04d}", accession_number=f"ARC{k:05d}",
+                               study_datetime=first_day + timedelta(days=k),
+                               field_strength_t=3.0 if kind == "oximetry" else 1.5)
+        files += writers[kind](directory / f"{k:04d}-{kind}", study)
+        studies[study.study_uid] = kind
+    return studies, files

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
 
 from dicom_out.phantom_studies import T2_DESCRIPTION, write_ecv_study, write_t2_map
 from dicom_out.synthetic_mr import SyntheticStudy
@@ -51,15 +50,11 @@ def series_in(pacs: Orthanc, study_uid: str) -> list[dict]:
     return [s["MainDicomTags"] for s in found]
 
 
-def node_output_uid(path: Path, study: SyntheticStudy, out: Path) -> Path:
-    """A copy of a scanner file made to look like a cmr-node output series in the archive."""
-    ds = pydicom.dcmread(path)
-    ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.Manufacturer, ds.SeriesDescription = "cmr-node project", "ECV_cmrnode"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(out, enforce_file_format=True)
-    return out
+def node_reports(files: list[Path], out: Path) -> list[Path]:
+    """The reports cmr-node makes of a study (run offline): what an archive holds of a study processed before."""
+    subprocess.run([sys.executable, "-m", "node.cli", "--log-level", "WARNING", "process", str(files[0].parents[1]),
+                    "--out", str(out)], check=True, capture_output=True, timeout=300)
+    return [p for p in out.rglob("*.dcm") if pydicom.dcmread(p, stop_before_pixels=True).Modality == "SR"]
 
 
 def backfill(toml: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -87,8 +82,7 @@ def test_backfill_over_dimse_dry_run_then_once_then_nothing_again(tmp_path):
         wanted, _, wanted_files = write_ecv_study(tmp_path / "a")
         old, _, old_files = write_ecv_study(tmp_path / "b", SyntheticStudy(study_datetime=datetime(2019, 5, 2, 9)))
         done, _, done_files = write_ecv_study(tmp_path / "c")
-        upload(pacs, wanted_files + old_files + done_files
-               + [node_output_uid(done_files[0], done, tmp_path / "c" / "node" / "ecv.dcm")])
+        upload(pacs, wanted_files + old_files + done_files + node_reports(done_files, tmp_path / "c-results"))
         toml = write_toml(config_for(tmp_path, pacs, node_port), tmp_path / "node.toml")
 
         dry = backfill(toml, "--since", "2026-11-01", "--dry-run")

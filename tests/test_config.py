@@ -62,6 +62,16 @@ def test_defaults():
     ({"routes": [{"name": "r", "module": "ddce", "kinds": ["t1_map"], "t1_timeline": ["sometimes"]}]},
      "[[routes]][0].t1_timeline[0]"),
     ({"destinations": [{"name": "p", "host": "h", "port": 1}]}, "[[destinations]][0].ae_title"),
+    ({"sources": [{"name": "a", "host": "h", "port": 104, "ae_title": "A", "protocol": "dicomweb"}]},
+     "[[sources]][0].dicomweb_url"),
+    ({"sources": [{"name": "a", "host": "h", "port": 104, "ae_title": "A", "protocol": "wado"}]},
+     "[[sources]][0].protocol"),
+    ({"sources": [{"name": "a", "host": "h", "port": 104, "ae_title": "A", "dicomweb_url": "pacs:8042"}]},
+     "[[sources]][0].dicomweb_url"),
+    ({"sources": {"name": "a"}}, "[[sources]]"),
+    ({"executor": {"kind": "dask"}}, "[executor].scheduler"),
+    ({"executor": {"kind": "slurm"}}, "[executor].kind"),
+    ({"executor": {"kind": "dask", "scheduler": "tcp://s:8786", "inputs": "nfs"}}, "[executor].inputs"),
 ])
 def test_bad_config_names_the_key(data, key):
     with pytest.raises(ConfigError) as info:
@@ -99,3 +109,10 @@ def test_node_security_and_operations_keys():
         parse_config({"node": {"allowed_networks": ["10.1.0.0/33"]}})
     with pytest.raises(ConfigError, match=r"\[node\].metrics_port"):
         parse_config({"node": {"metrics_port": 70000}})
+
+
+def test_backfill_names_a_source_the_configuration_has():
+    config = parse_config({"sources": [{"name": "archive", "host": "pacs", "port": 104, "ae_title": "PACS"}]})
+    assert config.source("archive").protocol == "dimse" and config.executor.kind == "local"
+    with pytest.raises(ConfigError, match="--from 'pacs': no \\[\\[sources\\]\\] of that name .configured: archive"):
+        config.source("pacs")

@@ -33,6 +33,13 @@ def test_container_runs_as_its_own_user_with_json_logs():
 def test_deployed_configurations_are_valid():
     docker = load_config(DEPLOY / "docker-node.toml")
     assert docker.destination("orthanc").host == "orthanc"
+    cluster = load_config(DEPLOY / "docker-cluster-node.toml")
+    assert cluster.executor.kind == "dask" and cluster.executor.scheduler == "tcp://dask-scheduler:8786"
+    assert cluster.source("orthanc").host == "orthanc"
+    compose = (DEPLOY / "docker-compose.cluster.yml").read_text()
+    # the Orthanc archive knows the node as C-MOVE destination by the AE title and port the node listens on
+    assert f'["{cluster.node.ae_title}", "cmr-node", {cluster.node.port}]' in compose
+    assert "tcp://dask-scheduler:8786" in compose
     example = load_config(DEPLOY / "node.example.toml")
     # the example is the hardened one: callers and networks restricted, metrics local, a disk guard
     assert example.node.allowed_callers and example.node.allowed_networks

@@ -184,3 +184,32 @@ def test_an_instance_row_that_cannot_be_committed_raises_in_its_own_thread(tmp_p
     with pytest.raises(sqlite3.IntegrityError):
         index.record_instance(broken)
     assert index.status()["instances"] == 0
+
+
+def test_a_study_being_retrieved_waits_and_a_retrieved_one_completes_without_quiet_time():
+    index = Index(":memory:")
+    index.backfill_found("1.2.3", "archive", "20260101", ["1.2.3.4", "1.2.3.5"])
+    index.record_instance(record("1.1"), now=1000.0)
+    # quiet for an hour, but its retrieve has not ended: no module may see half of it
+    assert index.complete_quiet_series(10, now=4600.0) == []
+    assert index.complete_quiet_studies(30, now=4600.0) == []
+    index.record_instance(record("2.1", series="1.2.3.5"), now=4600.0)
+    index.backfill_retrieved("1.2.3")
+    # the retrieve has ended: complete at the moment of its last instance, no quiet time waited for
+    assert {r["series_uid"] for r in index.complete_quiet_series(10, now=4600.0)} == {"1.2.3.4", "1.2.3.5"}
+    assert index.complete_quiet_studies(30, now=4600.0) == ["1.2.3"]
+    # finished: settled by its routing pass, no job queued or running, nothing left to send
+    job = index.add_job("ecv", "ecv", "1.2.3", "k", {"files": []})
+    index.mark_settled("1.2.3")
+    assert not index.study_finished("1.2.3")
+    index.claim_jobs(1)
+    index.finish_job(job, "/out", [{"path": "/out/a.dcm", "sop_instance_uid": "9.9", "sop_class_uid": "1.2"}],
+                     ["pacs"], "1.2.3")
+    assert not index.study_finished("1.2.3")                 # its output not yet sent
+    index.mark_sent(index.outbox_rows()[0]["id"])
+    assert index.study_finished("1.2.3")
+    # more arrives later (a scanner sends to the same study): unsettled, and the quiet times hold again
+    later = time.time() + 5
+    index.record_instance(record("3.1", series="1.2.3.6"), now=later)
+    assert not index.study_finished("1.2.3")
+    assert index.complete_quiet_series(10, now=later + 1) == []

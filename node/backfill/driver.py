@@ -29,7 +29,9 @@ from node.store.layout import Layout
 
 log = logging.getLogger("cmr_node.backfill")
 
-NODE_MANUFACTURER = "cmr-node project"   # dicom_out/parametric_map.py MANUFACTURER: the node's own outputs
+# dicom_out/parametric_map.py MANUFACTURER: a report of this manufacturer is the node's own result (a SEG may
+# have been drawn with the same builder, as the phantoms' are)
+NODE_MANUFACTURER = "cmr-node project"
 # The modality a series of each kind has; every kind not named is an MR image. Reports are the node's own:
 # they are made again, never retrieved.
 KIND_MODALITIES = {SEGMENTATION: "SEG", RT_STRUCTURE_SET: "RTSTRUCT", REPORT: None}
@@ -41,6 +43,7 @@ class PlannedStudy:
     study: ArchiveStudy
     series: tuple[ArchiveSeries, ...]   # to retrieve
     skipped: str | None = None          # why not, when not
+    retrieved: bool = False             # by an earlier run: only to wait for
 
 
 def route_modalities(config: Config) -> set[str]:
@@ -73,17 +76,20 @@ class Backfill:
 
     # ---- what to do ---------------------------------------------------------------------------------------
     def plan(self, since: date, until: date | None, description: re.Pattern | None) -> list[PlannedStudy]:
-        done = {uid for uid, row in self.index.backfill_rows().items() if row["state"] == "done"}
+        states = {uid: row["state"] for uid, row in self.index.backfill_rows().items()}
         plans = []
         for study in sorted(self.archive.studies(since, until), key=lambda s: (s.study_date, s.study_uid)):
-            if study.study_uid in done:
+            if states.get(study.study_uid) == "done":
                 plans.append(PlannedStudy(study, (), "done by an earlier backfill"))
+                continue
+            if states.get(study.study_uid) == "retrieved":
+                plans.append(PlannedStudy(study, (), retrieved=True))
                 continue
             if self.index.study_processed(study.study_uid):
                 plans.append(PlannedStudy(study, (), "already processed by this node"))
                 continue
             series = self.archive.series(study.study_uid)
-            if any(s.manufacturer == NODE_MANUFACTURER for s in series):
+            if any(s.manufacturer == NODE_MANUFACTURER and s.modality == "SR" for s in series):
                 plans.append(PlannedStudy(study, (), "the archive holds cmr-node results of it"))
                 continue
             wanted = tuple(sorted((s for s in series if series_wanted(s, self.config, description)),
@@ -93,10 +99,8 @@ class Backfill:
 
     # ---- doing it ----------------------------------------------------------------------------------------
     def run(self, plans: list[PlannedStudy]) -> dict[str, int]:
-        rows = self.index.backfill_rows()
         todo = [p for p in plans if p.skipped is None]
-        waiting = {p.study.study_uid for p in todo if p.study.study_uid in rows
-                   and rows[p.study.study_uid]["state"] == "retrieved"}   # an earlier run retrieved them
+        waiting = {p.study.study_uid for p in todo if p.retrieved}
         counts = {"studies": len(plans), "skipped": len(plans) - len(todo), "done": 0, "failed": 0}
         self.progress.total = len(todo)
         for plan in (p for p in todo if p.study.study_uid not in waiting):
@@ -185,8 +189,9 @@ class Progress:
 def print_plan(plans: list[PlannedStudy], out: TextIO) -> None:
     """`--dry-run`: each study, what would be retrieved or why not."""
     for plan in plans:
-        what = f"skip: {plan.skipped}" if plan.skipped else "retrieve " + "; ".join(
-            f"{s.modality} #{s.number} {s.description!r}" for s in plan.series)
+        what = f"skip: {plan.skipped}" if plan.skipped else \
+            "retrieved by an earlier run; wait for the node" if plan.retrieved else "retrieve " + "; ".join(
+                f"{s.modality} #{s.number} {s.description!r}" for s in plan.series)
         out.write(f"{plan.study.study_date or '????????'} {plan.study.study_uid}: {what}\n")
     todo = [p for p in plans if p.skipped is None]
     out.write(f"{len(plans)} studies found, {len(todo)} to process "

@@ -25,7 +25,7 @@ from node.settings import ExecutorSettings, ModuleSettings
 
 log = logging.getLogger("cmr_node.jobs")
 
-CONNECT_TIMEOUT_S = 30
+CONNECT_TIMEOUT_S = 10
 
 
 def run_job_elsewhere(job_id: int, module: str, study_uid: str, inputs: list[tuple[str, bytes]],

@@ -111,6 +111,12 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, destination, next_attempt
 """
 
 
+# A study a backfill is retrieving (or failed to retrieve whole) does not complete by quiet time: a series
+# of it would be processed with part of its instances, a study-so-far route with part of its series.
+_NOT_BEING_RETRIEVED = ("NOT EXISTS (SELECT 1 FROM backfill b WHERE b.study_uid = {study} "
+                        "AND b.state IN ('found', 'failed'))")
+
+
 def kinds_of(row) -> set[str]:
     """The kinds (node/inputs/kinds.py) an instance or series row holds; stored comma-separated."""
     return set(filter(None, (row["kinds"] or "").split(",")))
@@ -277,8 +283,8 @@ class Index:
         with self._lock:
             rows = self._query(
                 "SELECT * FROM series x WHERE completed_at IS NULL AND (last_received_at <= ? OR EXISTS (SELECT 1 "
-                "FROM studies s WHERE s.study_uid = x.study_uid AND s.known_complete_at >= x.last_received_at))",
-                (now - quiet_seconds,))
+                "FROM studies s WHERE s.study_uid = x.study_uid AND s.known_complete_at >= x.last_received_at)) "
+                f"AND {_NOT_BEING_RETRIEVED.format(study='x.study_uid')}", (now - quiet_seconds,))
             self._tx([("UPDATE series SET completed_at=? WHERE series_uid=? AND last_received_at=?",
                        (now, r["series_uid"], r["last_received_at"])) for r in rows])
             return rows
@@ -289,7 +295,8 @@ class Index:
         with self._lock:
             rows = self._query(
                 "SELECT study_uid, last_received_at FROM studies s WHERE completed_at IS NULL "
-                "AND (last_received_at <= ? OR known_complete_at >= last_received_at) AND NOT EXISTS (SELECT 1 FROM series x "
+                "AND (last_received_at <= ? OR known_complete_at >= last_received_at) "
+                f"AND {_NOT_BEING_RETRIEVED.format(study='s.study_uid')} AND NOT EXISTS (SELECT 1 FROM series x "
                 "WHERE x.study_uid = s.study_uid AND x.completed_at IS NULL) AND NOT EXISTS (SELECT 1 FROM jobs j "
                 "WHERE j.study_uid = s.study_uid AND j.state IN ('queued', 'running'))", (now - quiet_seconds,))
             self._tx([("UPDATE studies SET completed_at=? WHERE study_uid=? AND last_received_at=?",
