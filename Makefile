@@ -57,6 +57,7 @@ benchmark: venv system-tools
 	-$(BIN)/python benchmarks/ddce_joint_speed.py
 	-$(BIN)/python benchmarks/t1_fit_speed.py
 	-$(BIN)/python benchmarks/myocardium_accuracy.py
+	-PATH="$$PATH:/usr/sbin" $(BIN)/python benchmarks/backfill.py
 
 clean:
 	rm -rf $(VENV) demo-output *.egg-info

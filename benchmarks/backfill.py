@@ -20,13 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import report  # noqa: E402
 from dicom_out.phantom_studies import write_mixed_archive  # noqa: E402
 from node.demo.local_dask import DaskCluster  # noqa: E402
-from node.demo.local_pacs import Orthanc, free_port  # noqa: E402
+from node.demo.local_pacs import FolderStorageSCP, Orthanc, free_port  # noqa: E402
 
 MIX = ["ecv", "molli", "oximetry", "ecv", "molli", "ddce"]   # repeated: the archive's kinds of study
 SPEEDUP_TARGET = 1.4    # two Dask workers against one, on a machine with at least two cores
 
 
-def config_toml(data_dir: Path, node_port: int, pacs: Orthanc, executor: dict, local_workers: int) -> str:
+def config_toml(data_dir: Path, node_port: int, pacs: Orthanc, results: FolderStorageSCP, executor: dict,
+                local_workers: int) -> str:
     executor_lines = "".join(f'{key} = "{value}"\n' for key, value in executor.items())
     return f"""[node]
 ae_title = "CMRNODE"
@@ -41,10 +42,10 @@ min_free_mb = 10
 ddce_windows_minutes = [5]
 
 [[destinations]]
-name = "archive"
+name = "results"
 host = "127.0.0.1"
-port = {pacs.dicom_port}
-ae_title = "{pacs.ae_title}"
+port = {results.dicom_port}
+ae_title = "{results.ae_title}"
 
 [[sources]]
 name = "archive"
@@ -54,11 +55,12 @@ ae_title = "{pacs.ae_title}"
 """
 
 
-def run(work: Path, name: str, node_port: int, pacs: Orthanc, executor: dict, local_workers: int = 1) -> dict:
-    folder = work / name
+def run(work: Path, name: str, node_port: int, pacs: Orthanc, results: FolderStorageSCP, executor: dict,
+        local_workers: int = 1) -> dict:
+    folder = work / f"node-{name}"
     folder.mkdir()
     toml = folder / "node.toml"
-    toml.write_text(config_toml(folder / "data", node_port, pacs, executor, local_workers))
+    toml.write_text(config_toml(folder / "data", node_port, pacs, results, executor, local_workers))
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "node.cli", "--log-level", "WARNING", "backfill", "--config",
                              str(toml), "--from", "archive", "--since", "2026-01-01"], capture_output=True,
@@ -83,20 +85,23 @@ def main() -> int:
         node_port = free_port()
         pacs = Orthanc(work / "orthanc", extra={"DicomModalities": {"cmrnode": ["CMRNODE", "127.0.0.1", node_port]}})
         pacs.start()
+        # results go elsewhere: in the archive, a study's cmr-node report would make the next run skip it
+        results = FolderStorageSCP(work / "results").start()
         try:
             for path in files:
                 pacs.post("/instances", path.read_bytes())
             for count in args.workers:
                 cluster = DaskCluster(work / f"dask-{count}", workers=count).start()
                 try:
-                    rows.append(dict(run(work, f"dask-{count}", node_port, pacs,
+                    rows.append(dict(run(work, f"dask-{count}", node_port, pacs, results,
                                          {"kind": "dask", "scheduler": cluster.address}), workers=count))
                 finally:
                     cluster.stop()
             for count in (1, 2):
-                rows.append(dict(run(work, f"local-{count}", node_port, pacs, {"kind": "local"}, count),
+                rows.append(dict(run(work, f"local-{count}", node_port, pacs, results, {"kind": "local"}, count),
                                  workers=count))
         finally:
+            results.stop()
             pacs.stop()
     by_name = {r["executor"]: r for r in rows}
     one, two = by_name.get("dask-1"), by_name.get("dask-2")

@@ -143,6 +143,27 @@ def test_backfill_over_dicomweb_takes_only_the_series_asked_for(tmp_path):
         pacs.stop()
 
 
+def test_an_archive_that_does_not_know_the_node_fails_the_study_and_says_why(tmp_path):
+    node_port = free_port()
+    # no DicomModalities: CMRNODE may query and ask for a move, but is no move destination
+    pacs = Orthanc(tmp_path / "archive", extra={"DicomAlwaysAllowFind": True, "DicomAlwaysAllowMove": True}).start()
+    try:
+        study, _, files = write_ecv_study(tmp_path / "a")
+        upload(pacs, files)
+        toml = write_toml(config_for(tmp_path, pacs, node_port), tmp_path / "node.toml")
+        result = backfill(toml, "--since", "2026-11-01", timeout=300)
+        assert result.returncode == 1, result.stdout
+        assert "1 studies found, 0 processed, 1 failed" in result.stdout
+        index = Index(Layout(tmp_path / "data").index_path)
+        row = index.backfill_rows()[study.study_uid]
+        assert row["state"] == "failed" and "status 0xC000" in row["error"]
+        assert "know AE title 'CMRNODE' (with the node's host and port) as a move destination" in row["error"]
+        assert index.all_jobs() == []
+        index.close()
+    finally:
+        pacs.stop()
+
+
 def test_backfill_says_when_the_archive_is_down_and_exits_2(tmp_path):
     config = node_config_dict(tmp_path / "data")
     config["sources"] = [{"name": "archive", "host": "127.0.0.1", "port": free_port(), "ae_title": "NOBODY"}]

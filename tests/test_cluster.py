@@ -10,6 +10,7 @@ import sys
 import time
 from collections import Counter
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -105,12 +106,13 @@ def test_backfill_of_twenty_studies_on_dask_survives_a_killed_worker_and_a_node_
         pacs.stop()
 
 
-def test_a_scheduler_not_there_leaves_jobs_queued_until_it_is(tmp_path, ecv_study, make_node):
-    from tests.conftest import node_config_dict
+def test_a_scheduler_not_there_leaves_jobs_queued_until_it_is(tmp_path, ecv_study, make_node, orthanc):
+    from tests.conftest import node_config_dict, orthanc_destination
     port = free_port()
     cluster = DaskCluster(tmp_path / "dask", workers=1)
     cluster.port = port
-    config = node_config_dict(tmp_path / "data", executor={"kind": "dask", "scheduler": cluster.address})
+    config = node_config_dict(tmp_path / "data", destinations=[orthanc_destination(orthanc)],
+                              executor={"kind": "dask", "scheduler": cluster.address})
     node = make_node(config)
     _, _, files = ecv_study
     assert storescu(node.port, files).returncode == 0
@@ -121,5 +123,10 @@ def test_a_scheduler_not_there_leaves_jobs_queued_until_it_is(tmp_path, ecv_stud
     try:
         wait_until(lambda: [j.state for j in node.index.all_jobs() if j.route == "ecv"] == ["done"], timeout=180,
                    what="the ECV job done on the cluster once it is there")
+        # its outputs came back as bytes into results/<job id>/ and from there reached the PACS
+        wait_until(lambda: {r["state"] for r in node.index.outbox_rows()} == {"sent"}, timeout=60,
+                   what="the ECV outputs sent")
+        assert all(Path(r["path"]).is_file() and Path(r["path"]).parent.name.isdigit()
+                   for r in node.index.outbox_rows())
     finally:
         cluster.stop()

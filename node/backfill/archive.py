@@ -136,12 +136,17 @@ class DimseArchive:
         if final is None:
             raise ArchiveError(f"C-MOVE of series {series_uid}: no final response (association aborted or timed out)")
         code, failed = int(final.Status), int(final.get("NumberOfFailedSuboperations", 0) or 0)
+        completed = int(final.get("NumberOfCompletedSuboperations", 0) or 0)
+        hint = (f"; does archive {self.source.name} know AE title {destination_ae!r} (with the node's host and "
+                "port) as a move destination?")
         if code == status.MOVE_DESTINATION_UNKNOWN:
             raise ArchiveError(f"C-MOVE: archive {self.source.name} does not know AE title {destination_ae!r}; "
                                "add the node (AE title, host, port) to the archive's modalities")
         if code != status.SUCCESS or failed:
-            raise ArchiveError(f"C-MOVE of series {series_uid}: status 0x{code:04X}, {failed} instance(s) failed")
-        return int(final.get("NumberOfCompletedSuboperations", 0) or 0)
+            # nothing moved and nothing failed: the archive did not even try (Orthanc answers 0xC000 so)
+            raise ArchiveError(f"C-MOVE of series {series_uid}: status 0x{code:04X}, {failed} instance(s) failed"
+                               + (hint if not (completed or failed) else ""))
+        return completed
 
 
 def _count(value) -> int | None:
@@ -167,15 +172,14 @@ def split_multipart(body: bytes, content_type: str) -> Iterator[bytes]:
     boundary = params.get("boundary", "").strip('"')
     if not boundary:
         raise ArchiveError(f"WADO-RS answered {content_type!r}, not multipart/related with a boundary")
-    delimiter = b"--" + boundary.encode()
-    for part in body.split(delimiter)[1:]:
+    delimiter = b"\r\n--" + boundary.encode()    # the CRLF before the dashes is part of it (RFC 2046 5.1.1)
+    for part in (b"\r\n" + body).split(delimiter)[1:]:
         if part.startswith(b"--"):
             break
         headers_end = part.find(b"\r\n\r\n")
         if headers_end < 0:
             raise ArchiveError("WADO-RS: a multipart part without headers")
-        content = part[headers_end + 4:]
-        yield content[:-2] if content.endswith(b"\r\n") else content
+        yield part[headers_end + 4:]
 
 
 class DicomwebArchive:
@@ -208,7 +212,7 @@ class DicomwebArchive:
                 modalities = (item.get("00080061") or {}).get("Value") or []
                 if not modalities or "MR" in modalities:
                     studies.append(ArchiveStudy(_tag_value(item, "0020000D"), _tag_value(item, "00080020")))
-            if len(page) < QIDO_PAGE:
+            if not page:     # an archive may cap a page below the limit asked for: only an empty one ends it
                 return studies
             offset += len(page)
 

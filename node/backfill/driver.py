@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
+import sqlite3
 import sys
 import threading
 import time
@@ -23,6 +25,7 @@ from typing import TextIO
 from node.backfill.archive import Archive, ArchiveError, ArchiveSeries, ArchiveStudy
 from node.config import Config
 from node.inputs.kinds import REPORT, RT_STRUCTURE_SET, SEGMENTATION
+from node.network.sop_classes import STORAGE_SOP_CLASSES
 from node.receive.receiver import RejectedInstance, read_part10_header, store_instance
 from node.store.index import Index
 from node.store.layout import Layout
@@ -36,6 +39,7 @@ NODE_MANUFACTURER = "cmr-node project"
 # they are made again, never retrieved.
 KIND_MODALITIES = {SEGMENTATION: "SEG", RT_STRUCTURE_SET: "RTSTRUCT", REPORT: None}
 POLL_S = 0.5
+MOVED_INSTANCES_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class Backfill:
         while waiting and not self.stop.is_set():
             self._collect(waiting, counts)
             self.stop.wait(POLL_S)
-        counts["in_progress"] = len(waiting)
+        counts["left"] = len(todo) - counts["done"] - counts["failed"]   # stopped: in the node, or not begun
         self.progress.finish(counts)
         return counts
 
@@ -127,8 +131,10 @@ class Backfill:
         received = 0
         try:
             for series in plan.series:
-                received += self.archive.retrieve(uid, series.series_uid, self.config.node.ae_title,
-                                                  store=self._store)
+                count = self.archive.retrieve(uid, series.series_uid, self.config.node.ae_title,
+                                              store=lambda raw, s=series: self._store(raw, uid, s.series_uid))
+                self._wait_for_instances(series.series_uid, count)
+                received += count
         except ArchiveError as exc:
             log.error("backfill: study %s not retrieved: %s", uid, exc)
             self.index.backfill_ended(uid, str(exc))
@@ -141,13 +147,34 @@ class Backfill:
         log.info("backfill: study %s retrieved: %d series, %d instances", uid, len(plan.series), received)
         return True
 
-    def _store(self, raw: bytes) -> None:
-        """A WADO-RS instance: the receiver's checks, then on disk and indexed like a C-STORE."""
+    def _wait_for_instances(self, series_uid: str, count: int) -> None:
+        """Some archives answer a C-MOVE before the node has acknowledged every C-STORE of it: the study is
+        known complete only once the index holds as many instances of the series as the archive moved."""
+        deadline = time.monotonic() + MOVED_INSTANCES_WAIT_S
+        while len(self.index.instances_of_series(series_uid)) < count:
+            if time.monotonic() > deadline:
+                raise ArchiveError(f"series {series_uid}: the archive moved {count} instance(s), the node holds "
+                                   f"{len(self.index.instances_of_series(series_uid))}")
+            time.sleep(POLL_S)
+
+    def _store(self, raw: bytes, study_uid: str, series_uid: str) -> None:
+        """A WADO-RS instance: what a C-STORE gets (free-space guard, accepted SOP class, header checks), that it
+        belongs to the series asked for, then on disk and indexed; any refusal is the study's failure."""
+        min_free = self.config.node.min_free_mb * 1024 * 1024
+        if min_free and shutil.disk_usage(self.layout.root).free < min_free:
+            raise ArchiveError("free space in data_dir below [node] min_free_mb")
         try:
             ds, transfer_syntax = read_part10_header(raw)
         except RejectedInstance as exc:
             raise ArchiveError(f"WADO-RS sent an instance the node cannot use: {exc.comment}") from None
-        store_instance(self.layout, self.index, raw, ds, transfer_syntax, f"WADO-RS:{self.source_name}"[:64])
+        if str(ds.get("SOPClassUID", "")) not in STORAGE_SOP_CLASSES:
+            raise ArchiveError(f"WADO-RS sent SOP class {ds.get('SOPClassUID')}, which the node does not accept")
+        if (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)) != (study_uid, series_uid):
+            raise ArchiveError(f"WADO-RS sent instance {ds.SOPInstanceUID} of another series than {series_uid}")
+        try:
+            store_instance(self.layout, self.index, raw, ds, transfer_syntax, f"WADO-RS:{self.source_name}"[:64])
+        except (OSError, sqlite3.Error) as exc:
+            raise ArchiveError(f"could not store instance {ds.SOPInstanceUID}: {type(exc).__name__}: {exc}") from None
 
     def _collect(self, waiting: set[str], counts: dict[str, int]) -> None:
         for uid in [u for u in waiting if self.index.study_finished(u)]:
@@ -236,6 +263,6 @@ def run_backfill(config: Config, source_name: str, since: date, until: date | No
     finally:
         node.stop()
     out.write(f"backfill from {source.name}: {counts['studies']} studies found, {counts['done']} processed, "
-              f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['in_progress']} left in progress"
-              + (" (stopped; run the same command again to go on)" if counts["in_progress"] else "") + "\n")
-    return 1 if counts["failed"] or counts["in_progress"] else 0
+              f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['left']} left"
+              + (" (stopped; run the same command again to go on)" if counts["left"] else "") + "\n")
+    return 1 if counts["failed"] or counts["left"] else 0

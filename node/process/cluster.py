@@ -20,7 +20,8 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from node.errors import failure_of
-from node.process.jobs import ModuleFailed, execute_job, log_failure, run_module, write_failure, write_outputs
+from node.process.jobs import (ModuleFailed, execute_job, log_failure, replace_folder, run_module, write_failure,
+                               write_outputs)
 from node.settings import ExecutorSettings, ModuleSettings
 
 log = logging.getLogger("cmr_node.jobs")
@@ -60,14 +61,13 @@ def write_returned(job_id: int, results_root: Path, produced: dict[str, bytes],
     """The node's side of run_job_elsewhere: the files into results/<job id>/, complete or not at all."""
     final = results_root / str(job_id)
     partial = final.with_name(f"{job_id}.partial")
-    for stale in (partial, final):
-        shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(partial, ignore_errors=True)
     for relative, data in produced.items():
         target = partial / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     partial.mkdir(parents=True, exist_ok=True)
-    partial.rename(final)
+    replace_folder(partial, final)
     return str(final), [dict(out, path=str(final / out["path"])) for out in outputs]
 
 
@@ -82,6 +82,11 @@ class DaskExecutor:
         self.client = Client(settings.scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
         self._tasks: dict = {}      # job id -> Dask future, held: a released Dask future cancels its task
         log.info("module jobs run on the Dask cluster at %s", settings.scheduler)
+
+    @property
+    def connected(self) -> bool:
+        """False once the client gave up on its scheduler (it closes itself after its timeout)."""
+        return self.client.status == "running"
 
     def capacity(self) -> int:
         """Jobs to hand to the cluster at once: its worker threads (at least one, so that jobs wait on the
@@ -99,9 +104,9 @@ class DaskExecutor:
             payload = [(path, Path(path).read_bytes()) for path in files]
             task = self.client.submit(run_job_elsewhere, job_id, module, study_uid, payload, settings, job_key,
                                       viewer_images, final_run, pure=False)
-        task.add_done_callback(lambda t: self._settle(job_id, t, done))
-        done.set_running_or_notify_cancel()
+        done.set_running_or_notify_cancel()   # before the callback, which may run at once on Dask's thread
         self._tasks[job_id] = task
+        task.add_done_callback(lambda t: self._settle(job_id, t, done))
         return done
 
     def _settle(self, job_id: int, task, done: Future) -> None:

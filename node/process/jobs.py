@@ -1,7 +1,7 @@
 """Running module jobs in worker processes, so a slow fit never blocks reception.
 
-A worker writes a job's outputs into results/<job id>.partial/ and renames the
-folder to results/<job id>/ when complete; the node then marks the job done
+A worker writes a job's outputs into a partial folder of its attempt and renames it to
+results/<job id>/ when complete; the node then marks the job done
 and fills the outbox in one transaction. A job interrupted by a stop or a
 crash is found 'running' at the next start, re-queued and run again; output
 UIDs come from the inputs, so the second run writes the same objects.
@@ -12,6 +12,7 @@ import json
 import logging
 import multiprocessing
 import os
+import secrets
 import shutil
 import sqlite3
 import threading
@@ -102,6 +103,18 @@ def write_failure(directory: Path, failure: Failure) -> None:
     (directory / "results.json").write_text(json.dumps({"state": "failed", "failure": failure.as_dict()}, indent=2))
 
 
+def replace_folder(partial: Path, final: Path) -> None:
+    """Put a complete folder in place of final, whatever another attempt left there."""
+    for _ in range(3):
+        shutil.rmtree(final, ignore_errors=True)
+        try:
+            partial.rename(final)
+            return
+        except OSError:      # another attempt renamed its folder in between: take its place again
+            continue
+    raise OSError(f"could not put {partial.name} in place of {final.name}")
+
+
 def execute_job(job_id: int, module: str, study_uid: str, files: list[str], settings: ModuleSettings, job_key: str,
                 results_root: str, viewer_images: tuple[str, ...] = (),
                 final_run: bool = False) -> tuple[str, list[dict], str | None]:
@@ -109,9 +122,9 @@ def execute_job(job_id: int, module: str, study_uid: str, files: list[str], sett
     folder, the outputs, and what the module still waits for (its results' "waiting_for"), if anything."""
     log.debug("job %d: module %s in worker process %d, %d input files", job_id, module, os.getpid(), len(files))
     final = Path(results_root) / str(job_id)
-    partial = final.with_name(f"{job_id}.partial")
-    for stale in (partial, final):
-        shutil.rmtree(stale, ignore_errors=True)
+    # an attempt's own partial folder: an earlier attempt of the job may still run (a Dask task the node,
+    # killed, could not stop); both write the same objects, and the last to finish leaves its folder
+    partial = final.with_name(f"{job_id}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
         output = run_module(module, study_uid, files, settings, job_key, viewer_images, final_run)
         outputs = write_outputs(output, partial)
@@ -119,9 +132,10 @@ def execute_job(job_id: int, module: str, study_uid: str, files: list[str], sett
         shutil.rmtree(partial, ignore_errors=True)
         failure = failure_of(exc)
         log_failure(f"job {job_id}", failure, exc)
+        shutil.rmtree(final, ignore_errors=True)
         write_failure(final, failure)
         raise ModuleFailed(*failure.as_dict().values()) from None
-    partial.rename(final)
+    replace_folder(partial, final)
     for out in outputs:
         out["path"] = str(final / Path(out["path"]).name)
     return str(final), outputs, output.results.get("waiting_for")
@@ -136,8 +150,9 @@ class JobRunner:
         self.results_root = layout.results
         self._pool: ProcessPoolExecutor | None = None
         self._dask = None           # node.process.cluster.DaskExecutor, with [executor] kind = "dask"
+        self._cluster_lock = threading.Lock()
         self._running: dict[int, Future] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()   # a future already done at submit runs its callback in the polling thread
         self._finishing = threading.Lock()   # held while a finished job is recorded; shutdown waits for it
         self._stopping = False
 
@@ -152,20 +167,30 @@ class JobRunner:
     def _cluster(self):
         """The Dask executor ([executor] kind = "dask"), connected at first use; None while the scheduler cannot
         be reached (jobs then stay queued, and the next poll tries again)."""
-        if self._dask is None:
-            from node.process.cluster import DaskExecutor
-            try:
-                self._dask = DaskExecutor(self.config.executor, self.results_root)
-            except (OSError, TimeoutError) as exc:
-                log.error("Dask scheduler %s not reachable (%s); jobs stay queued", self.config.executor.scheduler,
-                          exc)
-        return self._dask
+        with self._cluster_lock:     # one client, whichever thread asks first (the poll, backfill's in-flight)
+            if self._dask is not None and not self._dask.connected:
+                log.error("lost the Dask scheduler %s; connecting again", self.config.executor.scheduler)
+                self._dask.shutdown()
+                self._dask = None
+            if self._dask is None:
+                from node.process.cluster import DaskExecutor
+                try:
+                    self._dask = DaskExecutor(self.config.executor, self.results_root)
+                except (OSError, TimeoutError) as exc:
+                    log.error("Dask scheduler %s not reachable (%s); jobs stay queued",
+                              self.config.executor.scheduler, exc)
+            return self._dask
 
     def capacity(self) -> int:
-        """Jobs that may run at once: local worker processes, or the Dask cluster's worker threads."""
+        """Jobs that may run at once: local worker processes, or the Dask cluster's worker threads (0 while
+        it cannot be reached)."""
         if self.config.executor.kind == "dask":
             cluster = self._cluster()
-            return cluster.capacity() if cluster is not None else 0
+            try:
+                return cluster.capacity() if cluster is not None else 0
+            except (OSError, TimeoutError, AttributeError) as exc:   # the client closing under us
+                log.error("Dask scheduler %s: %s", self.config.executor.scheduler, exc)
+                return 0
         return self.config.node.workers
 
     def _start(self, job: Job, settings: ModuleSettings, viewer_images: tuple[str, ...]) -> Future:

@@ -179,4 +179,8 @@ class Router:
         for study_uid in self.index.complete_quiet_studies(c.study_quiet_seconds, now):
             log.info("study %s complete", study_uid)
             jobs += self.route_study(study_uid)
+        # routed again until settled: its jobs ended with nothing taken back in (one failed), or a stop came
+        # between completing and routing it; jobs are keyed by their inputs, so none is made twice
+        for study_uid in self.index.unsettled_studies():
+            jobs += self.route_study(study_uid)
         return jobs

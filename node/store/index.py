@@ -203,6 +203,9 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
                                    "data_dir aside (nothing in it is lost) and start again")
             db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"
                        + (" NOT NULL" if not_null else "") + (f" DEFAULT {default}" if default is not None else ""))
+            if (table, name) == ("studies", "settled_at"):
+                # studies an earlier version completed were routed then: settled, not routed again at start
+                db.execute("UPDATE studies SET settled_at = completed_at")
     reference.close()
 
 
@@ -314,6 +317,13 @@ class Index:
         """The complete study's routing pass queued nothing more: every job it will get has been made."""
         self._tx([("UPDATE studies SET settled_at=? WHERE study_uid=? AND completed_at IS NOT NULL",
                    (time.time(), study_uid))])
+
+    def unsettled_studies(self) -> list[str]:
+        """Complete studies whose routing has not settled while no job of them is queued or running: a job
+        that failed brought no report back in, or the node stopped between completing a study and routing it."""
+        return [r[0] for r in self._query(
+            "SELECT study_uid FROM studies s WHERE completed_at IS NOT NULL AND settled_at IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM jobs j WHERE j.study_uid = s.study_uid AND j.state IN ('queued', 'running'))")]
 
     def study_finished(self, study_uid: str) -> bool:
         """Settled, no job queued or running, and no output still waiting to be sent (sent or dead letters)."""
