@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TextIO
 
+from dicom_out.parametric_map import MANUFACTURER as NODE_MANUFACTURER
 from node.backfill.archive import Archive, ArchiveError, ArchiveSeries, ArchiveStudy
 from node.config import Config
 from node.inputs.kinds import REPORT, RT_STRUCTURE_SET, SEGMENTATION
@@ -32,9 +33,6 @@ from node.store.layout import Layout
 
 log = logging.getLogger("cmr_node.backfill")
 
-# dicom_out/parametric_map.py MANUFACTURER: a report of this manufacturer is the node's own result (a SEG may
-# have been drawn with the same builder, as the phantoms' are)
-NODE_MANUFACTURER = "cmr-node project"
 # The modality a series of each kind has; every kind not named is an MR image. Reports are the node's own:
 # they are made again, never retrieved.
 KIND_MODALITIES = {SEGMENTATION: "SEG", RT_STRUCTURE_SET: "RTSTRUCT", REPORT: None}
@@ -93,6 +91,8 @@ class Backfill:
                 plans.append(PlannedStudy(study, (), "already processed by this node"))
                 continue
             series = self.archive.series(study.study_uid)
+            # a report of the node's own Manufacturer is its result (a SEG may have been drawn with the same
+            # builder, as the phantoms' are)
             if any(s.manufacturer == NODE_MANUFACTURER and s.modality == "SR" for s in series):
                 plans.append(PlannedStudy(study, (), "the archive holds cmr-node results of it"))
                 continue
